@@ -1,0 +1,38 @@
+//! The command line: what each subcommand takes, parsed with clap.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "posthorn",
+    version,
+    about = "Conversation-scoped webhook dispatcher"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the dispatcher: take events from the spool and deliver them.
+    Serve {
+        /// Config file (default: $POSTHORN_CONFIG, then the user's config dir, then
+        /// embedded defaults).
+        #[arg(long, value_name = "PATH")]
+        config: Option<PathBuf>,
+    },
+    /// Check a config file and name every problem with its line and column.
+    CheckConfig {
+        /// Config file to check (same default as `serve`).
+        #[arg(long = "config", value_name = "PATH")]
+        config_flag: Option<PathBuf>,
+        /// Config file to check, given without --config.
+        #[arg(value_name = "PATH", conflicts_with = "config_flag")]
+        config: Option<PathBuf>,
+    },
+    /// Print a fresh Standard Webhooks secret (whsec_...).
+    GenSecret,
+}

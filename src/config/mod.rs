@@ -1,0 +1,795 @@
+//! Configuration: reads `config.toml` into raw types that mirror the file, then validates
+//! them into the resolved [`Config`] the rest of the program uses. Every problem is
+//! reported with the file, line and column it comes from; secrets never appear in errors
+//! or in `Debug` output.
+
+mod values;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::routing::Pattern;
+use crate::sign::SigningKey;
+use values::{ByteSize, HumanDuration};
+
+pub use values::{parse_duration, parse_size};
+
+/// The resolved configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it was loaded from; `None` for the embedded defaults.
+    pub source: Option<PathBuf>,
+    pub storage: StorageConfig,
+    pub spool: SpoolConfig,
+    pub delivery: DeliveryConfig,
+    pub subscriptions: Vec<Subscription>,
+}
+
+#[derive(Debug, Clone)]
+pub struct StorageConfig {
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct SpoolConfig {
+    pub dir: PathBuf,
+    /// Move consumed `.json` files to `done/` instead of deleting them.
+    pub keep_done: bool,
+    pub max_event_bytes: usize,
+    /// Largest `.json` file read whole.
+    pub max_file_bytes: usize,
+    /// Safety-net rescan when no filesystem notification arrives.
+    pub rescan_interval: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct DeliveryConfig {
+    /// The wait before each retry; its length is the number of retries.
+    pub schedule: Vec<Duration>,
+    pub timeout: Duration,
+    pub workers: usize,
+    pub max_in_flight_per_endpoint: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct Subscription {
+    pub name: String,
+    pub url: String,
+    pub conversations: Vec<Pattern>,
+    pub projects: Vec<Pattern>,
+    pub events: Vec<Pattern>,
+    pub signing: Signing,
+    pub headers: Vec<(String, String)>,
+    pub enabled: bool,
+}
+
+/// How requests to a subscription are signed. Keys print as `[redacted]`.
+#[derive(Debug, Clone)]
+pub enum Signing {
+    /// Standard Webhooks; one signature per key (several during rotation).
+    Standard { keys: Vec<SigningKey> },
+    /// Hex HMAC of the raw body in a header of the operator's choosing.
+    Hex {
+        key: SigningKey,
+        header: String,
+        prefix: String,
+    },
+}
+
+pub const DEFAULT_SCHEDULE: [&str; 7] = ["5s", "5m", "30m", "2h", "5h", "10h", "10h"];
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+const DEFAULT_WORKERS: usize = 32;
+const DEFAULT_MAX_IN_FLIGHT: usize = 10;
+const DEFAULT_MAX_EVENT_BYTES: usize = 1 << 20;
+const DEFAULT_MAX_FILE_BYTES: usize = 64 << 20;
+const DEFAULT_RESCAN: Duration = Duration::from_secs(2);
+const DEFAULT_HEX_HEADER: &str = "X-Webhook-Signature";
+/// Headers posthorn sets itself; a subscription may not override them.
+const RESERVED_HEADERS: &[&str] = &[
+    "webhook-id",
+    "webhook-timestamp",
+    "webhook-signature",
+    "content-type",
+    "content-length",
+    "host",
+    "transfer-encoding",
+    "connection",
+];
+
+/// Everything wrong with a config file.
+#[derive(Debug)]
+pub struct ConfigError {
+    pub path: PathBuf,
+    pub problems: Vec<Problem>,
+}
+
+/// One problem, located where the file allows it (1-based line and column).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, problem) in self.problems.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            match (problem.line, problem.column) {
+                (Some(line), Some(column)) => write!(
+                    f,
+                    "{}:{line}:{column}: {}",
+                    self.path.display(),
+                    problem.message
+                )?,
+                _ => write!(f, "{}: {}", self.path.display(), problem.message)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Reads, parses and validates a config file.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|err| ConfigError {
+        path: path.to_path_buf(),
+        problems: vec![Problem {
+            line: None,
+            column: None,
+            message: format!("while reading the config file: {err}"),
+        }],
+    })?;
+    parse(&text, path)
+}
+
+/// Parses and validates config text; `origin` names it in messages and anchors relative
+/// paths.
+pub fn parse(text: &str, origin: &Path) -> Result<Config, ConfigError> {
+    let raw: RawConfig = toml::from_str(text).map_err(|err| ConfigError {
+        path: origin.to_path_buf(),
+        problems: vec![locate(
+            text,
+            err.span(),
+            err.message().trim_end().to_string(),
+        )],
+    })?;
+    let base = origin.parent().map(Path::to_path_buf).unwrap_or_default();
+    let mut validator = Validator {
+        text,
+        base,
+        problems: Vec::new(),
+    };
+    let config = validator.resolve(raw, origin);
+    if validator.problems.is_empty() {
+        Ok(config)
+    } else {
+        Err(ConfigError {
+            path: origin.to_path_buf(),
+            problems: validator.problems,
+        })
+    }
+}
+
+/// The configuration with no file: defaults and no subscriptions.
+pub fn embedded_defaults() -> Config {
+    let data = data_dir();
+    Config {
+        source: None,
+        storage: StorageConfig {
+            path: data.join("posthorn.db"),
+        },
+        spool: SpoolConfig {
+            dir: data.join("spool"),
+            keep_done: false,
+            max_event_bytes: DEFAULT_MAX_EVENT_BYTES,
+            max_file_bytes: DEFAULT_MAX_FILE_BYTES,
+            rescan_interval: DEFAULT_RESCAN,
+        },
+        delivery: DeliveryConfig {
+            schedule: DEFAULT_SCHEDULE
+                .iter()
+                .filter_map(|text| parse_duration(text).ok())
+                .collect(),
+            timeout: DEFAULT_TIMEOUT,
+            workers: DEFAULT_WORKERS,
+            max_in_flight_per_endpoint: DEFAULT_MAX_IN_FLIGHT,
+        },
+        subscriptions: Vec::new(),
+    }
+}
+
+fn project_dirs() -> Option<directories::ProjectDirs> {
+    directories::ProjectDirs::from("", "", "posthorn")
+}
+
+/// `~/.local/share/posthorn` on Linux; `./posthorn-data` when there is no home directory.
+fn data_dir() -> PathBuf {
+    project_dirs()
+        .map(|dirs| dirs.data_dir().to_path_buf())
+        .unwrap_or_else(|| PathBuf::from("posthorn-data"))
+}
+
+/// The user's config file: `~/.config/posthorn/config.toml` on Linux.
+pub fn default_config_path() -> Option<PathBuf> {
+    project_dirs().map(|dirs| dirs.config_dir().join("config.toml"))
+}
+
+/// Which file to load: `--config`, else `$POSTHORN_CONFIG`, else the user's config file
+/// if it exists. `None` means the embedded defaults.
+pub fn resolve_config_path(cli: Option<&Path>) -> Option<PathBuf> {
+    if let Some(path) = cli {
+        return Some(path.to_path_buf());
+    }
+    if let Some(path) = std::env::var_os("POSTHORN_CONFIG").filter(|p| !p.is_empty()) {
+        return Some(PathBuf::from(path));
+    }
+    default_config_path().filter(|path| path.is_file())
+}
+
+// ---- the file as written ----
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    storage: RawStorage,
+    #[serde(default)]
+    spool: RawSpool,
+    #[serde(default)]
+    delivery: RawDelivery,
+    #[serde(default)]
+    subscription: Vec<RawSubscription>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawStorage {
+    path: Option<PathBuf>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawSpool {
+    dir: Option<PathBuf>,
+    keep_done: Option<bool>,
+    max_event_bytes: Option<Spanned<ByteSize>>,
+    max_file_bytes: Option<Spanned<ByteSize>>,
+    rescan_interval: Option<Spanned<HumanDuration>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawDelivery {
+    schedule: Option<Vec<Spanned<HumanDuration>>>,
+    timeout: Option<Spanned<HumanDuration>>,
+    workers: Option<Spanned<i64>>,
+    max_in_flight_per_endpoint: Option<Spanned<i64>>,
+}
+
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum SignatureKind {
+    Standard,
+    Hex,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSubscription {
+    name: Spanned<String>,
+    url: Spanned<String>,
+    #[serde(default)]
+    conversations: Vec<Spanned<String>>,
+    #[serde(default)]
+    projects: Vec<Spanned<String>>,
+    events: Option<Spanned<Vec<Spanned<String>>>>,
+    secret: Option<Spanned<String>>,
+    secret_file: Option<Spanned<PathBuf>>,
+    secret_env: Option<Spanned<String>>,
+    signature: Option<Spanned<SignatureKind>>,
+    signature_header: Option<Spanned<String>>,
+    signature_prefix: Option<Spanned<String>>,
+    #[serde(default)]
+    headers: BTreeMap<Spanned<String>, Spanned<String>>,
+    enabled: Option<bool>,
+}
+
+// ---- validation ----
+
+struct Validator<'a> {
+    text: &'a str,
+    base: PathBuf,
+    problems: Vec<Problem>,
+}
+
+impl Validator<'_> {
+    fn problem(&mut self, span: Range<usize>, message: impl Into<String>) {
+        self.problems
+            .push(locate(self.text, Some(span), message.into()));
+    }
+
+    fn resolve(&mut self, raw: RawConfig, origin: &Path) -> Config {
+        let defaults = embedded_defaults();
+        let spool = RawSpool { ..raw.spool };
+        let storage = StorageConfig {
+            path: raw
+                .storage
+                .path
+                .map_or(defaults.storage.path, |p| self.base.join(p)),
+        };
+        let spool = SpoolConfig {
+            dir: spool.dir.map_or(defaults.spool.dir, |p| self.base.join(p)),
+            keep_done: spool.keep_done.unwrap_or(false),
+            max_event_bytes: self.positive_size(
+                spool.max_event_bytes,
+                DEFAULT_MAX_EVENT_BYTES,
+                "spool.max_event_bytes",
+            ),
+            max_file_bytes: self.positive_size(
+                spool.max_file_bytes,
+                DEFAULT_MAX_FILE_BYTES,
+                "spool.max_file_bytes",
+            ),
+            rescan_interval: self.positive_duration(
+                spool.rescan_interval,
+                DEFAULT_RESCAN,
+                "spool.rescan_interval",
+            ),
+        };
+        let delivery = self.delivery(raw.delivery, defaults.delivery);
+        let mut subscriptions = Vec::new();
+        let mut names: HashMap<String, Range<usize>> = HashMap::new();
+        for raw in raw.subscription {
+            let name_span = raw.name.span();
+            if let Some(first) = names.get(raw.name.get_ref()) {
+                let (line, _) = line_column(self.text, first.start);
+                let message = format!(
+                    "subscription name {:?} is already used on line {line}; names must be unique",
+                    raw.name.get_ref()
+                );
+                self.problem(name_span.clone(), message);
+            } else {
+                names.insert(raw.name.get_ref().clone(), name_span);
+            }
+            if let Some(subscription) = self.subscription(raw) {
+                subscriptions.push(subscription);
+            }
+        }
+        Config {
+            source: Some(origin.to_path_buf()),
+            storage,
+            spool,
+            delivery,
+            subscriptions,
+        }
+    }
+
+    fn positive_size(
+        &mut self,
+        value: Option<Spanned<ByteSize>>,
+        default: usize,
+        key: &str,
+    ) -> usize {
+        match value {
+            None => default,
+            Some(v) if v.get_ref().0 == 0 => {
+                self.problem(v.span(), format!("{key} must be more than 0 bytes"));
+                default
+            }
+            Some(v) => v.into_inner().0,
+        }
+    }
+
+    fn positive_duration(
+        &mut self,
+        value: Option<Spanned<HumanDuration>>,
+        default: Duration,
+        key: &str,
+    ) -> Duration {
+        match value {
+            None => default,
+            Some(v) if v.get_ref().0.is_zero() => {
+                self.problem(v.span(), format!("{key} must be longer than 0"));
+                default
+            }
+            Some(v) => v.into_inner().0,
+        }
+    }
+
+    fn count(
+        &mut self,
+        value: Option<Spanned<i64>>,
+        default: usize,
+        range: Range<usize>,
+        key: &str,
+    ) -> usize {
+        let Some(value) = value else { return default };
+        match usize::try_from(*value.get_ref()) {
+            Ok(n) if range.contains(&n) => n,
+            _ => {
+                let message = format!(
+                    "{key} is {}; expected a whole number from {} to {}",
+                    value.get_ref(),
+                    range.start,
+                    range.end - 1
+                );
+                self.problem(value.span(), message);
+                default
+            }
+        }
+    }
+
+    fn delivery(&mut self, raw: RawDelivery, defaults: DeliveryConfig) -> DeliveryConfig {
+        let schedule = match raw.schedule {
+            None => defaults.schedule,
+            Some(waits) => {
+                let mut schedule = Vec::new();
+                for wait in waits {
+                    if wait.get_ref().0.is_zero() {
+                        self.problem(
+                            wait.span(),
+                            "delivery.schedule: each wait must be longer than 0",
+                        );
+                    }
+                    schedule.push(wait.into_inner().0);
+                }
+                schedule
+            }
+        };
+        DeliveryConfig {
+            schedule,
+            timeout: self.positive_duration(raw.timeout, DEFAULT_TIMEOUT, "delivery.timeout"),
+            workers: self.count(raw.workers, DEFAULT_WORKERS, 1..1025, "delivery.workers"),
+            max_in_flight_per_endpoint: self.count(
+                raw.max_in_flight_per_endpoint,
+                DEFAULT_MAX_IN_FLIGHT,
+                1..1025,
+                "delivery.max_in_flight_per_endpoint",
+            ),
+        }
+    }
+
+    fn subscription(&mut self, raw: RawSubscription) -> Option<Subscription> {
+        let before = self.problems.len();
+        let name = raw.name.get_ref().clone();
+        let label = format!("subscription {name:?}");
+        if name.is_empty()
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        {
+            self.problem(
+                raw.name.span(),
+                format!("{label}: a name may only hold letters, digits, '.', '_' and '-', and not be empty"),
+            );
+        }
+        self.check_url(&raw.url, &label);
+        // Signing borrows the whole raw block, so it is resolved before the fields below
+        // are moved out of it.
+        let kind = raw
+            .signature
+            .as_ref()
+            .map_or(SignatureKind::Standard, |s| *s.get_ref());
+        let hex_header = raw.signature_header.clone();
+        let signing = self.signing(&raw, kind, &label);
+
+        let conversations = self.patterns(raw.conversations, &label, "conversations");
+        let projects = self.patterns(raw.projects, &label, "projects");
+        if conversations.is_empty() && projects.is_empty() {
+            self.problem(
+                raw.name.span(),
+                format!(
+                    "{label} needs conversations or projects to scope it; \
+                     write conversations = [\"*\"] to take every conversation"
+                ),
+            );
+        }
+        let events = match raw.events {
+            Some(events) if !events.get_ref().is_empty() => {
+                self.patterns(events.into_inner(), &label, "events")
+            }
+            Some(events) => {
+                self.problem(
+                    events.span(),
+                    format!("{label}: events is empty; list event types or globs"),
+                );
+                Vec::new()
+            }
+            None => {
+                self.problem(
+                    raw.name.span(),
+                    format!(
+                        "{label} is missing events: list event types or globs, \
+                         e.g. events = [\"conversation.*\"] (write [\"*\"] for all)"
+                    ),
+                );
+                Vec::new()
+            }
+        };
+
+        let headers = self.headers(
+            raw.headers,
+            hex_header.as_ref().map(|h| h.get_ref().as_str()),
+            &label,
+        );
+
+        (self.problems.len() == before).then_some(Subscription {
+            name,
+            url: raw.url.into_inner(),
+            conversations,
+            projects,
+            events,
+            signing: signing?,
+            headers,
+            enabled: raw.enabled.unwrap_or(true),
+        })
+    }
+
+    fn check_url(&mut self, url: &Spanned<String>, label: &str) {
+        let text = url.get_ref();
+        let rest = text
+            .strip_prefix("https://")
+            .or_else(|| text.strip_prefix("http://"));
+        let host = rest.map(|r| r.split(['/', '?', '#']).next().unwrap_or(""));
+        let ok = matches!(host, Some(h) if !h.is_empty() && !h.starts_with(':'))
+            && !text.chars().any(|c| c.is_whitespace() || c.is_control());
+        if !ok {
+            self.problem(
+                url.span(),
+                format!("{label}: url {text:?} is not an http:// or https:// URL with a host"),
+            );
+        }
+    }
+
+    fn patterns(&mut self, raw: Vec<Spanned<String>>, label: &str, key: &str) -> Vec<Pattern> {
+        let mut patterns = Vec::new();
+        for pattern in raw {
+            if pattern.get_ref().is_empty() {
+                self.problem(
+                    pattern.span(),
+                    format!("{label}: {key} holds an empty pattern"),
+                );
+            } else {
+                patterns.push(Pattern::new(pattern.into_inner()));
+            }
+        }
+        patterns
+    }
+
+    /// Resolves the secret and checks it fits the signature kind. Error messages name
+    /// where the secret came from, never its value.
+    fn signing(
+        &mut self,
+        raw: &RawSubscription,
+        kind: SignatureKind,
+        label: &str,
+    ) -> Option<Signing> {
+        if kind == SignatureKind::Standard {
+            for extra in [&raw.signature_header, &raw.signature_prefix]
+                .into_iter()
+                .flatten()
+            {
+                self.problem(
+                    extra.span(),
+                    format!("{label}: signature_header and signature_prefix apply to signature = \"hex\" only"),
+                );
+            }
+        }
+        let given = [
+            raw.secret.is_some(),
+            raw.secret_file.is_some(),
+            raw.secret_env.is_some(),
+        ];
+        let (secret, span) = match given.iter().filter(|g| **g).count() {
+            1 => self.read_secret(raw, label)?,
+            0 => {
+                self.problem(
+                    raw.name.span(),
+                    format!("{label} has no secret: set one of secret, secret_file or secret_env"),
+                );
+                return None;
+            }
+            _ => {
+                self.problem(
+                    raw.name.span(),
+                    format!("{label}: set only one of secret, secret_file and secret_env"),
+                );
+                return None;
+            }
+        };
+        let parts: Vec<&str> = secret.split_whitespace().collect();
+        match kind {
+            SignatureKind::Standard => {
+                let mut keys = Vec::new();
+                for (i, part) in parts.iter().enumerate() {
+                    match SigningKey::from_whsec(part) {
+                        Ok(key) => keys.push(key),
+                        Err(err) => {
+                            let which = if parts.len() > 1 {
+                                format!(" (secret {} of {})", i + 1, parts.len())
+                            } else {
+                                String::new()
+                            };
+                            self.problem(span.clone(), format!("{label}: the secret{which} is not usable with signature = \"standard\": {err}"));
+                        }
+                    }
+                }
+                if parts.is_empty() {
+                    self.problem(span, format!("{label}: the secret is empty"));
+                }
+                (!keys.is_empty() && keys.len() == parts.len())
+                    .then_some(Signing::Standard { keys })
+            }
+            SignatureKind::Hex => {
+                if parts.len() != 1 {
+                    self.problem(
+                        span,
+                        format!("{label}: signature = \"hex\" takes exactly one secret"),
+                    );
+                    return None;
+                }
+                let header = raw
+                    .signature_header
+                    .as_ref()
+                    .map_or(DEFAULT_HEX_HEADER.to_string(), |h| h.get_ref().clone());
+                if !is_header_name(&header) {
+                    if let Some(h) = &raw.signature_header {
+                        self.problem(
+                            h.span(),
+                            format!(
+                                "{label}: signature_header {header:?} is not a valid header name"
+                            ),
+                        );
+                    }
+                }
+                let prefix = raw
+                    .signature_prefix
+                    .as_ref()
+                    .map_or(String::new(), |p| p.get_ref().clone());
+                if !is_header_value(&prefix) {
+                    if let Some(p) = &raw.signature_prefix {
+                        self.problem(
+                            p.span(),
+                            format!("{label}: signature_prefix may not hold control characters"),
+                        );
+                    }
+                }
+                Some(Signing::Hex {
+                    key: SigningKey::from_utf8(parts[0]),
+                    header,
+                    prefix,
+                })
+            }
+        }
+    }
+
+    fn read_secret(
+        &mut self,
+        raw: &RawSubscription,
+        label: &str,
+    ) -> Option<(String, Range<usize>)> {
+        if let Some(secret) = &raw.secret {
+            return Some((secret.get_ref().clone(), secret.span()));
+        }
+        if let Some(file) = &raw.secret_file {
+            let path = self.base.join(file.get_ref());
+            return match std::fs::read_to_string(&path) {
+                Ok(text) => Some((text.trim().to_string(), file.span())),
+                Err(err) => {
+                    self.problem(
+                        file.span(),
+                        format!(
+                            "{label}: while reading secret_file {}: {err}",
+                            path.display()
+                        ),
+                    );
+                    None
+                }
+            };
+        }
+        let var = raw.secret_env.as_ref()?;
+        match std::env::var(var.get_ref()) {
+            Ok(value) if !value.trim().is_empty() => Some((value.trim().to_string(), var.span())),
+            _ => {
+                self.problem(
+                    var.span(),
+                    format!("{label}: the environment variable {} named by secret_env is not set or empty", var.get_ref()),
+                );
+                None
+            }
+        }
+    }
+
+    fn headers(
+        &mut self,
+        raw: BTreeMap<Spanned<String>, Spanned<String>>,
+        hex_header: Option<&str>,
+        label: &str,
+    ) -> Vec<(String, String)> {
+        let mut headers = Vec::new();
+        for (name, value) in raw {
+            let lower = name.get_ref().to_ascii_lowercase();
+            if !is_header_name(name.get_ref()) {
+                self.problem(
+                    name.span(),
+                    format!("{label}: {:?} is not a valid header name", name.get_ref()),
+                );
+            } else if RESERVED_HEADERS.contains(&lower.as_str())
+                || hex_header.is_some_and(|h| h.eq_ignore_ascii_case(&lower))
+            {
+                self.problem(
+                    name.span(),
+                    format!(
+                        "{label}: header {:?} is set by posthorn and cannot be overridden",
+                        name.get_ref()
+                    ),
+                );
+            } else if !is_header_value(value.get_ref()) {
+                self.problem(
+                    value.span(),
+                    format!(
+                        "{label}: the value of header {:?} may not hold control characters",
+                        name.get_ref()
+                    ),
+                );
+            } else {
+                headers.push((name.into_inner(), value.into_inner()));
+            }
+        }
+        headers
+    }
+}
+
+fn is_header_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+fn is_header_value(value: &str) -> bool {
+    !value.chars().any(|c| c.is_control() && c != '\t')
+}
+
+fn locate(text: &str, span: Option<Range<usize>>, message: String) -> Problem {
+    match span {
+        Some(span) => {
+            let (line, column) = line_column(text, span.start);
+            Problem {
+                line: Some(line),
+                column: Some(column),
+                message,
+            }
+        }
+        None => Problem {
+            line: None,
+            column: None,
+            message,
+        },
+    }
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let mut end = offset.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let before = &text[..end];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    (line, before[line_start..].chars().count() + 1)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,274 @@
+//! The event envelope: parsing and validating one event from raw bytes, and building the
+//! exact body every delivery of it carries.
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+/// Longest `id`, `type`, `conversation_id` or `project_id` accepted.
+const MAX_FIELD_CHARS: usize = 256;
+/// How much of a rejected input is kept to show the operator.
+const SNIPPET_BYTES: usize = 256;
+
+/// A validated event, ready to store and route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub id: String,
+    pub kind: String,
+    pub conversation_id: Option<String>,
+    pub project_id: Option<String>,
+    /// The delivery body, built once so every attempt signs the same bytes.
+    pub body: String,
+}
+
+/// Why an input is not a usable event. The text is what the operator reads.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Invalid {
+    #[error("event is {size} bytes, over the limit of {limit} bytes (spool.max_event_bytes)")]
+    TooLarge { size: usize, limit: usize },
+    #[error("not valid UTF-8 (first bad byte at offset {0})")]
+    NotUtf8(usize),
+    #[error("not valid JSON: {0}")]
+    NotJson(String),
+    #[error("an event must be a JSON object, found {0}")]
+    NotObject(&'static str),
+    #[error("\"{0}\" is missing or empty")]
+    Missing(&'static str),
+    #[error("\"{field}\" is longer than {MAX_FIELD_CHARS} characters")]
+    TooLong { field: &'static str },
+    #[error("\"{field}\" contains control characters")]
+    ControlCharacters { field: &'static str },
+    #[error("\"type\" {0:?} may only hold letters, digits and . _ - :")]
+    BadType(String),
+    #[error("\"conversation_id\" is required for {0} events")]
+    MissingConversation(String),
+    #[error("\"occurred_at\" {0:?} is not an RFC 3339 time like 2026-11-22T10:00:00Z")]
+    BadTime(String),
+}
+
+#[derive(Deserialize)]
+struct Envelope {
+    id: Option<String>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    conversation_id: Option<String>,
+    project_id: Option<String>,
+    occurred_at: Option<String>,
+    data: Option<Box<RawValue>>,
+}
+
+#[derive(Serialize)]
+struct DeliveryBody<'a> {
+    id: &'a str,
+    #[serde(rename = "type")]
+    kind: &'a str,
+    conversation_id: Option<&'a str>,
+    project_id: Option<&'a str>,
+    timestamp: &'a str,
+    data: Option<&'a RawValue>,
+}
+
+/// Parses one event. `received_at` stands in for `occurred_at` when the producer gave none.
+pub fn parse_event(
+    raw: &[u8],
+    max_bytes: usize,
+    received_at: OffsetDateTime,
+) -> Result<Event, Invalid> {
+    if raw.len() > max_bytes {
+        return Err(Invalid::TooLarge {
+            size: raw.len(),
+            limit: max_bytes,
+        });
+    }
+    let text = std::str::from_utf8(raw).map_err(|e| Invalid::NotUtf8(e.valid_up_to()))?;
+    match text.trim_start().as_bytes().first() {
+        Some(b'{') => {}
+        Some(b'[') => return Err(Invalid::NotObject("an array")),
+        Some(b'"') => return Err(Invalid::NotObject("a string")),
+        None => return Err(Invalid::NotJson("the input is empty".into())),
+        Some(_) => {
+            // Let serde say precisely what is wrong with a non-object.
+            if serde_json::from_str::<serde_json::Value>(text).is_ok() {
+                return Err(Invalid::NotObject("a number, boolean or null"));
+            }
+        }
+    }
+    let envelope: Envelope =
+        serde_json::from_str(text).map_err(|e| Invalid::NotJson(e.to_string()))?;
+
+    let id = required_field("id", envelope.id)?;
+    let kind = required_field("type", envelope.kind)?;
+    if !kind
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"._-:".contains(&b))
+    {
+        return Err(Invalid::BadType(kind));
+    }
+    let conversation_id = optional_field("conversation_id", envelope.conversation_id)?;
+    let project_id = optional_field("project_id", envelope.project_id)?;
+    if conversation_id.is_none() && kind.starts_with("conversation.") {
+        return Err(Invalid::MissingConversation(kind));
+    }
+    let timestamp = match envelope.occurred_at {
+        Some(given) => {
+            OffsetDateTime::parse(&given, &Rfc3339).map_err(|_| Invalid::BadTime(given.clone()))?;
+            given
+        }
+        None => received_at.format(&Rfc3339).unwrap_or_default(),
+    };
+
+    let body = serde_json::to_string(&DeliveryBody {
+        id: &id,
+        kind: &kind,
+        conversation_id: conversation_id.as_deref(),
+        project_id: project_id.as_deref(),
+        timestamp: &timestamp,
+        data: envelope.data.as_deref(),
+    })
+    .map_err(|e| Invalid::NotJson(e.to_string()))?;
+
+    Ok(Event {
+        id,
+        kind,
+        conversation_id,
+        project_id,
+        body,
+    })
+}
+
+fn required_field(name: &'static str, value: Option<String>) -> Result<String, Invalid> {
+    optional_field(name, value)?.ok_or(Invalid::Missing(name))
+}
+
+/// Empty strings count as absent; overlong or control-character values are refused
+/// because these fields end up in logs, headers and the admin page.
+fn optional_field(name: &'static str, value: Option<String>) -> Result<Option<String>, Invalid> {
+    let Some(value) = value.filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    if value.chars().count() > MAX_FIELD_CHARS {
+        return Err(Invalid::TooLong { field: name });
+    }
+    if value.chars().any(char::is_control) {
+        return Err(Invalid::ControlCharacters { field: name });
+    }
+    Ok(Some(value))
+}
+
+/// The first bytes of a rejected input, as text, for the operator.
+pub fn snippet(raw: &[u8]) -> String {
+    let cut = raw.len().min(SNIPPET_BYTES);
+    let mut text = String::from_utf8_lossy(&raw[..cut]).into_owned();
+    if raw.len() > cut {
+        text.push('…');
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMIT: usize = 1 << 20;
+
+    fn now() -> OffsetDateTime {
+        OffsetDateTime::from_unix_timestamp(1_795_000_000).unwrap()
+    }
+
+    fn parse(text: &str) -> Result<Event, Invalid> {
+        parse_event(text.as_bytes(), LIMIT, now())
+    }
+
+    #[test]
+    fn a_full_envelope_becomes_the_documented_body_with_data_untouched() {
+        let event = parse(
+            r#"{"id":"evt_1","type":"conversation.transcribed","conversation_id":"c-204",
+                "project_id":"p-9","occurred_at":"2026-11-22T10:00:00Z",
+                "data":{"z":1,  "a":[1.50,"ü"]}}"#,
+        )
+        .unwrap();
+        assert_eq!(event.id, "evt_1");
+        assert_eq!(event.conversation_id.as_deref(), Some("c-204"));
+        assert_eq!(
+            event.body,
+            r#"{"id":"evt_1","type":"conversation.transcribed","conversation_id":"c-204","project_id":"p-9","timestamp":"2026-11-22T10:00:00Z","data":{"z":1,  "a":[1.50,"ü"]}}"#
+        );
+    }
+
+    #[test]
+    fn missing_occurred_at_uses_the_receive_time_and_missing_data_is_null() {
+        let event = parse(r#"{"id":"r1","type":"report.generated","project_id":"p-9"}"#).unwrap();
+        let body: serde_json::Value = serde_json::from_str(&event.body).unwrap();
+        assert_eq!(body["timestamp"], now().format(&Rfc3339).unwrap());
+        assert!(body["data"].is_null());
+        assert!(body["conversation_id"].is_null());
+    }
+
+    #[test]
+    fn each_kind_of_bad_input_names_its_problem() {
+        let cases: &[(&[u8], Invalid)] = &[
+            (b"{\"id\":", Invalid::NotJson(String::new())),
+            (b"\xff\xfe", Invalid::NotUtf8(0)),
+            (b"[1,2]", Invalid::NotObject("an array")),
+            (b"42", Invalid::NotObject("a number, boolean or null")),
+            (b"{\"type\":\"x\"}", Invalid::Missing("id")),
+            (b"{\"id\":\"\",\"type\":\"x\"}", Invalid::Missing("id")),
+            (b"{\"id\":\"a\"}", Invalid::Missing("type")),
+            (
+                b"{\"id\":\"a\",\"type\":\"conversation.started\"}",
+                Invalid::MissingConversation("conversation.started".into()),
+            ),
+            (
+                b"{\"id\":\"a\",\"type\":\"a b\"}",
+                Invalid::BadType("a b".into()),
+            ),
+            (
+                b"{\"id\":\"a\\n\",\"type\":\"x\"}",
+                Invalid::ControlCharacters { field: "id" },
+            ),
+            (
+                b"{\"id\":\"a\",\"type\":\"x\",\"occurred_at\":\"yesterday\"}",
+                Invalid::BadTime("yesterday".into()),
+            ),
+        ];
+        for (input, expected) in cases {
+            let got = parse_event(input, LIMIT, now()).unwrap_err();
+            match (&got, expected) {
+                (Invalid::NotJson(_), Invalid::NotJson(_)) => {}
+                _ => assert_eq!(&got, expected, "input {:?}", String::from_utf8_lossy(input)),
+            }
+        }
+    }
+
+    #[test]
+    fn wrong_field_types_are_reported_by_serde_with_position() {
+        let err = parse(r#"{"id": 5, "type": "x"}"#).unwrap_err();
+        assert!(
+            err.to_string().contains("invalid type: integer `5`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn oversized_input_is_refused_before_parsing() {
+        let big = format!(r#"{{"id":"a","type":"x","data":"{}"}}"#, "x".repeat(100));
+        let err = parse_event(big.as_bytes(), 50, now()).unwrap_err();
+        assert_eq!(
+            err,
+            Invalid::TooLarge {
+                size: big.len(),
+                limit: 50
+            }
+        );
+    }
+
+    #[test]
+    fn snippets_are_bounded_and_marked_when_cut() {
+        assert_eq!(snippet(b"short"), "short");
+        let long = vec![b'a'; 1000];
+        let cut = snippet(&long);
+        assert!(cut.ends_with('…'));
+        assert_eq!(cut.chars().count(), SNIPPET_BYTES + 1);
+    }
+}

@@ -1,0 +1,16 @@
+//! posthorn: a conversation-scoped webhook dispatcher. Events come in from a spool
+//! directory, are matched against subscriptions, stored in SQLite and delivered as signed
+//! HTTP POSTs with retries. Each module below is one box of the data flow in the README.
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod config;
+pub mod deliver;
+pub mod event;
+pub mod retry;
+pub mod routing;
+pub mod scheduler;
+pub mod serve;
+pub mod sign;
+pub mod spool;
+pub mod store;

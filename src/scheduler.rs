@@ -1,0 +1,200 @@
+//! The scheduler: claims due deliveries from the store (a lease, so a crash cannot lose
+//! one), hands them to the worker pool without exceeding a free worker or an endpoint's
+//! in-flight cap, and writes finished attempts back in batches.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{select, Receiver, Sender};
+
+use crate::config::{DeliveryConfig, Subscription};
+use crate::deliver::{Finished, Job};
+use crate::store::{ClaimRequest, StoreHandle};
+
+/// Longest the scheduler sleeps without looking at the store, as a safety net.
+const IDLE_POLL: Duration = Duration::from_secs(1);
+
+pub struct Scheduler {
+    store: StoreHandle,
+    subscriptions: Vec<Arc<Subscription>>,
+    config: DeliveryConfig,
+    jobs: Sender<Job>,
+    in_flight: usize,
+    in_flight_by_endpoint: HashMap<String, usize>,
+    /// Rotates which subscription is offered capacity first, for fairness.
+    round: usize,
+}
+
+/// How the scheduler is told to stop: it stops claiming, waits up to `grace` for
+/// in-flight attempts, records them, and returns.
+pub struct Stop {
+    pub grace: Duration,
+}
+
+impl Scheduler {
+    pub fn new(
+        store: StoreHandle,
+        subscriptions: &[Subscription],
+        config: DeliveryConfig,
+        jobs: Sender<Job>,
+    ) -> Self {
+        Scheduler {
+            store,
+            // Paused subscriptions keep their pending deliveries but get none sent.
+            subscriptions: subscriptions
+                .iter()
+                .filter(|s| s.enabled)
+                .cloned()
+                .map(Arc::new)
+                .collect(),
+            config,
+            jobs,
+            in_flight: 0,
+            in_flight_by_endpoint: HashMap::new(),
+            round: 0,
+        }
+    }
+
+    pub fn run(
+        mut self,
+        new_work: Receiver<()>,
+        finished: Receiver<Finished>,
+        stop: Receiver<Stop>,
+    ) {
+        let mut next_look = Instant::now();
+        loop {
+            let wait = next_look.saturating_duration_since(Instant::now());
+            let mut records = Vec::new();
+            select! {
+                recv(new_work) -> _ => next_look = Instant::now(),
+                recv(finished) -> done => if let Ok(done) = done {
+                    self.release(&done.endpoint);
+                    records.push(done.record);
+                },
+                recv(stop) -> stop => {
+                    let grace = stop.map(|s| s.grace).unwrap_or_default();
+                    self.drain(&finished, grace);
+                    return;
+                },
+                default(wait) => {},
+            }
+            records.extend(finished.try_iter().map(|done| {
+                self.release(&done.endpoint);
+                done.record
+            }));
+            let freed = !records.is_empty();
+            self.store.record(records);
+            if freed || Instant::now() >= next_look {
+                next_look = self.dispatch_due();
+            }
+        }
+    }
+
+    /// Claims as much due work as there is capacity for and returns when to look again.
+    fn dispatch_due(&mut self) -> Instant {
+        let now_ms = crate::store::now_ms();
+        let lease = self.config.timeout * 2 + Duration::from_secs(30);
+        let mut free = self.config.workers.saturating_sub(self.in_flight);
+        let mut free_by_endpoint: HashMap<&str, usize> = HashMap::new();
+        let mut requests = Vec::new();
+        let count = self.subscriptions.len();
+        for i in 0..count {
+            let subscription = &self.subscriptions[(self.round + i) % count];
+            let endpoint_free = free_by_endpoint
+                .entry(subscription.url.as_str())
+                .or_insert_with(|| {
+                    let used = self
+                        .in_flight_by_endpoint
+                        .get(&subscription.url)
+                        .copied()
+                        .unwrap_or(0);
+                    self.config.max_in_flight_per_endpoint.saturating_sub(used)
+                });
+            let limit = free.min(*endpoint_free);
+            *endpoint_free -= limit;
+            free -= limit;
+            if limit > 0 {
+                requests.push(ClaimRequest {
+                    subscription: subscription.name.clone(),
+                    limit,
+                });
+            }
+        }
+        self.round = self.round.wrapping_add(1);
+        if requests.is_empty() {
+            // No capacity anywhere: a finishing attempt wakes us.
+            return Instant::now() + IDLE_POLL;
+        }
+
+        let result = match self
+            .store
+            .claim(requests, now_ms, now_ms + lease.as_millis() as i64)
+        {
+            Ok(result) => result,
+            Err(err) => {
+                tracing::error!(%err, "could not claim due deliveries; trying again shortly");
+                return Instant::now() + IDLE_POLL;
+            }
+        };
+        let by_name: HashMap<&str, &Arc<Subscription>> = self
+            .subscriptions
+            .iter()
+            .map(|s| (s.name.as_str(), s))
+            .collect();
+        let mut jobs = Vec::with_capacity(result.claimed.len());
+        for claimed in result.claimed {
+            if let Some(subscription) = by_name.get(claimed.subscription.as_str()) {
+                jobs.push(Job {
+                    claimed,
+                    subscription: Arc::clone(subscription),
+                });
+            }
+        }
+        for job in jobs {
+            self.in_flight += 1;
+            *self
+                .in_flight_by_endpoint
+                .entry(job.subscription.url.clone())
+                .or_default() += 1;
+            if self.jobs.send(job).is_err() {
+                tracing::error!(
+                    "the worker pool has stopped; the delivery stays leased until restart"
+                );
+            }
+        }
+        let next_due = result
+            .next_due_ms
+            .map(|at| Duration::from_millis(at.saturating_sub(now_ms).max(0) as u64))
+            .unwrap_or(IDLE_POLL);
+        Instant::now() + next_due.min(IDLE_POLL)
+    }
+
+    fn release(&mut self, endpoint: &str) {
+        self.in_flight = self.in_flight.saturating_sub(1);
+        if let Some(count) = self.in_flight_by_endpoint.get_mut(endpoint) {
+            *count = count.saturating_sub(1);
+        }
+    }
+
+    /// Waits (bounded) for attempts already handed out, recording each as it finishes.
+    fn drain(&mut self, finished: &Receiver<Finished>, grace: Duration) {
+        let deadline = Instant::now() + grace;
+        while self.in_flight > 0 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match finished.recv_timeout(left) {
+                Ok(done) => {
+                    self.release(&done.endpoint);
+                    self.store.record(vec![done.record]);
+                }
+                Err(_) => {
+                    tracing::warn!(
+                        in_flight = self.in_flight,
+                        "stopping with attempts still in flight; they stay leased and are retried at the next start"
+                    );
+                    return;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! `posthorn serve`: starts every part of the data flow (store writer, spool, scheduler,
+//! worker pool), and on SIGTERM or SIGINT stops taking new work, lets in-flight attempts
+//! finish within a bound, and exits cleanly.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+
+use crate::config::Config;
+use crate::deliver;
+use crate::scheduler::{Scheduler, Stop};
+use crate::spool::Spool;
+use crate::store::{Reader, Store};
+
+/// Extra time beyond one attempt's timeout that shutdown waits for in-flight attempts.
+const SHUTDOWN_SLACK: Duration = Duration::from_secs(5);
+
+pub fn serve(config: Config) -> anyhow::Result<()> {
+    let mut signals =
+        Signals::new([SIGTERM, SIGINT]).context("while installing signal handlers")?;
+    log_startup(&config);
+
+    let (new_work_tx, new_work_rx) = crossbeam_channel::bounded(1);
+    let store = Store::open(&config.storage.path, new_work_tx)?;
+    let configured: Vec<String> = config
+        .subscriptions
+        .iter()
+        .map(|s| s.name.clone())
+        .collect();
+    let cancelled = store.handle().cancel_removed_subscriptions(configured)?;
+    if cancelled > 0 {
+        tracing::warn!(
+            cancelled,
+            "cancelled pending deliveries of subscriptions no longer in the config"
+        );
+    }
+    let positions = Reader::open(store.path())?.spool_positions()?;
+
+    let subscriptions = Arc::new(config.subscriptions.clone());
+    let (spool, spool_control) = Spool::open(
+        config.spool.clone(),
+        Arc::clone(&subscriptions),
+        store.handle(),
+        positions,
+    )?;
+
+    let (jobs_tx, jobs_rx) = crossbeam_channel::unbounded();
+    let (finished_tx, finished_rx) = crossbeam_channel::unbounded();
+    let workers = deliver::spawn_workers(&config.delivery, jobs_rx, finished_tx)
+        .context("while starting delivery workers")?;
+    let (stop_tx, stop_rx) = crossbeam_channel::bounded(1);
+    let scheduler = Scheduler::new(
+        store.handle(),
+        &subscriptions,
+        config.delivery.clone(),
+        jobs_tx,
+    );
+    let scheduler = std::thread::Builder::new()
+        .name("scheduler".into())
+        .spawn(move || scheduler.run(new_work_rx, finished_rx, stop_rx))?;
+    let spool = std::thread::Builder::new()
+        .name("spool".into())
+        .spawn(move || spool.run())?;
+    tracing::info!("posthorn is running");
+
+    let signal = signals.forever().next().unwrap_or(SIGTERM);
+    tracing::info!(
+        signal = signal_name(signal),
+        "stopping: no new work is taken; finishing attempts in flight"
+    );
+    // A second signal means "now": exit without waiting.
+    std::thread::spawn(move || {
+        if signals.forever().next().is_some() {
+            tracing::warn!(
+                "second signal: exiting at once; leased deliveries are retried at the next start"
+            );
+            std::process::exit(1);
+        }
+    });
+
+    spool_control.stop();
+    let _ = spool.join();
+    let _ = stop_tx.send(Stop {
+        grace: config.delivery.timeout + SHUTDOWN_SLACK,
+    });
+    let _ = scheduler.join();
+    // The scheduler held the only job sender, so idle workers end now; one still stuck
+    // in an attempt past the grace period is left behind rather than waited for.
+    for worker in workers {
+        if worker.is_finished() {
+            let _ = worker.join();
+        }
+    }
+    store.close();
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn log_startup(config: &Config) {
+    match &config.source {
+        Some(path) => tracing::info!(config = %path.display(), "loaded configuration"),
+        None => tracing::info!("no config file found; running on embedded defaults"),
+    }
+    tracing::info!(
+        store = %config.storage.path.display(),
+        spool = %config.spool.dir.display(),
+        workers = config.delivery.workers,
+        "starting"
+    );
+    if config.subscriptions.is_empty() {
+        tracing::warn!(
+            "no subscriptions configured: events are stored but nothing is delivered; \
+             add [[subscription]] blocks to the config file"
+        );
+    }
+    for subscription in &config.subscriptions {
+        tracing::info!(
+            name = %subscription.name,
+            url = %subscription.url,
+            enabled = subscription.enabled,
+            "subscription"
+        );
+    }
+}
+
+fn signal_name(signal: i32) -> &'static str {
+    match signal {
+        SIGINT => "SIGINT",
+        SIGTERM => "SIGTERM",
+        _ => "signal",
+    }
+}

@@ -1,0 +1,447 @@
+//! Spool ingest: the directory the platform writes events into. `*.json` files (one event
+//! or an array, written whole and renamed into place) are taken and removed; `*.ndjson`
+//! files are tailed line by line, their read position committed in the same transaction
+//! as the events read. Files are noticed through filesystem notifications, with a
+//! periodic rescan as a safety net.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::{self, File, Metadata};
+use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::fs::MetadataExt as _;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use crossbeam_channel::{Receiver, Sender};
+use notify::Watcher as _;
+use serde_json::value::RawValue;
+use time::OffsetDateTime;
+
+use crate::config::{SpoolConfig, Subscription};
+use crate::event::{self, Event, Invalid};
+use crate::routing;
+use crate::store::{IngestBatch, Rejection, RoutedEvent, SpoolPosition, StoreHandle};
+
+const REJECTED_DIR: &str = "rejected";
+const DONE_DIR: &str = "done";
+/// Wait before trying again after the store refused a batch (disk full, say).
+const STORE_RETRY: Duration = Duration::from_secs(1);
+
+/// Tells a running spool to look again, or to stop.
+#[derive(Clone)]
+pub struct SpoolControl {
+    wake: Sender<()>,
+    stopping: Arc<AtomicBool>,
+}
+
+impl SpoolControl {
+    /// Asks the spool to stop after the batch it is committing.
+    pub fn stop(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        let _ = self.wake.send(());
+    }
+}
+
+pub struct Spool {
+    config: SpoolConfig,
+    subscriptions: Arc<Vec<Subscription>>,
+    store: StoreHandle,
+    /// Read positions of tailed files, by file key (device and inode).
+    positions: HashMap<String, SpoolPosition>,
+    stopping: Arc<AtomicBool>,
+    wake: Receiver<()>,
+    // Held so notifications keep flowing; dropped with the spool.
+    _watcher: notify::RecommendedWatcher,
+}
+
+impl Spool {
+    /// Creates the spool directory if needed and starts watching it.
+    pub fn open(
+        config: SpoolConfig,
+        subscriptions: Arc<Vec<Subscription>>,
+        store: StoreHandle,
+        positions: Vec<SpoolPosition>,
+    ) -> anyhow::Result<(Spool, SpoolControl)> {
+        fs::create_dir_all(&config.dir).with_context(|| {
+            format!(
+                "while creating the spool directory {}",
+                config.dir.display()
+            )
+        })?;
+        let (wake_tx, wake) = crossbeam_channel::unbounded();
+        let notify_tx = wake_tx.clone();
+        let mut watcher =
+            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+                if event.is_ok() {
+                    let _ = notify_tx.send(());
+                }
+            })
+            .context("while setting up filesystem notifications")?;
+        watcher
+            .watch(&config.dir, notify::RecursiveMode::NonRecursive)
+            .with_context(|| {
+                format!(
+                    "while watching the spool directory {}",
+                    config.dir.display()
+                )
+            })?;
+        let stopping = Arc::new(AtomicBool::new(false));
+        let spool = Spool {
+            config,
+            subscriptions,
+            store,
+            positions: positions
+                .into_iter()
+                .map(|p| (p.file_key.clone(), p))
+                .collect(),
+            stopping: Arc::clone(&stopping),
+            wake,
+            _watcher: watcher,
+        };
+        Ok((
+            spool,
+            SpoolControl {
+                wake: wake_tx,
+                stopping,
+            },
+        ))
+    }
+
+    /// Takes files until told to stop.
+    pub fn run(mut self) {
+        tracing::info!(dir = %self.config.dir.display(), "watching the spool directory");
+        while !self.stopped() {
+            if let Err(err) = self.scan() {
+                tracing::error!("spool scan failed: {err:#}");
+            }
+            // Sleep until something changes in the directory, or the safety-net rescan.
+            if self.wake.recv_timeout(self.config.rescan_interval).is_ok() {
+                while self.wake.try_recv().is_ok() {}
+            }
+        }
+    }
+
+    fn stopped(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
+
+    /// One pass over the directory: every `.json` file taken, every tailed file read to
+    /// its last complete line.
+    pub fn scan(&mut self) -> anyhow::Result<()> {
+        let mut entries: Vec<(PathBuf, Metadata)> = fs::read_dir(&self.config.dir)
+            .with_context(|| format!("while listing {}", self.config.dir.display()))?
+            .filter_map(Result::ok)
+            .filter_map(|entry| Some((entry.path(), entry.metadata().ok()?)))
+            .filter(|(_, meta)| meta.is_file())
+            .collect();
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+
+        let mut seen = HashSet::new();
+        for (path, meta) in entries {
+            if self.stopped() {
+                return Ok(());
+            }
+            let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            if name.starts_with('.') {
+                continue; // a producer's temp file, not ready yet
+            }
+            let key = file_key(&meta);
+            if name.ends_with(".json") {
+                self.take_json(&path, &meta)?;
+            } else if name.ends_with(".ndjson") || self.positions.contains_key(&key) {
+                // A tracked file keeps being read after a rename (rotation), whatever
+                // its new name.
+                seen.insert(key.clone());
+                self.tail(&path, key, &meta)?;
+            }
+        }
+        let gone: Vec<String> = self
+            .positions
+            .keys()
+            .filter(|key| !seen.contains(*key))
+            .cloned()
+            .collect();
+        for key in &gone {
+            self.positions.remove(key);
+        }
+        self.store.forget_positions(gone);
+        Ok(())
+    }
+
+    /// Reads a tailed file from its recorded position to its last complete line,
+    /// committing a batch per chunk.
+    fn tail(&mut self, path: &Path, key: String, meta: &Metadata) -> anyhow::Result<()> {
+        let source = path.display().to_string();
+        let mut position = self.positions.get(&key).cloned().unwrap_or(SpoolPosition {
+            file_key: key.clone(),
+            path: source.clone(),
+            offset: 0,
+            line: 0,
+        });
+        position.path = source.clone();
+        if meta.len() < position.offset {
+            tracing::warn!(file = %source, "spool file shrank (truncated); reading it again from the start");
+            position.offset = 0;
+            position.line = 0;
+        }
+        if meta.len() == position.offset {
+            return Ok(());
+        }
+        let mut file = match File::open(path) {
+            Ok(file) => file,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(err) => return Err(err).with_context(|| format!("while opening {source}")),
+        };
+        let chunk_size = self.config.max_event_bytes + 64 * 1024;
+        let mut buf = Vec::with_capacity(chunk_size);
+        while !self.stopped() {
+            buf.clear();
+            file.seek(SeekFrom::Start(position.offset))?;
+            (&mut file).take(chunk_size as u64).read_to_end(&mut buf)?;
+            if buf.is_empty() {
+                break;
+            }
+            let mut batch = IngestBatch {
+                source: format!("spool:{source}"),
+                ..Default::default()
+            };
+            let mut next = position.clone();
+            match buf.iter().rposition(|&b| b == b'\n') {
+                Some(last_newline) => {
+                    let now = OffsetDateTime::now_utc();
+                    for raw in buf[..last_newline].split(|&b| b == b'\n') {
+                        next.line += 1;
+                        let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+                        if raw.iter().all(u8::is_ascii_whitespace) {
+                            continue;
+                        }
+                        self.take_event(&mut batch, raw, now, &source, Some(next.line), None);
+                    }
+                    next.offset += last_newline as u64 + 1;
+                }
+                None if buf.len() > self.config.max_event_bytes => {
+                    // A line already too long to ever take: skip it once it ends.
+                    let Some(end) = find_newline(&mut file, position.offset + buf.len() as u64)?
+                    else {
+                        break;
+                    };
+                    next.line += 1;
+                    batch.rejections.push(Rejection {
+                        source: source.clone(),
+                        line: Some(next.line),
+                        reason: Invalid::TooLarge {
+                            size: (end - position.offset) as usize,
+                            limit: self.config.max_event_bytes,
+                        }
+                        .to_string(),
+                        snippet: event::snippet(&buf),
+                    });
+                    next.offset = end + 1;
+                }
+                // An incomplete last line: wait for the producer to finish it.
+                None => break,
+            }
+            batch.position = Some(next.clone());
+            if !self.commit(batch)? {
+                return Ok(());
+            }
+            position = next;
+            self.positions.insert(key.clone(), position.clone());
+            if buf.len() < chunk_size {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes a whole `.json` file: one event or an array of them. A file that is not
+    /// usable as a whole is moved to `rejected/` with a note; bad items of a good array
+    /// are rejected one by one.
+    fn take_json(&mut self, path: &Path, meta: &Metadata) -> anyhow::Result<()> {
+        let source = path.display().to_string();
+        if meta.len() > self.config.max_file_bytes as u64 {
+            let reason = format!(
+                "file is {} bytes, over the limit of {} bytes (spool.max_file_bytes)",
+                meta.len(),
+                self.config.max_file_bytes
+            );
+            return self.reject_file(path, &reason, b"");
+        }
+        let bytes = match fs::read(path) {
+            Ok(bytes) => bytes,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(err) => return Err(err).with_context(|| format!("while reading {source}")),
+        };
+        let now = OffsetDateTime::now_utc();
+        let mut batch = IngestBatch {
+            source: format!("spool:{source}"),
+            ..Default::default()
+        };
+        match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+            Some(b'[') => {
+                let items = std::str::from_utf8(&bytes)
+                    .map_err(|e| Invalid::NotUtf8(e.valid_up_to()).to_string())
+                    .and_then(|text| {
+                        serde_json::from_str::<Vec<Box<RawValue>>>(text)
+                            .map_err(|e| format!("not a valid JSON array: {e}"))
+                    });
+                let items = match items {
+                    Ok(items) => items,
+                    Err(reason) => return self.reject_file(path, &reason, &bytes),
+                };
+                for (index, item) in items.iter().enumerate() {
+                    let item_label = format!("item {index}");
+                    self.take_event(
+                        &mut batch,
+                        item.get().as_bytes(),
+                        now,
+                        &source,
+                        None,
+                        Some(&item_label),
+                    );
+                }
+            }
+            _ => match event::parse_event(&bytes, self.config.max_event_bytes, now) {
+                Ok(event) => batch.events.push(self.route(event)),
+                Err(invalid) => return self.reject_file(path, &invalid.to_string(), &bytes),
+            },
+        }
+        if !self.commit(batch)? {
+            return Ok(());
+        }
+        if self.config.keep_done {
+            move_aside(path, &self.config.dir.join(DONE_DIR))?;
+        } else if let Err(err) = fs::remove_file(path) {
+            if err.kind() != std::io::ErrorKind::NotFound {
+                return Err(err)
+                    .with_context(|| format!("while removing the consumed file {source}"));
+            }
+        }
+        Ok(())
+    }
+
+    fn take_event(
+        &self,
+        batch: &mut IngestBatch,
+        raw: &[u8],
+        now: OffsetDateTime,
+        source: &str,
+        line: Option<u64>,
+        item: Option<&str>,
+    ) {
+        match event::parse_event(raw, self.config.max_event_bytes, now) {
+            Ok(event) => batch.events.push(self.route(event)),
+            Err(invalid) => {
+                let reason = match item {
+                    Some(item) => format!("{item}: {invalid}"),
+                    None => invalid.to_string(),
+                };
+                let at = line.map(|l| format!(":{l}")).unwrap_or_default();
+                tracing::warn!(source = %format!("{source}{at}"), %reason, "rejected an event");
+                batch.rejections.push(Rejection {
+                    source: source.to_string(),
+                    line,
+                    reason,
+                    snippet: event::snippet(raw),
+                });
+            }
+        }
+    }
+
+    fn route(&self, event: Event) -> RoutedEvent {
+        let subscriptions = routing::route(&self.subscriptions, &event);
+        RoutedEvent {
+            event,
+            subscriptions,
+        }
+    }
+
+    /// Records a whole file as rejected, then moves it to `rejected/` beside a note.
+    fn reject_file(&mut self, path: &Path, reason: &str, bytes: &[u8]) -> anyhow::Result<()> {
+        let source = path.display().to_string();
+        tracing::warn!(file = %source, %reason, "rejected a spool file");
+        let batch = IngestBatch {
+            source: format!("spool:{source}"),
+            rejections: vec![Rejection {
+                source: source.clone(),
+                line: None,
+                reason: reason.to_string(),
+                snippet: event::snippet(bytes),
+            }],
+            ..Default::default()
+        };
+        if !self.commit(batch)? {
+            return Ok(());
+        }
+        let moved = move_aside(path, &self.config.dir.join(REJECTED_DIR))?;
+        let mut note = moved.clone().into_os_string();
+        note.push(".reason.txt");
+        fs::write(&note, format!("{source}\nrejected: {reason}\n"))
+            .with_context(|| format!("while writing {}", Path::new(&note).display()))?;
+        Ok(())
+    }
+
+    /// Commits a batch. `Ok(false)` means the store refused it (logged); the input stays
+    /// where it is and is taken again on a later scan.
+    fn commit(&self, batch: IngestBatch) -> anyhow::Result<bool> {
+        if batch.events.is_empty() && batch.rejections.is_empty() && batch.position.is_none() {
+            return Ok(true);
+        }
+        match self.store.ingest(batch) {
+            Ok(report) => {
+                tracing::debug!(?report, "spool batch committed");
+                Ok(true)
+            }
+            Err(err) => {
+                tracing::error!("could not store spool input; will try again: {err:#}");
+                std::thread::sleep(STORE_RETRY);
+                Ok(false)
+            }
+        }
+    }
+}
+
+/// Identifies a file across renames: device and inode.
+fn file_key(meta: &Metadata) -> String {
+    format!("{}:{}", meta.dev(), meta.ino())
+}
+
+/// Finds the next newline at or after `from`, without holding the line in memory.
+fn find_newline(file: &mut File, from: u64) -> std::io::Result<Option<u64>> {
+    file.seek(SeekFrom::Start(from))?;
+    let mut block = vec![0; 64 * 1024];
+    let mut at = from;
+    loop {
+        let read = file.read(&mut block)?;
+        if read == 0 {
+            return Ok(None);
+        }
+        if let Some(i) = block[..read].iter().position(|&b| b == b'\n') {
+            return Ok(Some(at + i as u64));
+        }
+        at += read as u64;
+    }
+}
+
+/// Moves `path` into `dir` under its own name, or a numbered one if that is taken.
+fn move_aside(path: &Path, dir: &Path) -> anyhow::Result<PathBuf> {
+    fs::create_dir_all(dir).with_context(|| format!("while creating {}", dir.display()))?;
+    let name = path
+        .file_name()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned();
+    let mut target = dir.join(&name);
+    let mut n = 1;
+    while target.exists() {
+        target = dir.join(format!("{name}.{n}"));
+        n += 1;
+    }
+    fs::rename(path, &target)
+        .with_context(|| format!("while moving {} to {}", path.display(), target.display()))?;
+    Ok(target)
+}

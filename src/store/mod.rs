@@ -1,0 +1,247 @@
+//! Storage: the one SQLite file that holds events, deliveries, attempts, rejections and
+//! spool positions. Only this module speaks SQL.
+//!
+//! Writes have one owner, a writer thread fed by a channel (see `writer`), which commits
+//! many requests in one transaction and answers each caller after the commit. Readers open
+//! their own connections; WAL lets them run beside the writer.
+
+mod schema;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use rusqlite::{Connection, OpenFlags};
+
+pub use writer::{now_ms, StoreHandle};
+
+use crate::event::Event;
+
+/// One batch of input, committed in a single transaction or not at all.
+#[derive(Debug, Default)]
+pub struct IngestBatch {
+    /// Where the input came from, e.g. `spool:events.ndjson`.
+    pub source: String,
+    pub events: Vec<RoutedEvent>,
+    pub rejections: Vec<Rejection>,
+    /// The spool position to record with these events, so a restart resumes after them.
+    pub position: Option<SpoolPosition>,
+}
+
+/// An event and the names of the subscriptions it fans out to.
+#[derive(Debug)]
+pub struct RoutedEvent {
+    pub event: Event,
+    pub subscriptions: Vec<String>,
+}
+
+/// An input that was refused, kept for the operator.
+#[derive(Debug, Clone)]
+pub struct Rejection {
+    pub source: String,
+    pub line: Option<u64>,
+    pub reason: String,
+    pub snippet: String,
+}
+
+/// How far a spool file has been read: byte offset and line count after the last
+/// complete line taken.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpoolPosition {
+    pub file_key: String,
+    pub path: String,
+    pub offset: u64,
+    pub line: u64,
+}
+
+/// What an ingest batch did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct IngestReport {
+    pub stored: usize,
+    pub duplicates: usize,
+    pub deliveries: usize,
+}
+
+/// A delivery handed to a worker, with everything needed to send it.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub delivery_id: i64,
+    pub subscription: String,
+    /// 1 for the first attempt.
+    pub attempt: u32,
+    pub event_id: String,
+    pub body: String,
+}
+
+/// How many due deliveries to claim for one subscription.
+#[derive(Debug, Clone)]
+pub struct ClaimRequest {
+    pub subscription: String,
+    pub limit: usize,
+}
+
+/// The answer to a claim: the deliveries, and when the next not-yet-due delivery of a
+/// subscription that did not fill its limit falls due (unix ms).
+#[derive(Debug, Default)]
+pub struct ClaimResult {
+    pub claimed: Vec<Claimed>,
+    pub next_due_ms: Option<i64>,
+}
+
+/// One finished attempt and what follows from it.
+#[derive(Debug, Clone)]
+pub struct AttemptRecord {
+    pub delivery_id: i64,
+    pub attempt: u32,
+    pub started_at_ms: i64,
+    pub duration_ms: i64,
+    pub status: Option<u16>,
+    pub error: Option<String>,
+    pub response_snippet: Option<String>,
+    pub next: NextStep,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NextStep {
+    Delivered,
+    RetryAt(i64),
+    Dead,
+}
+
+/// The store: owns the writer thread. Dropping it (or `close`) finishes every queued
+/// write and stops the thread.
+pub struct Store {
+    path: PathBuf,
+    handle: StoreHandle,
+    writer: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `path`, brings its schema up to date,
+    /// returns leased deliveries left by a crash to the queue, and starts the writer.
+    /// `new_work` is signalled after each commit that created deliveries.
+    pub fn open(path: &Path, new_work: crossbeam_channel::Sender<()>) -> anyhow::Result<Store> {
+        let conn = open_writer_connection(path)
+            .with_context(|| format!("while opening the store at {}", path.display()))?;
+        let (handle, writer) = writer::spawn(conn, new_work)?;
+        Ok(Store {
+            path: path.to_path_buf(),
+            handle,
+            writer: Some(writer),
+        })
+    }
+
+    pub fn handle(&self) -> StoreHandle {
+        self.handle.clone()
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Waits for every write queued so far, then stops the writer.
+    pub fn close(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        self.handle.shutdown();
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn open_writer_connection(path: &Path) -> anyhow::Result<Connection> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("while creating the directory {}", parent.display()))?;
+    }
+    let mut conn = Connection::open(path)?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
+    anyhow::ensure!(
+        mode.eq_ignore_ascii_case("wal"),
+        "the database refused WAL mode (got {mode})"
+    );
+    // FULL: a commit is on disk before the caller is answered. The writer relaxes this
+    // for batches that acknowledge nothing (claims); see writer.rs.
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", true)?;
+    schema::migrate(&mut conn)?;
+    Ok(conn)
+}
+
+/// A read-only connection for queries that must not queue behind writes.
+pub struct Reader {
+    conn: Connection,
+}
+
+impl Reader {
+    pub fn open(path: &Path) -> anyhow::Result<Reader> {
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .with_context(|| format!("while opening the store at {} for reading", path.display()))?;
+        conn.busy_timeout(Duration::from_secs(5))?;
+        Ok(Reader { conn })
+    }
+
+    /// Every recorded spool position.
+    pub fn spool_positions(&self) -> anyhow::Result<Vec<SpoolPosition>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT file_key, path, offset, line FROM spool_positions")?;
+        let rows = stmt.query_map([], |row| {
+            Ok(SpoolPosition {
+                file_key: row.get(0)?,
+                path: row.get(1)?,
+                offset: row.get(2)?,
+                line: row.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+/// Fills a fresh or existing database with `count` pending deliveries to `subscription`
+/// that fall due at `due_at_ms`. For the benchmark's backlog; never called by `serve`.
+pub fn seed_backlog(
+    path: &Path,
+    subscription: &str,
+    count: usize,
+    due_at_ms: i64,
+) -> anyhow::Result<()> {
+    let mut conn = open_writer_connection(path)?;
+    conn.pragma_update(None, "synchronous", "OFF")?;
+    let tx = conn.transaction()?;
+    {
+        let mut event = tx.prepare(
+            "INSERT INTO events (id, type, conversation_id, received_at, source, body)
+             VALUES (?1, 'backlog.seeded', 'c-backlog', ?2, 'seed', ?3)",
+        )?;
+        let mut delivery = tx.prepare(
+            "INSERT INTO deliveries (event_seq, event_id, subscription, state, next_attempt_at,
+                                     created_at, updated_at)
+             VALUES (?1, ?2, ?3, 'pending', ?4, ?5, ?5)",
+        )?;
+        let now = now_ms();
+        for n in 0..count {
+            let id = format!("seed-{n}");
+            let body = format!(r#"{{"id":"{id}","type":"backlog.seeded"}}"#);
+            event.execute(rusqlite::params![id, now, body])?;
+            let seq = tx.last_insert_rowid();
+            delivery.execute(rusqlite::params![seq, id, subscription, due_at_ms, now])?;
+        }
+    }
+    tx.commit()?;
+    Ok(())
+}

@@ -1,0 +1,462 @@
+//! The single owner of the write connection. Callers send commands over a channel; the
+//! writer takes every command waiting, runs them in one transaction (each inside its own
+//! savepoint, so one failing command does not undo the others), commits, and only then
+//! answers. Many small writers thus share one fsync (group commit).
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::{Receiver, Sender};
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+
+use super::{
+    AttemptRecord, ClaimRequest, ClaimResult, Claimed, IngestBatch, IngestReport, NextStep,
+};
+
+/// Most commands folded into one transaction: bounds the latency one commit adds.
+const MAX_COMMANDS_PER_COMMIT: usize = 512;
+
+type Reply<T> = Sender<anyhow::Result<T>>;
+
+enum Command {
+    Ingest(IngestBatch, Reply<IngestReport>),
+    Claim {
+        requests: Vec<ClaimRequest>,
+        now_ms: i64,
+        lease_until_ms: i64,
+        reply: Reply<ClaimResult>,
+    },
+    Record(Vec<AttemptRecord>),
+    CancelRemoved {
+        keep: Vec<String>,
+        reply: Reply<usize>,
+    },
+    ForgetPositions(Vec<String>),
+    Shutdown,
+}
+
+impl Command {
+    /// Claims and bookkeeping may be lost in a crash without harm (a lost claim leaves the
+    /// delivery pending); anything that acknowledges input or records an outcome may not.
+    fn needs_durability(&self) -> bool {
+        !matches!(self, Command::Claim { .. } | Command::ForgetPositions(_))
+    }
+}
+
+/// A cheap, cloneable way to reach the writer.
+#[derive(Clone)]
+pub struct StoreHandle {
+    commands: Sender<Command>,
+}
+
+impl StoreHandle {
+    /// Stores a batch durably; returns once it is committed.
+    pub fn ingest(&self, batch: IngestBatch) -> anyhow::Result<IngestReport> {
+        self.ask(|reply| Command::Ingest(batch, reply))
+    }
+
+    /// Leases up to `limit` due deliveries per subscription until `lease_until_ms`.
+    pub fn claim(
+        &self,
+        requests: Vec<ClaimRequest>,
+        now_ms: i64,
+        lease_until_ms: i64,
+    ) -> anyhow::Result<ClaimResult> {
+        self.ask(|reply| Command::Claim {
+            requests,
+            now_ms,
+            lease_until_ms,
+            reply,
+        })
+    }
+
+    /// Queues attempt outcomes; they are committed in order before any later command.
+    pub fn record(&self, records: Vec<AttemptRecord>) {
+        if !records.is_empty() {
+            let _ = self.commands.send(Command::Record(records));
+        }
+    }
+
+    /// Cancels pending deliveries of every subscription not named in `keep`.
+    pub fn cancel_removed_subscriptions(&self, keep: Vec<String>) -> anyhow::Result<usize> {
+        self.ask(|reply| Command::CancelRemoved { keep, reply })
+    }
+
+    /// Drops spool positions of files that no longer exist.
+    pub fn forget_positions(&self, file_keys: Vec<String>) {
+        if !file_keys.is_empty() {
+            let _ = self.commands.send(Command::ForgetPositions(file_keys));
+        }
+    }
+
+    pub(super) fn shutdown(&self) {
+        let _ = self.commands.send(Command::Shutdown);
+    }
+
+    fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> anyhow::Result<T> {
+        let (reply, answer) = crossbeam_channel::bounded(1);
+        self.commands
+            .send(make(reply))
+            .map_err(|_| anyhow::anyhow!("the store writer has stopped"))?;
+        answer
+            .recv()
+            .map_err(|_| anyhow::anyhow!("the store writer stopped before answering"))?
+    }
+}
+
+pub(super) fn spawn(
+    mut conn: Connection,
+    new_work: Sender<()>,
+) -> anyhow::Result<(StoreHandle, std::thread::JoinHandle<()>)> {
+    let recovered = recover_leases(&mut conn)?;
+    if recovered > 0 {
+        tracing::info!(
+            recovered,
+            "returned deliveries leased before a crash to the queue"
+        );
+    }
+    let (commands, inbox) = crossbeam_channel::unbounded();
+    let thread = std::thread::Builder::new()
+        .name("store-writer".into())
+        .spawn(move || {
+            Writer {
+                conn,
+                new_work,
+                durable: true,
+            }
+            .run(inbox)
+        })?;
+    Ok((StoreHandle { commands }, thread))
+}
+
+/// A delivery leased when the process died was never answered for: make it due now.
+fn recover_leases(conn: &mut Connection) -> rusqlite::Result<usize> {
+    conn.execute(
+        "UPDATE deliveries SET next_attempt_at = leased_at, leased_at = NULL
+         WHERE leased_at IS NOT NULL AND state = 'pending'",
+        [],
+    )
+}
+
+/// Milliseconds since the Unix epoch: the store's clock.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+struct Writer {
+    conn: Connection,
+    new_work: Sender<()>,
+    /// Whether the connection is currently at `synchronous = FULL`.
+    durable: bool,
+}
+
+/// An answer held back until the transaction commits.
+enum Pending {
+    Ingest(Reply<IngestReport>, anyhow::Result<IngestReport>),
+    Claim(Reply<ClaimResult>, anyhow::Result<ClaimResult>),
+    Cancel(Reply<usize>, anyhow::Result<usize>),
+}
+
+impl Writer {
+    fn run(mut self, inbox: Receiver<Command>) {
+        let mut stopping = false;
+        while !stopping {
+            let Ok(first) = inbox.recv() else { break };
+            let mut batch = vec![first];
+            while batch.len() < MAX_COMMANDS_PER_COMMIT {
+                match inbox.try_recv() {
+                    Ok(command) => batch.push(command),
+                    Err(_) => break,
+                }
+            }
+            if let Some(at) = batch.iter().position(|c| matches!(c, Command::Shutdown)) {
+                // Commands sent after shutdown cannot exist (the sender stops first), but
+                // everything queued before it is still written.
+                batch.truncate(at);
+                stopping = true;
+            }
+            if !batch.is_empty() {
+                self.commit_batch(batch);
+            }
+        }
+        tracing::debug!("store writer stopped");
+    }
+
+    fn commit_batch(&mut self, batch: Vec<Command>) {
+        let durable = batch.iter().any(Command::needs_durability);
+        if durable != self.durable {
+            let level = if durable { "FULL" } else { "NORMAL" };
+            if let Err(err) = self.conn.pragma_update(None, "synchronous", level) {
+                tracing::error!(%err, "could not set synchronous = {level}");
+            } else {
+                self.durable = durable;
+            }
+        }
+
+        let mut answers = Vec::with_capacity(batch.len());
+        let mut created_deliveries = false;
+        let outcome = (|| -> rusqlite::Result<()> {
+            let mut tx = self.conn.transaction()?;
+            for command in batch {
+                match command {
+                    Command::Ingest(ingest, reply) => {
+                        let result = in_savepoint(&mut tx, |tx| ingest_batch(tx, &ingest));
+                        if matches!(&result, Ok(report) if report.deliveries > 0) {
+                            created_deliveries = true;
+                        }
+                        answers.push(Pending::Ingest(reply, result));
+                    }
+                    Command::Claim {
+                        requests,
+                        now_ms,
+                        lease_until_ms,
+                        reply,
+                    } => {
+                        let result = in_savepoint(&mut tx, |tx| {
+                            claim(tx, &requests, now_ms, lease_until_ms)
+                        });
+                        answers.push(Pending::Claim(reply, result));
+                    }
+                    Command::Record(records) => {
+                        if let Err(err) = in_savepoint(&mut tx, |tx| record(tx, &records)) {
+                            tracing::error!(%err, "could not record delivery attempts");
+                        }
+                    }
+                    Command::CancelRemoved { keep, reply } => {
+                        let result = in_savepoint(&mut tx, |tx| cancel_removed(tx, &keep));
+                        answers.push(Pending::Cancel(reply, result));
+                    }
+                    Command::ForgetPositions(keys) => {
+                        if let Err(err) = in_savepoint(&mut tx, |tx| forget_positions(tx, &keys)) {
+                            tracing::warn!(%err, "could not forget spool positions");
+                        }
+                    }
+                    Command::Shutdown => {}
+                }
+            }
+            tx.commit()
+        })();
+
+        if let Err(err) = &outcome {
+            tracing::error!(%err, "store commit failed; the batch is not stored");
+        }
+        for answer in answers {
+            match answer {
+                Pending::Ingest(reply, result) => drop(reply.send(settle(&outcome, result))),
+                Pending::Claim(reply, result) => drop(reply.send(settle(&outcome, result))),
+                Pending::Cancel(reply, result) => drop(reply.send(settle(&outcome, result))),
+            }
+        }
+        if outcome.is_ok() && created_deliveries {
+            let _ = self.new_work.try_send(());
+        }
+    }
+}
+
+/// A command's own result stands only if the transaction holding it committed.
+fn settle<T>(commit: &rusqlite::Result<()>, result: anyhow::Result<T>) -> anyhow::Result<T> {
+    match commit {
+        Ok(()) => result,
+        Err(err) => Err(anyhow::anyhow!("the store could not commit: {err}")),
+    }
+}
+
+/// Runs `work` in a savepoint: on error only its own changes are rolled back.
+fn in_savepoint<T>(
+    tx: &mut Transaction<'_>,
+    work: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+) -> anyhow::Result<T> {
+    let savepoint = tx.savepoint()?;
+    match work(&savepoint) {
+        Ok(value) => {
+            savepoint.commit()?;
+            Ok(value)
+        }
+        Err(err) => Err(err.into()),
+    }
+}
+
+fn ingest_batch(tx: &Connection, batch: &IngestBatch) -> rusqlite::Result<IngestReport> {
+    let now = now_ms();
+    let mut report = IngestReport::default();
+    let mut insert_event = tx.prepare_cached(
+        "INSERT INTO events (id, type, conversation_id, project_id, received_at, source, body)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (id) DO NOTHING",
+    )?;
+    let mut insert_delivery = tx.prepare_cached(
+        "INSERT INTO deliveries (event_seq, event_id, subscription, state, next_attempt_at,
+                                 created_at, updated_at)
+         VALUES (?1, ?2, ?3, 'pending', ?4, ?4, ?4)",
+    )?;
+    for routed in &batch.events {
+        let event = &routed.event;
+        let inserted = insert_event.execute(params![
+            event.id,
+            event.kind,
+            event.conversation_id,
+            event.project_id,
+            now,
+            batch.source,
+            event.body,
+        ])?;
+        if inserted == 0 {
+            report.duplicates += 1;
+            continue;
+        }
+        report.stored += 1;
+        let seq = tx.last_insert_rowid();
+        for subscription in &routed.subscriptions {
+            insert_delivery.execute(params![seq, event.id, subscription, now])?;
+            report.deliveries += 1;
+        }
+    }
+    let mut insert_rejection = tx.prepare_cached(
+        "INSERT INTO rejections (at, source, line, reason, snippet) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    for rejection in &batch.rejections {
+        insert_rejection.execute(params![
+            now,
+            rejection.source,
+            rejection.line,
+            rejection.reason,
+            rejection.snippet
+        ])?;
+    }
+    if let Some(position) = &batch.position {
+        tx.prepare_cached(
+            "INSERT INTO spool_positions (file_key, path, offset, line, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (file_key) DO UPDATE SET
+                 path = excluded.path, offset = excluded.offset, line = excluded.line,
+                 updated_at = excluded.updated_at",
+        )?
+        .execute(params![
+            position.file_key,
+            position.path,
+            position.offset,
+            position.line,
+            now
+        ])?;
+    }
+    Ok(report)
+}
+
+fn claim(
+    tx: &Connection,
+    requests: &[ClaimRequest],
+    now_ms: i64,
+    lease_until_ms: i64,
+) -> rusqlite::Result<ClaimResult> {
+    let mut result = ClaimResult::default();
+    let mut due = tx.prepare_cached(
+        "SELECT d.id, d.attempts, d.event_id, e.body
+         FROM deliveries d JOIN events e ON e.seq = d.event_seq
+         WHERE d.state = 'pending' AND d.subscription = ?1 AND d.next_attempt_at <= ?2
+         ORDER BY d.next_attempt_at, d.id
+         LIMIT ?3",
+    )?;
+    let mut lease = tx.prepare_cached(
+        "UPDATE deliveries SET leased_at = ?2, next_attempt_at = ?3 WHERE id = ?1",
+    )?;
+    let mut next_due = tx.prepare_cached(
+        "SELECT MIN(next_attempt_at) FROM deliveries
+         WHERE state = 'pending' AND subscription = ?1",
+    )?;
+    for request in requests {
+        let before = result.claimed.len();
+        {
+            let rows = due.query_map(
+                params![request.subscription, now_ms, request.limit as i64],
+                |row| {
+                    Ok(Claimed {
+                        delivery_id: row.get(0)?,
+                        attempt: row.get::<_, u32>(1)? + 1,
+                        event_id: row.get(2)?,
+                        body: row.get(3)?,
+                        subscription: request.subscription.clone(),
+                    })
+                },
+            )?;
+            for claimed in rows {
+                let claimed = claimed?;
+                lease.execute(params![claimed.delivery_id, now_ms, lease_until_ms])?;
+                result.claimed.push(claimed);
+            }
+        }
+        // A subscription without capacity, or that filled its limit, may have more due at
+        // once; the scheduler looks again when capacity frees up, so only the others say
+        // when to look.
+        if request.limit == 0 || result.claimed.len() - before == request.limit {
+            continue;
+        }
+        let next: Option<i64> = next_due
+            .query_row(params![request.subscription], |row| row.get(0))
+            .optional()?
+            .flatten();
+        if let Some(next) = next {
+            result.next_due_ms = Some(result.next_due_ms.map_or(next, |known| known.min(next)));
+        }
+    }
+    Ok(result)
+}
+
+fn record(tx: &Connection, records: &[AttemptRecord]) -> rusqlite::Result<()> {
+    let now = now_ms();
+    let mut insert_attempt = tx.prepare_cached(
+        "INSERT INTO attempts (delivery_id, attempt, started_at, duration_ms, status, error,
+                               response_snippet)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?;
+    let mut update = tx.prepare_cached(
+        "UPDATE deliveries SET state = ?2, attempts = ?3, next_attempt_at = ?4, leased_at = NULL,
+                               last_status = ?5, last_error = ?6, updated_at = ?7
+         WHERE id = ?1 AND state = 'pending'",
+    )?;
+    for r in records {
+        insert_attempt.execute(params![
+            r.delivery_id,
+            r.attempt,
+            r.started_at_ms,
+            r.duration_ms,
+            r.status,
+            r.error,
+            r.response_snippet
+        ])?;
+        let (state, next_attempt_at) = match r.next {
+            NextStep::Delivered => ("delivered", None),
+            NextStep::RetryAt(at) => ("pending", Some(at)),
+            NextStep::Dead => ("dead", None),
+        };
+        update.execute(params![
+            r.delivery_id,
+            state,
+            r.attempt,
+            next_attempt_at,
+            r.status,
+            r.error,
+            now
+        ])?;
+    }
+    Ok(())
+}
+
+fn cancel_removed(tx: &Connection, keep: &[String]) -> rusqlite::Result<usize> {
+    let keep_json = serde_json::to_string(keep).unwrap_or_else(|_| "[]".into());
+    tx.execute(
+        "UPDATE deliveries
+         SET state = 'cancelled', next_attempt_at = NULL, leased_at = NULL, updated_at = ?2,
+             last_error = 'cancelled: subscription \"' || subscription || '\" is no longer in the config'
+         WHERE state = 'pending' AND subscription NOT IN (SELECT value FROM json_each(?1))",
+        params![keep_json, now_ms()],
+    )
+}
+
+fn forget_positions(tx: &Connection, keys: &[String]) -> rusqlite::Result<()> {
+    let mut delete = tx.prepare_cached("DELETE FROM spool_positions WHERE file_key = ?1")?;
+    for key in keys {
+        delete.execute(params![key])?;
+    }
+    Ok(())
+}
