@@ -1,0 +1,448 @@
+//! Shared fixtures for the integration tests: a recording receiver on 127.0.0.1 that
+//! checks signatures with its own HMAC code (not posthorn's), the real `posthorn` binary
+//! run against a temporary data dir, and bounded waiting.
+#![allow(dead_code)] // each test file uses a different part of this
+
+use std::collections::VecDeque;
+use std::fs;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+/// A fixed Standard Webhooks secret for tests.
+pub const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+/// Polls `check` every 20 ms until it holds or `limit` passes; panics with `what` then.
+pub fn wait_for(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if check() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("timed out after {limit:?} waiting for {what}");
+}
+
+/// One request as the receiver saw it.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+    pub at: Instant,
+}
+
+impl Recorded {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|err| {
+            panic!(
+                "receiver got a body that is not JSON ({err}): {}",
+                self.body
+            )
+        })
+    }
+
+    pub fn event_id(&self) -> String {
+        self.json()["id"].as_str().unwrap_or_default().to_string()
+    }
+
+    /// Checks the Standard Webhooks signature against `secret`, the way a receiver would.
+    pub fn verify_standard(&self, secret: &str) -> Result<(), String> {
+        let id = self.header("webhook-id").ok_or("no webhook-id header")?;
+        let timestamp = self
+            .header("webhook-timestamp")
+            .ok_or("no webhook-timestamp header")?;
+        let signatures = self
+            .header("webhook-signature")
+            .ok_or("no webhook-signature header")?;
+        let key = BASE64
+            .decode(
+                secret
+                    .strip_prefix("whsec_")
+                    .ok_or("secret without whsec_")?,
+            )
+            .map_err(|e| e.to_string())?;
+        let mut mac = Hmac::<Sha256>::new_from_slice(&key).map_err(|e| e.to_string())?;
+        mac.update(format!("{id}.{timestamp}.{}", self.body).as_bytes());
+        let expected = format!("v1,{}", BASE64.encode(mac.finalize().into_bytes()));
+        if signatures.split(' ').any(|s| s == expected) {
+            Ok(())
+        } else {
+            Err(format!(
+                "webhook-signature {signatures:?} does not contain {expected:?}"
+            ))
+        }
+    }
+
+    /// Checks a hex HMAC of the raw body in `header`, after `prefix`.
+    pub fn verify_hex(&self, secret: &str, header: &str, prefix: &str) -> Result<(), String> {
+        let got = self
+            .header(header)
+            .ok_or_else(|| format!("no {header} header"))?;
+        let mut mac =
+            Hmac::<Sha256>::new_from_slice(secret.as_bytes()).map_err(|e| e.to_string())?;
+        mac.update(self.body.as_bytes());
+        let hex: String = mac
+            .finalize()
+            .into_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let expected = format!("{prefix}{hex}");
+        if got == expected {
+            Ok(())
+        } else {
+            Err(format!("{header} is {got:?}, expected {expected:?}"))
+        }
+    }
+}
+
+/// What the receiver answers: a fixed status, or a script of statuses (with optional
+/// `Retry-After`) used in order, then a fallback.
+#[derive(Clone)]
+pub struct Answer {
+    pub status: u16,
+    pub retry_after: Option<String>,
+    pub delay: Duration,
+}
+
+impl Answer {
+    pub fn status(status: u16) -> Self {
+        Answer {
+            status,
+            retry_after: None,
+            delay: Duration::ZERO,
+        }
+    }
+}
+
+struct Script {
+    queued: VecDeque<Answer>,
+    fallback: Answer,
+}
+
+/// A recording HTTP receiver on 127.0.0.1 with a port of its own. Dropping it stops it.
+pub struct Receiver {
+    pub url: String,
+    server: Arc<tiny_http::Server>,
+    requests: Arc<Mutex<Vec<Recorded>>>,
+    script: Arc<Mutex<Script>>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Receiver {
+    /// A receiver that answers every request with `status`.
+    pub fn start(status: u16) -> Receiver {
+        Receiver::with_script(Vec::new(), Answer::status(status))
+    }
+
+    /// A receiver that answers with `queued` in order, then `fallback` forever.
+    pub fn with_script(queued: Vec<Answer>, fallback: Answer) -> Receiver {
+        let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").expect("bind a receiver"));
+        let port = server.server_addr().to_ip().expect("an IP listener").port();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let script = Arc::new(Mutex::new(Script {
+            queued: queued.into(),
+            fallback,
+        }));
+        // Several threads, so tests of concurrency see concurrent requests.
+        let threads = (0..8)
+            .map(|_| {
+                let (server, requests, script) = (
+                    Arc::clone(&server),
+                    Arc::clone(&requests),
+                    Arc::clone(&script),
+                );
+                std::thread::spawn(move || serve(&server, &requests, &script))
+            })
+            .collect();
+        Receiver {
+            url: format!("http://127.0.0.1:{port}"),
+            server,
+            requests,
+            script,
+            threads,
+        }
+    }
+
+    /// Changes what the receiver answers from now on.
+    pub fn set_fallback(&self, answer: Answer) {
+        self.script.lock().unwrap().fallback = answer;
+    }
+
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.requests.lock().unwrap().clone()
+    }
+
+    pub fn count(&self) -> usize {
+        self.requests.lock().unwrap().len()
+    }
+
+    /// Requests whose path is `path` (each subscription in a test gets its own path).
+    pub fn at(&self, path: &str) -> Vec<Recorded> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.path == path)
+            .collect()
+    }
+
+    pub fn wait_for_count(&self, count: usize, limit: Duration) {
+        wait_for(&format!("{count} requests at the receiver"), limit, || {
+            self.count() >= count
+        });
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.server.unblock();
+        for _ in 1..self.threads.len() {
+            self.server.unblock();
+        }
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn serve(server: &tiny_http::Server, requests: &Mutex<Vec<Recorded>>, script: &Mutex<Script>) {
+    while let Ok(mut request) = server.recv() {
+        let mut body = String::new();
+        let _ = request.as_reader().read_to_string(&mut body);
+        let headers = request
+            .headers()
+            .iter()
+            .map(|h| {
+                (
+                    h.field.as_str().as_str().to_string(),
+                    h.value.as_str().to_string(),
+                )
+            })
+            .collect();
+        let answer = {
+            let mut script = script.lock().unwrap();
+            script
+                .queued
+                .pop_front()
+                .unwrap_or_else(|| script.fallback.clone())
+        };
+        std::thread::sleep(answer.delay);
+        requests.lock().unwrap().push(Recorded {
+            path: request.url().to_string(),
+            headers,
+            body,
+            at: Instant::now(),
+        });
+        let mut response = tiny_http::Response::from_string("ok").with_status_code(answer.status);
+        if let Some(value) = &answer.retry_after {
+            response.add_header(
+                tiny_http::Header::from_bytes("Retry-After", value.as_bytes()).unwrap(),
+            );
+        }
+        let _ = request.respond(response);
+    }
+}
+
+/// A temporary home for one posthorn: config, store and spool.
+pub struct Home {
+    pub dir: tempfile::TempDir,
+}
+
+impl Home {
+    pub fn new() -> Home {
+        Home {
+            dir: tempfile::tempdir().expect("a temp dir"),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn spool(&self) -> PathBuf {
+        self.path().join("spool")
+    }
+
+    pub fn db(&self) -> PathBuf {
+        self.path().join("posthorn.db")
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.path().join("config.toml")
+    }
+
+    /// Writes `config.toml`: storage and spool inside this home, a fast test schedule
+    /// unless `body` sets `[delivery]`, then `body`.
+    pub fn write_config(&self, body: &str) -> PathBuf {
+        let mut text = format!(
+            "[storage]\npath = {:?}\n[spool]\ndir = {:?}\nrescan_interval = \"200ms\"\n",
+            self.db().display().to_string(),
+            self.spool().display().to_string()
+        );
+        if !body.contains("[delivery]") {
+            text.push_str("[delivery]\nschedule = [\"100ms\", \"200ms\"]\ntimeout = \"2s\"\n");
+        }
+        text.push_str(body);
+        fs::write(self.config_path(), text).expect("write config");
+        self.config_path()
+    }
+
+    /// Drops a `.json` file into the spool the way a producer must: write, then rename.
+    pub fn drop_json(&self, name: &str, content: &str) {
+        fs::create_dir_all(self.spool()).unwrap();
+        let temp = self.spool().join(format!(".{name}.tmp"));
+        fs::write(&temp, content).unwrap();
+        fs::rename(&temp, self.spool().join(name)).unwrap();
+    }
+
+    /// Appends raw bytes to a spool file (for `.ndjson` tailing).
+    pub fn append(&self, name: &str, bytes: &[u8]) {
+        fs::create_dir_all(self.spool()).unwrap();
+        let mut file = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.spool().join(name))
+            .unwrap();
+        file.write_all(bytes).unwrap();
+        file.sync_data().unwrap();
+    }
+
+    /// Opens the store read-only, as an operator with `sqlite3` would.
+    pub fn query<T: rusqlite::types::FromSql>(&self, sql: &str) -> Vec<T> {
+        let conn = rusqlite::Connection::open_with_flags(
+            self.db(),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .expect("open the store");
+        conn.busy_timeout(Duration::from_secs(5)).unwrap();
+        let mut stmt = conn.prepare(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+        stmt.query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    pub fn count(&self, sql: &str) -> i64 {
+        self.query::<i64>(sql).first().copied().unwrap_or(0)
+    }
+}
+
+/// A `[[subscription]]` block with a Standard Webhooks secret, posting to `url`.
+pub fn subscription(name: &str, url: &str, scope: &str, events: &str) -> String {
+    format!(
+        "\n[[subscription]]\nname = {name:?}\nurl = {url:?}\n{scope}\nevents = {events}\nsecret = {SECRET:?}\n"
+    )
+}
+
+/// The path to the real binary under test.
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_posthorn")
+}
+
+/// Runs `posthorn ARGS` to completion and returns (exit code, stdout, stderr).
+pub fn run(args: &[&str]) -> (i32, String, String) {
+    let output = Command::new(binary())
+        .args(args)
+        .env_remove("POSTHORN_CONFIG")
+        .output()
+        .expect("run posthorn");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// `posthorn serve` running in the background. Dropping it kills it.
+pub struct Serve {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Serve {
+    /// Starts `posthorn serve --config <home>/config.toml` and waits until it runs.
+    pub fn start(home: &Home) -> Serve {
+        let log = home.path().join(format!("serve-{}.log", unique()));
+        let child = Command::new(binary())
+            .args(["serve", "--config"])
+            .arg(home.config_path())
+            .env("POSTHORN_LOG", "posthorn=debug,info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("spawn posthorn serve");
+        let serve = Serve { child, log };
+        wait_for(
+            "posthorn to report it is running",
+            Duration::from_secs(20),
+            || serve.log().contains("posthorn is running"),
+        );
+        serve
+    }
+
+    pub fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// SIGKILL: the crash a power cut or OOM killer would cause.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then the exit code once it exits (bounded).
+    pub fn terminate(mut self) -> Option<i32> {
+        signal(self.pid(), "TERM");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Sends a signal by name with the system's `kill`, so tests need no libc bindings.
+pub fn signal(pid: i32, name: &str) {
+    let _ = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .status();
+}
+
+fn unique() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
+}

@@ -1,0 +1,43 @@
+//! The quick start, as a newcomer runs it: one subscription, one event dropped in the
+//! spool, one signed POST at the receiver.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{subscription, Home, Receiver, Serve, SECRET};
+
+#[test]
+fn an_event_dropped_in_the_spool_reaches_the_receiver_signed() {
+    let receiver = Receiver::start(204);
+    let home = Home::new();
+    home.write_config(&subscription(
+        "north-crm",
+        &format!("{}/hook", receiver.url),
+        "conversations = [\"c-204\"]",
+        "[\"conversation.*\"]",
+    ));
+    let _serve = Serve::start(&home);
+    home.drop_json(
+        "evt_1.json",
+        r#"{"id":"evt_1","type":"conversation.started","conversation_id":"c-204","project_id":"p-9","occurred_at":"2026-11-22T10:00:00Z","data":{"language":"nl-NL"}}"#,
+    );
+    receiver.wait_for_count(1, Duration::from_secs(10));
+    let got = &receiver.requests()[0];
+    got.verify_standard(SECRET).unwrap();
+    assert_eq!(got.header("webhook-id"), Some("evt_1"));
+    assert_eq!(got.header("content-type"), Some("application/json"));
+    assert_eq!(
+        got.body,
+        r#"{"id":"evt_1","type":"conversation.started","conversation_id":"c-204","project_id":"p-9","timestamp":"2026-11-22T10:00:00Z","data":{"language":"nl-NL"}}"#
+    );
+    common::wait_for(
+        "the delivery to be marked delivered",
+        Duration::from_secs(5),
+        || home.count("SELECT count(*) FROM deliveries WHERE state = 'delivered'") == 1,
+    );
+    assert!(
+        !home.spool().join("evt_1.json").exists(),
+        "the consumed file is removed"
+    );
+}
