@@ -1,1 +1,290 @@
 use super::*;
+
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+fn parse_text(text: &str) -> Result<Config, ConfigError> {
+    parse(text, Path::new("/etc/posthorn/config.toml"))
+}
+
+/// The single problem a config has, as `line:column: message`.
+fn only_problem(text: &str) -> String {
+    let err = parse_text(text).expect_err("the config should be refused");
+    assert_eq!(err.problems.len(), 1, "expected one problem, got: {err}");
+    let p = &err.problems[0];
+    format!(
+        "{}:{}: {}",
+        p.line.unwrap_or(0),
+        p.column.unwrap_or(0),
+        p.message
+    )
+}
+
+fn with_subscription(extra: &str) -> String {
+    format!(
+        "[[subscription]]\nname = \"s\"\nurl = \"http://127.0.0.1:9000/hook\"\n\
+         conversations = [\"c-1\"]\nevents = [\"*\"]\n{extra}"
+    )
+}
+
+#[test]
+fn the_example_config_parses_and_documents_the_defaults() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.toml");
+    let example = load(&path).unwrap_or_else(|err| panic!("config.example.toml: {err}"));
+    let defaults = embedded_defaults();
+    assert_eq!(example.delivery.schedule, defaults.delivery.schedule);
+    assert_eq!(example.delivery.timeout, defaults.delivery.timeout);
+    assert_eq!(example.delivery.workers, defaults.delivery.workers);
+    assert_eq!(
+        example.delivery.max_in_flight_per_endpoint,
+        defaults.delivery.max_in_flight_per_endpoint
+    );
+    assert_eq!(example.spool.keep_done, defaults.spool.keep_done);
+    assert_eq!(
+        example.spool.max_event_bytes,
+        defaults.spool.max_event_bytes
+    );
+    assert_eq!(example.spool.max_file_bytes, defaults.spool.max_file_bytes);
+    assert_eq!(
+        example.spool.rescan_interval,
+        defaults.spool.rescan_interval
+    );
+    let names: Vec<&str> = example
+        .subscriptions
+        .iter()
+        .map(|s| s.name.as_str())
+        .collect();
+    assert_eq!(names, ["north-crm", "south-dashboard"]);
+    assert!(matches!(
+        example.subscriptions[1].signing,
+        Signing::Hex { .. }
+    ));
+}
+
+#[test]
+fn an_empty_file_is_the_embedded_defaults_with_no_subscriptions() {
+    let config = parse_text("").unwrap();
+    let defaults = embedded_defaults();
+    assert!(config.subscriptions.is_empty());
+    assert_eq!(config.storage.path, defaults.storage.path);
+    assert_eq!(config.delivery.schedule.len(), DEFAULT_SCHEDULE.len());
+    assert_eq!(config.delivery.schedule[1], Duration::from_secs(300));
+}
+
+#[test]
+fn relative_paths_are_taken_from_the_config_files_directory() {
+    let config =
+        parse_text("[storage]\npath = \"db/p.db\"\n[spool]\ndir = \"/srv/spool\"").unwrap();
+    assert_eq!(config.storage.path, Path::new("/etc/posthorn/db/p.db"));
+    assert_eq!(config.spool.dir, Path::new("/srv/spool"));
+}
+
+#[test]
+fn a_full_subscription_resolves_every_key() {
+    let config = parse_text(&with_subscription(&format!(
+        "projects = [\"p-*\"]\nsecret = \"{SECRET} {SECRET}\"\nheaders = {{ \"X-Team\" = \"north\" }}\nenabled = false\n"
+    )))
+    .unwrap();
+    let sub = &config.subscriptions[0];
+    assert_eq!(sub.name, "s");
+    assert_eq!(sub.conversations[0].as_str(), "c-1");
+    assert_eq!(sub.projects[0].as_str(), "p-*");
+    assert!(matches!(&sub.signing, Signing::Standard { keys } if keys.len() == 2));
+    assert_eq!(sub.headers, [("X-Team".to_string(), "north".to_string())]);
+    assert!(!sub.enabled);
+}
+
+#[test]
+fn unknown_keys_are_named_with_their_line_and_column() {
+    let problem = only_problem("[delivery]\ntimeout = \"5s\"\nretries = 3\n");
+    assert!(
+        problem.starts_with("3:1: unknown field `retries`"),
+        "{problem}"
+    );
+    let problem = only_problem(&with_subscription("conversation = [\"c-2\"]\n"));
+    assert!(
+        problem.starts_with("6:1: unknown field `conversation`"),
+        "{problem}"
+    );
+}
+
+#[test]
+fn bad_values_say_what_was_expected() {
+    let cases = [
+        (
+            "[delivery]\ntimeout = \"5 s\"",
+            "2:11: \"5 s\" is not a duration",
+        ),
+        ("[delivery]\ntimeout = 5", "2:11: 5 has no unit"),
+        (
+            "[delivery]\ntimeout = \"0s\"",
+            "2:11: delivery.timeout must be longer than 0",
+        ),
+        (
+            "[delivery]\nworkers = 0",
+            "2:11: delivery.workers is 0; expected a whole number from 1",
+        ),
+        (
+            "[delivery]\nschedule = [\"5s\", \"0s\"]",
+            "2:19: delivery.schedule: each wait",
+        ),
+        (
+            "[delivery]\nworkers = \"many\"",
+            "2:11: invalid type: string \"many\"",
+        ),
+        (
+            "[spool]\nmax_event_bytes = \"1MB\"",
+            "2:19: \"1MB\" is not a size",
+        ),
+        (
+            "[spool]\nmax_event_bytes = 0",
+            "2:19: spool.max_event_bytes must be more than 0",
+        ),
+        ("[storage\npath = 1", "1:9: "),
+    ];
+    for (text, expected) in cases {
+        let problem = only_problem(text);
+        assert!(
+            problem.starts_with(expected),
+            "for {text:?}: expected {expected:?}, got {problem:?}"
+        );
+    }
+}
+
+#[test]
+fn subscription_mistakes_are_each_reported() {
+    let cases = [
+        (
+            with_subscription("").replace("conversations = [\"c-1\"]\n", ""),
+            "needs conversations or projects",
+        ),
+        (
+            with_subscription("").replace("events = [\"*\"]\n", "")
+                + "secret = \"x\"\nsignature = \"hex\"\n",
+            "is missing events",
+        ),
+        (
+            with_subscription("secret = \"x\"\nsignature = \"hex\"\nevents2 = 1\n"),
+            "unknown field `events2`",
+        ),
+        (
+            with_subscription(&format!("secret = \"{SECRET}\"\n")).replace("\"*\"]", "]"),
+            "events is empty",
+        ),
+        (with_subscription(""), "has no secret"),
+        (
+            with_subscription(&format!("secret = \"{SECRET}\"\nsecret_env = \"X\"\n")),
+            "set only one of",
+        ),
+        (
+            with_subscription("secret = \"plain\"\n"),
+            "starts with \"whsec_\"",
+        ),
+        (
+            with_subscription("secret = \"whsec_AAAA\"\n"),
+            "decodes to 3 bytes",
+        ),
+        (
+            with_subscription(
+                "secret = \"x\"\nsignature = \"hex\"\nheaders = { \"webhook-id\" = \"1\" }\n",
+            ),
+            "cannot be overridden",
+        ),
+        (
+            with_subscription(
+                "secret = \"x\"\nsignature = \"hex\"\nheaders = { \"Bad Name\" = \"1\" }\n",
+            ),
+            "is not a valid header name",
+        ),
+        (
+            with_subscription(&format!(
+                "secret = \"{SECRET}\"\nsignature_header = \"X-Sig\"\n"
+            )),
+            "apply to signature = \"hex\" only",
+        ),
+        (
+            with_subscription("secret = \"x\"\nsignature = \"rot13\"\n"),
+            "unknown variant `rot13`",
+        ),
+        (
+            with_subscription(&format!("secret = \"{SECRET}\"\n"))
+                .replace("http://127.0.0.1:9000/hook", "ftp://x"),
+            "is not an http:// or https:// URL",
+        ),
+        (
+            with_subscription(&format!("secret = \"{SECRET}\"\n"))
+                .replace("name = \"s\"", "name = \"a b\""),
+            "a name may only hold",
+        ),
+        (
+            with_subscription(&format!("secret = \"{SECRET}\"\n")).replace("[\"c-1\"]", "[\"\"]"),
+            "holds an empty pattern",
+        ),
+        (
+            with_subscription("secret_env = \"POSTHORN_TEST_SURELY_UNSET_VARIABLE\"\n"),
+            "POSTHORN_TEST_SURELY_UNSET_VARIABLE named by secret_env is not set",
+        ),
+        (
+            with_subscription("secret_file = \"/nonexistent/posthorn.secret\"\n"),
+            "while reading secret_file /nonexistent/posthorn.secret",
+        ),
+    ];
+    for (text, expected) in cases {
+        let err = parse_text(&text).expect_err(expected);
+        let shown = err.to_string();
+        assert!(
+            shown.contains(expected),
+            "expected {expected:?} in:\n{shown}"
+        );
+        assert!(
+            err.problems.iter().all(|p| p.line.is_some()),
+            "every subscription problem has a line: {shown}"
+        );
+    }
+}
+
+#[test]
+fn duplicate_subscription_names_point_at_the_first_use() {
+    let block = with_subscription(&format!("secret = \"{SECRET}\"\n"));
+    let problem = only_problem(&format!("{block}\n{block}"));
+    assert!(
+        problem.starts_with("9:8: subscription name \"s\" is already used on line 2"),
+        "{problem}"
+    );
+}
+
+#[test]
+fn secrets_never_appear_in_errors_or_debug_output() {
+    let config = parse_text(&with_subscription(&format!("secret = \"{SECRET}\"\n"))).unwrap();
+    let shown = format!("{config:?}");
+    assert!(
+        !shown.contains("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+        "{shown}"
+    );
+    assert!(shown.contains("[redacted]"), "{shown}");
+
+    let almost = "whsec_not!base64secretvalue";
+    let err = parse_text(&with_subscription(&format!("secret = \"{almost}\"\n"))).unwrap_err();
+    assert!(!err.to_string().contains("not!base64secretvalue"), "{err}");
+}
+
+#[test]
+fn every_problem_in_a_file_is_reported_at_once() {
+    let text = format!(
+        "[delivery]\nworkers = 0\ntimeout = \"0s\"\n{}",
+        with_subscription("secret = \"plain\"\n")
+    );
+    let err = parse_text(&text).unwrap_err();
+    assert_eq!(err.problems.len(), 3, "{err}");
+    let shown = err.to_string();
+    assert!(shown.starts_with("/etc/posthorn/config.toml:"), "{shown}");
+}
+
+#[test]
+fn a_missing_file_is_named() {
+    let err = load(Path::new("/nonexistent/posthorn.toml")).unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("/nonexistent/posthorn.toml: while reading the config file"),
+        "{err}"
+    );
+}
