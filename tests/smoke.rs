@@ -41,3 +41,20 @@ fn an_event_dropped_in_the_spool_reaches_the_receiver_signed() {
         "the consumed file is removed"
     );
 }
+
+#[test]
+fn a_second_serve_on_the_same_store_refuses_to_start() {
+    let home = Home::new();
+    home.write_config("");
+    let _first = Serve::start(&home);
+    let (code, _, stderr) =
+        common::run(&["serve", "--config", home.config_path().to_str().unwrap()]);
+    assert_ne!(
+        code, 0,
+        "a second posthorn on one store must not run: {stderr}"
+    );
+    assert!(
+        stderr.contains("another posthorn is already running"),
+        "{stderr}"
+    );
+}

@@ -115,6 +115,9 @@ pub struct Store {
     path: PathBuf,
     handle: StoreHandle,
     writer: Option<std::thread::JoinHandle<()>>,
+    /// Held for the store's life; the OS releases it when the process dies, even by
+    /// SIGKILL.
+    _lock: std::fs::File,
 }
 
 impl Store {
@@ -122,6 +125,7 @@ impl Store {
     /// returns leased deliveries left by a crash to the queue, and starts the writer.
     /// `new_work` is signalled after each commit that created deliveries.
     pub fn open(path: &Path, new_work: crossbeam_channel::Sender<()>) -> anyhow::Result<Store> {
+        let lock = lock_exclusively(path)?;
         let conn = open_writer_connection(path)
             .with_context(|| format!("while opening the store at {}", path.display()))?;
         let (handle, writer) = writer::spawn(conn, new_work)?;
@@ -129,6 +133,7 @@ impl Store {
             path: path.to_path_buf(),
             handle,
             writer: Some(writer),
+            _lock: lock,
         })
     }
 
@@ -159,11 +164,43 @@ impl Drop for Store {
     }
 }
 
-fn open_writer_connection(path: &Path) -> anyhow::Result<Connection> {
+/// Takes an exclusive lock on `<store>.lock`. Two posthorns on one store would each
+/// lease and send the same deliveries, so the second one refuses to start.
+fn lock_exclusively(store: &Path) -> anyhow::Result<std::fs::File> {
+    let mut name = store.as_os_str().to_owned();
+    name.push(".lock");
+    let path = PathBuf::from(name);
+    create_parent_dir(&path)?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("while opening the lock file {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "another posthorn is already running with the store {} (it holds {}); \
+             stop it first, or give this one its own [storage] path",
+            store.display(),
+            path.display()
+        ),
+        Err(std::fs::TryLockError::Error(err)) => {
+            Err(err).with_context(|| format!("while locking {}", path.display()))
+        }
+    }
+}
+
+fn create_parent_dir(path: &Path) -> anyhow::Result<()> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)
             .with_context(|| format!("while creating the directory {}", parent.display()))?;
     }
+    Ok(())
+}
+
+fn open_writer_connection(path: &Path) -> anyhow::Result<Connection> {
+    create_parent_dir(path)?;
     let mut conn = Connection::open(path)?;
     conn.busy_timeout(Duration::from_secs(5))?;
     let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
