@@ -700,6 +700,16 @@ impl Validator<'_> {
         let var = raw.secret_env.as_ref()?;
         match std::env::var(var.get_ref()) {
             Ok(value) if !value.trim().is_empty() => Some((value.trim().to_string(), var.span())),
+            // Only echo what looks like a variable name: a secret pasted here by mistake
+            // must not end up in the output.
+            _ if looks_like_secret(var.get_ref()) => {
+                self.problem(
+                    var.span(),
+                    format!("{label}: secret_env must name an environment variable (letters, digits and _), \
+                             not hold the secret itself; its value is not shown"),
+                );
+                None
+            }
             _ => {
                 self.problem(
                     var.span(),
@@ -755,6 +765,14 @@ fn is_header_name(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// Whether a `secret_env` value is more likely a secret than a variable name: a `whsec_`
+/// secret, or anything but letters, digits and `_` not starting with a digit.
+fn looks_like_secret(name: &str) -> bool {
+    name.starts_with("whsec_")
+        || name.starts_with(|c: char| c.is_ascii_digit())
+        || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
 fn is_header_value(value: &str) -> bool {

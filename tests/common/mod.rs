@@ -446,3 +446,282 @@ fn unique() -> u128 {
         .map(|d| d.as_nanos())
         .unwrap_or(0)
 }
+
+/// What a [`ProgrammableReceiver`] answers to one request.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+    pub delay: Duration,
+}
+
+impl Reply {
+    pub fn status(status: u16) -> Reply {
+        Reply {
+            status,
+            headers: Vec::new(),
+            body: "ok".to_string(),
+            delay: Duration::ZERO,
+        }
+    }
+
+    pub fn header(mut self, name: &str, value: &str) -> Reply {
+        self.headers.push((name.to_string(), value.to_string()));
+        self
+    }
+
+    pub fn body(mut self, body: impl Into<String>) -> Reply {
+        self.body = body.into();
+        self
+    }
+
+    pub fn delay(mut self, delay: Duration) -> Reply {
+        self.delay = delay;
+        self
+    }
+}
+
+type AnswerFn = dyn Fn(usize, &Recorded) -> Reply + Send + Sync;
+
+/// A recording receiver on 127.0.0.1 whose answer to each request comes from a function
+/// of the request's number (from 0) and the request itself, for answers [`Receiver`]
+/// cannot give (a `Location` header, a large body). Unlike [`Receiver`] it records each
+/// request as it arrives, before any delay, and it counts how many requests it is
+/// answering at once. Dropping it stops it.
+pub struct ProgrammableReceiver {
+    pub url: String,
+    server: Arc<tiny_http::Server>,
+    requests: Arc<Mutex<Vec<Recorded>>>,
+    active: Arc<std::sync::atomic::AtomicUsize>,
+    peak: Arc<std::sync::atomic::AtomicUsize>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl ProgrammableReceiver {
+    /// Starts on a free port.
+    pub fn start(
+        answer: impl Fn(usize, &Recorded) -> Reply + Send + Sync + 'static,
+    ) -> ProgrammableReceiver {
+        ProgrammableReceiver::start_at("127.0.0.1:0", answer)
+            .unwrap_or_else(|err| panic!("could not bind a receiver on 127.0.0.1:0: {err}"))
+    }
+
+    /// Starts on `addr` (e.g. a port a test chose earlier), or says why it cannot.
+    pub fn start_at(
+        addr: &str,
+        answer: impl Fn(usize, &Recorded) -> Reply + Send + Sync + 'static,
+    ) -> Result<ProgrammableReceiver, String> {
+        let server = Arc::new(tiny_http::Server::http(addr).map_err(|e| e.to_string())?);
+        let port = server
+            .server_addr()
+            .to_ip()
+            .ok_or("not an IP listener")?
+            .port();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let active = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let peak = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let answer: Arc<AnswerFn> = Arc::new(answer);
+        // More threads than any cap a test sets, so a broken cap shows as more at once.
+        let threads = (0..16)
+            .map(|_| {
+                let (server, requests, active, peak, answer) = (
+                    Arc::clone(&server),
+                    Arc::clone(&requests),
+                    Arc::clone(&active),
+                    Arc::clone(&peak),
+                    Arc::clone(&answer),
+                );
+                std::thread::spawn(move || {
+                    serve_programmed(&server, &requests, &active, &peak, &*answer)
+                })
+            })
+            .collect();
+        Ok(ProgrammableReceiver {
+            url: format!("http://127.0.0.1:{port}"),
+            server,
+            requests,
+            active,
+            peak,
+            threads,
+        })
+    }
+
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.requests.lock().unwrap().clone()
+    }
+
+    pub fn count(&self) -> usize {
+        self.requests.lock().unwrap().len()
+    }
+
+    /// Requests whose path is `path`.
+    pub fn at(&self, path: &str) -> Vec<Recorded> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.path == path)
+            .collect()
+    }
+
+    pub fn wait_for_count(&self, count: usize, limit: Duration) {
+        wait_for(&format!("{count} requests at the receiver"), limit, || {
+            self.count() >= count
+        });
+    }
+
+    /// How many requests it is answering right now.
+    pub fn active(&self) -> usize {
+        self.active.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// The most requests it has answered at once.
+    pub fn peak_concurrency(&self) -> usize {
+        self.peak.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for ProgrammableReceiver {
+    fn drop(&mut self) {
+        for _ in 0..self.threads.len() {
+            self.server.unblock();
+        }
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn serve_programmed(
+    server: &tiny_http::Server,
+    requests: &Mutex<Vec<Recorded>>,
+    active: &std::sync::atomic::AtomicUsize,
+    peak: &std::sync::atomic::AtomicUsize,
+    answer: &AnswerFn,
+) {
+    use std::sync::atomic::Ordering;
+    while let Ok(mut request) = server.recv() {
+        let now = active.fetch_add(1, Ordering::SeqCst) + 1;
+        peak.fetch_max(now, Ordering::SeqCst);
+        let mut body = String::new();
+        let _ = request.as_reader().read_to_string(&mut body);
+        let recorded = Recorded {
+            path: request.url().to_string(),
+            headers: request
+                .headers()
+                .iter()
+                .map(|h| (h.field.as_str().as_str().to_string(), h.value.to_string()))
+                .collect(),
+            body,
+            at: Instant::now(),
+        };
+        let number = {
+            let mut requests = requests.lock().unwrap();
+            requests.push(recorded.clone());
+            requests.len() - 1
+        };
+        let reply = answer(number, &recorded);
+        std::thread::sleep(reply.delay);
+        let mut response =
+            tiny_http::Response::from_string(reply.body).with_status_code(reply.status);
+        for (name, value) in &reply.headers {
+            if let Ok(header) = tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()) {
+                response.add_header(header);
+            }
+        }
+        active.fetch_sub(1, Ordering::SeqCst);
+        let _ = request.respond(response);
+    }
+}
+
+impl Serve {
+    /// Starts `command`, a `posthorn serve` the caller set up (its own arguments and
+    /// environment), with its log in `home`, and waits until it runs.
+    pub fn start_with(home: &Home, mut command: Command) -> Serve {
+        let log = home.path().join(format!("serve-{}.log", unique()));
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("spawn posthorn serve");
+        let serve = Serve { child, log };
+        wait_for(
+            "posthorn to report it is running",
+            Duration::from_secs(20),
+            || serve.log().contains("posthorn is running"),
+        );
+        serve
+    }
+}
+
+/// A `conversation.started` event for conversation `c-1` as one JSON line (no newline),
+/// carrying its id in `data` too so a delivered body can be checked against it.
+pub fn spool_event(id: &str) -> String {
+    format!(
+        r#"{{"id":"{id}","type":"conversation.started","conversation_id":"c-1","occurred_at":"2026-11-22T10:00:00Z","data":{{"n":"{id}"}}}}"#
+    )
+}
+
+/// One row of the `rejections` table.
+#[derive(Debug, Clone)]
+pub struct RejectionRow {
+    pub source: String,
+    pub line: Option<i64>,
+    pub reason: String,
+    pub snippet: Option<String>,
+}
+
+impl Home {
+    /// Like [`Home::write_config`], with `spool` lines (e.g. `keep_done = true`) added to
+    /// `[spool]`; a `rescan_interval` there replaces the fast default.
+    pub fn write_config_with_spool(&self, spool: &str, body: &str) -> PathBuf {
+        let mut text = format!(
+            "[storage]\npath = {:?}\n[spool]\ndir = {:?}\n{spool}\n",
+            self.db().display().to_string(),
+            self.spool().display().to_string()
+        );
+        if !spool.contains("rescan_interval") {
+            text.push_str("rescan_interval = \"200ms\"\n");
+        }
+        if !body.contains("[delivery]") {
+            text.push_str("[delivery]\nschedule = [\"100ms\", \"200ms\"]\ntimeout = \"2s\"\n");
+        }
+        text.push_str(body);
+        fs::write(self.config_path(), text).expect("write config");
+        self.config_path()
+    }
+
+    /// Every row of the `rejections` table, oldest first.
+    pub fn rejections(&self) -> Vec<RejectionRow> {
+        let conn = rusqlite::Connection::open_with_flags(
+            self.db(),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .expect("open the store");
+        conn.busy_timeout(Duration::from_secs(5)).unwrap();
+        let mut stmt = conn
+            .prepare("SELECT source, line, reason, snippet FROM rejections ORDER BY id")
+            .unwrap();
+        stmt.query_map([], |row| {
+            Ok(RejectionRow {
+                source: row.get(0)?,
+                line: row.get(1)?,
+                reason: row.get(2)?,
+                snippet: row.get(3)?,
+            })
+        })
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+    }
+}
+
+impl Receiver {
+    /// How many requests carried the event `id`, at any path.
+    pub fn count_of(&self, id: &str) -> usize {
+        self.requests()
+            .iter()
+            .filter(|r| r.header("webhook-id") == Some(id))
+            .count()
+    }
+}
