@@ -74,7 +74,7 @@ impl Spool {
         let notify_tx = wake_tx.clone();
         let mut watcher =
             notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-                if event.is_ok() {
+                if event.is_ok_and(|event| !is_own_read(&event.kind)) {
                     let _ = notify_tx.send(());
                 }
             })
@@ -187,6 +187,17 @@ impl Spool {
             tracing::warn!(file = %source, "spool file shrank (truncated); reading it again from the start");
             position.offset = 0;
             position.line = 0;
+            // Record the restart now: once the producer writes past the old position, the
+            // truncation can no longer be seen, and the file would be read from there.
+            let reset = IngestBatch {
+                source: format!("spool:{source}"),
+                position: Some(position.clone()),
+                ..Default::default()
+            };
+            if !self.commit(reset)? {
+                return Ok(());
+            }
+            self.positions.insert(key.clone(), position.clone());
         }
         if meta.len() == position.offset {
             return Ok(());
@@ -196,6 +207,14 @@ impl Spool {
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(()),
             Err(err) => return Err(err).with_context(|| format!("while opening {source}")),
         };
+        // Since the listing, the name may have passed to a new file (rotation); reading
+        // that one from this file's position would skip or garble lines.
+        let opened = file
+            .metadata()
+            .with_context(|| format!("while reading the metadata of {source}"))?;
+        if file_key(&opened) != key {
+            return Ok(());
+        }
         let chunk_size = self.config.max_event_bytes + 64 * 1024;
         let mut buf = Vec::with_capacity(chunk_size);
         while !self.stopped() {
@@ -230,14 +249,16 @@ impl Spool {
                         break;
                     };
                     next.line += 1;
+                    let reason = Invalid::TooLarge {
+                        size: (end - position.offset) as usize,
+                        limit: self.config.max_event_bytes,
+                    }
+                    .to_string();
+                    tracing::warn!(source = %format!("{source}:{}", next.line), %reason, "rejected an event");
                     batch.rejections.push(Rejection {
                         source: source.clone(),
                         line: Some(next.line),
-                        reason: Invalid::TooLarge {
-                            size: (end - position.offset) as usize,
-                            limit: self.config.max_event_bytes,
-                        }
-                        .to_string(),
+                        reason,
                         snippet: event::snippet(&buf),
                     });
                     next.offset = end + 1;
@@ -269,7 +290,12 @@ impl Spool {
                 meta.len(),
                 self.config.max_file_bytes
             );
-            return self.reject_file(path, &reason, b"");
+            // Only the start is read, for the operator's snippet.
+            let mut head = Vec::new();
+            if let Ok(file) = File::open(path) {
+                let _ = file.take(1024).read_to_end(&mut head);
+            }
+            return self.reject_file(path, &reason, &head);
         }
         let bytes = match fs::read(path) {
             Ok(bytes) => bytes,
@@ -403,6 +429,14 @@ impl Spool {
             }
         }
     }
+}
+
+/// Whether a notification is only someone opening or reading: the spool's own scan opens
+/// the directory and the files it tails, and waking on that would rescan in a busy loop.
+/// A writer closing a file (`Close(Write)`) still counts.
+fn is_own_read(kind: &notify::EventKind) -> bool {
+    use notify::event::{AccessKind, AccessMode};
+    matches!(kind, notify::EventKind::Access(access) if *access != AccessKind::Close(AccessMode::Write))
 }
 
 /// Identifies a file across renames: device and inode.
