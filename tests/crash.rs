@@ -86,13 +86,9 @@ fn every_event_is_delivered_and_stored_once_despite_repeated_sigkills() {
     };
 
     let home = Home::new();
-    // A long schedule of short waits: no delivery may go dead in this test. Few
-    // connections: the test receiver (tiny_http) can leave a new connection unserved
-    // while more arrive at once than it has idle threads.
+    // A long schedule of short waits: no delivery may go dead in this test.
     let schedule = vec!["\"50ms\""; 40].join(", ");
-    let mut body = format!(
-        "[delivery]\nschedule = [{schedule}]\ntimeout = \"3s\"\nworkers = 8\nmax_in_flight_per_endpoint = 4\n"
-    );
+    let mut body = format!("[delivery]\nschedule = [{schedule}]\ntimeout = \"3s\"\n");
     body.push_str(&subscription(
         "all",
         &format!("{}/hook", receiver.url),

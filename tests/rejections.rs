@@ -16,9 +16,8 @@ use common::{spool_event, subscription, wait_for, Home, Receiver, RejectionRow, 
 const SETTLE: Duration = Duration::from_secs(15);
 /// Small limits, so oversized input is cheap to write.
 const SPOOL: &str = "max_event_bytes = \"1KiB\"\nmax_file_bytes = \"4KiB\"";
-/// Few connections per endpoint: the test receiver (tiny_http) can leave a connection
-/// unserved while more arrive at once than it has idle threads.
-const DELIVERY: &str = "[delivery]\nschedule = [\"100ms\", \"200ms\"]\ntimeout = \"5s\"\nmax_in_flight_per_endpoint = 2\n";
+/// A fast retry schedule.
+const DELIVERY: &str = "[delivery]\nschedule = [\"100ms\", \"200ms\"]\ntimeout = \"5s\"\n";
 /// What `event::snippet` keeps: 256 bytes, plus a marker when it cut.
 const SNIPPET_CHARS: usize = 257;
 

@@ -13,10 +13,8 @@ use common::{spool_event, subscription, wait_for, Home, Receiver, Serve, SECRET}
 
 const SETTLE: Duration = Duration::from_secs(15);
 
-/// A fast retry schedule, and few connections per endpoint: the test receiver (tiny_http)
-/// can leave a new connection unserved while more arrive at once than it has idle
-/// threads (4), and a timed-out attempt would then arrive twice.
-const DELIVERY: &str = "[delivery]\nschedule = [\"100ms\", \"200ms\"]\ntimeout = \"5s\"\nmax_in_flight_per_endpoint = 2\n";
+/// A fast retry schedule; the default number of connections per endpoint.
+const DELIVERY: &str = "[delivery]\nschedule = [\"100ms\", \"200ms\"]\ntimeout = \"5s\"\n";
 
 /// Writes a config with one subscription taking every event, at `<receiver>/hook`.
 fn configure(home: &Home, receiver: &Receiver, spool: &str) {

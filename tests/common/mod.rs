@@ -3,13 +3,15 @@
 //! run against a temporary data dir, and bounded waiting.
 #![allow(dead_code)] // each test file uses a different part of this
 
+mod http;
+
 use std::collections::VecDeque;
 use std::fs;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -130,6 +132,14 @@ impl Answer {
             delay: Duration::ZERO,
         }
     }
+
+    fn reply(&self) -> Reply {
+        let reply = Reply::status(self.status).delay(self.delay);
+        match &self.retry_after {
+            Some(value) => reply.header("Retry-After", value),
+            None => reply,
+        }
+    }
 }
 
 struct Script {
@@ -137,13 +147,12 @@ struct Script {
     fallback: Answer,
 }
 
-/// A recording HTTP receiver on 127.0.0.1 with a port of its own. Dropping it stops it.
+/// A recording HTTP receiver on 127.0.0.1 with a port of its own, answering from a
+/// script. Dropping it stops it.
 pub struct Receiver {
     pub url: String,
-    server: Arc<tiny_http::Server>,
-    requests: Arc<Mutex<Vec<Recorded>>>,
+    inner: ProgrammableReceiver,
     script: Arc<Mutex<Script>>,
-    threads: Vec<JoinHandle<()>>,
 }
 
 impl Receiver {
@@ -154,30 +163,23 @@ impl Receiver {
 
     /// A receiver that answers with `queued` in order, then `fallback` forever.
     pub fn with_script(queued: Vec<Answer>, fallback: Answer) -> Receiver {
-        let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").expect("bind a receiver"));
-        let port = server.server_addr().to_ip().expect("an IP listener").port();
-        let requests = Arc::new(Mutex::new(Vec::new()));
         let script = Arc::new(Mutex::new(Script {
             queued: queued.into(),
             fallback,
         }));
-        // Several threads, so tests of concurrency see concurrent requests.
-        let threads = (0..8)
-            .map(|_| {
-                let (server, requests, script) = (
-                    Arc::clone(&server),
-                    Arc::clone(&requests),
-                    Arc::clone(&script),
-                );
-                std::thread::spawn(move || serve(&server, &requests, &script))
-            })
-            .collect();
+        let answers = Arc::clone(&script);
+        let inner = ProgrammableReceiver::start(move |_, _| {
+            let mut script = answers.lock().unwrap();
+            script
+                .queued
+                .pop_front()
+                .unwrap_or_else(|| script.fallback.clone())
+                .reply()
+        });
         Receiver {
-            url: format!("http://127.0.0.1:{port}"),
-            server,
-            requests,
+            url: inner.url.clone(),
+            inner,
             script,
-            threads,
         }
     }
 
@@ -187,75 +189,20 @@ impl Receiver {
     }
 
     pub fn requests(&self) -> Vec<Recorded> {
-        self.requests.lock().unwrap().clone()
+        self.inner.requests()
     }
 
     pub fn count(&self) -> usize {
-        self.requests.lock().unwrap().len()
+        self.inner.count()
     }
 
     /// Requests whose path is `path` (each subscription in a test gets its own path).
     pub fn at(&self, path: &str) -> Vec<Recorded> {
-        self.requests()
-            .into_iter()
-            .filter(|r| r.path == path)
-            .collect()
+        self.inner.at(path)
     }
 
     pub fn wait_for_count(&self, count: usize, limit: Duration) {
-        wait_for(&format!("{count} requests at the receiver"), limit, || {
-            self.count() >= count
-        });
-    }
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        self.server.unblock();
-        for _ in 1..self.threads.len() {
-            self.server.unblock();
-        }
-        for thread in self.threads.drain(..) {
-            let _ = thread.join();
-        }
-    }
-}
-
-fn serve(server: &tiny_http::Server, requests: &Mutex<Vec<Recorded>>, script: &Mutex<Script>) {
-    while let Ok(mut request) = server.recv() {
-        let mut body = String::new();
-        let _ = request.as_reader().read_to_string(&mut body);
-        let headers = request
-            .headers()
-            .iter()
-            .map(|h| {
-                (
-                    h.field.as_str().as_str().to_string(),
-                    h.value.as_str().to_string(),
-                )
-            })
-            .collect();
-        let answer = {
-            let mut script = script.lock().unwrap();
-            script
-                .queued
-                .pop_front()
-                .unwrap_or_else(|| script.fallback.clone())
-        };
-        std::thread::sleep(answer.delay);
-        requests.lock().unwrap().push(Recorded {
-            path: request.url().to_string(),
-            headers,
-            body,
-            at: Instant::now(),
-        });
-        let mut response = tiny_http::Response::from_string("ok").with_status_code(answer.status);
-        if let Some(value) = &answer.retry_after {
-            response.add_header(
-                tiny_http::Header::from_bytes("Retry-After", value.as_bytes()).unwrap(),
-            );
-        }
-        let _ = request.respond(response);
+        self.inner.wait_for_count(count, limit);
     }
 }
 
@@ -482,20 +429,17 @@ impl Reply {
     }
 }
 
-type AnswerFn = dyn Fn(usize, &Recorded) -> Reply + Send + Sync;
-
 /// A recording receiver on 127.0.0.1 whose answer to each request comes from a function
 /// of the request's number (from 0) and the request itself, for answers [`Receiver`]
-/// cannot give (a `Location` header, a large body). Unlike [`Receiver`] it records each
-/// request as it arrives, before any delay, and it counts how many requests it is
-/// answering at once. Dropping it stops it.
+/// cannot give (a `Location` header, a large body). It records each request as it
+/// arrives, before any delay, and counts how many requests it is answering at once.
+/// Dropping it stops it.
 pub struct ProgrammableReceiver {
     pub url: String,
-    server: Arc<tiny_http::Server>,
     requests: Arc<Mutex<Vec<Recorded>>>,
-    active: Arc<std::sync::atomic::AtomicUsize>,
-    peak: Arc<std::sync::atomic::AtomicUsize>,
-    threads: Vec<JoinHandle<()>>,
+    active: Arc<AtomicUsize>,
+    peak: Arc<AtomicUsize>,
+    _server: http::Server,
 }
 
 impl ProgrammableReceiver {
@@ -512,38 +456,36 @@ impl ProgrammableReceiver {
         addr: &str,
         answer: impl Fn(usize, &Recorded) -> Reply + Send + Sync + 'static,
     ) -> Result<ProgrammableReceiver, String> {
-        let server = Arc::new(tiny_http::Server::http(addr).map_err(|e| e.to_string())?);
-        let port = server
-            .server_addr()
-            .to_ip()
-            .ok_or("not an IP listener")?
-            .port();
         let requests = Arc::new(Mutex::new(Vec::new()));
-        let active = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let peak = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let answer: Arc<AnswerFn> = Arc::new(answer);
-        // More threads than any cap a test sets, so a broken cap shows as more at once.
-        let threads = (0..16)
-            .map(|_| {
-                let (server, requests, active, peak, answer) = (
-                    Arc::clone(&server),
-                    Arc::clone(&requests),
-                    Arc::clone(&active),
-                    Arc::clone(&peak),
-                    Arc::clone(&answer),
-                );
-                std::thread::spawn(move || {
-                    serve_programmed(&server, &requests, &active, &peak, &*answer)
-                })
+        let active = Arc::new(AtomicUsize::new(0));
+        let peak = Arc::new(AtomicUsize::new(0));
+        let handler: Arc<http::Handler> = {
+            let (requests, active, peak) = (
+                Arc::clone(&requests),
+                Arc::clone(&active),
+                Arc::clone(&peak),
+            );
+            Arc::new(move |recorded: Recorded| {
+                let now = active.fetch_add(1, Ordering::SeqCst) + 1;
+                peak.fetch_max(now, Ordering::SeqCst);
+                let number = {
+                    let mut requests = requests.lock().unwrap();
+                    requests.push(recorded.clone());
+                    requests.len() - 1
+                };
+                let reply = answer(number, &recorded);
+                std::thread::sleep(reply.delay);
+                active.fetch_sub(1, Ordering::SeqCst);
+                reply
             })
-            .collect();
+        };
+        let server = http::Server::bind(addr, handler).map_err(|e| e.to_string())?;
         Ok(ProgrammableReceiver {
-            url: format!("http://127.0.0.1:{port}"),
-            server,
+            url: format!("http://127.0.0.1:{}", server.port),
             requests,
             active,
             peak,
-            threads,
+            _server: server,
         })
     }
 
@@ -571,65 +513,12 @@ impl ProgrammableReceiver {
 
     /// How many requests it is answering right now.
     pub fn active(&self) -> usize {
-        self.active.load(std::sync::atomic::Ordering::SeqCst)
+        self.active.load(Ordering::SeqCst)
     }
 
     /// The most requests it has answered at once.
     pub fn peak_concurrency(&self) -> usize {
-        self.peak.load(std::sync::atomic::Ordering::SeqCst)
-    }
-}
-
-impl Drop for ProgrammableReceiver {
-    fn drop(&mut self) {
-        for _ in 0..self.threads.len() {
-            self.server.unblock();
-        }
-        for thread in self.threads.drain(..) {
-            let _ = thread.join();
-        }
-    }
-}
-
-fn serve_programmed(
-    server: &tiny_http::Server,
-    requests: &Mutex<Vec<Recorded>>,
-    active: &std::sync::atomic::AtomicUsize,
-    peak: &std::sync::atomic::AtomicUsize,
-    answer: &AnswerFn,
-) {
-    use std::sync::atomic::Ordering;
-    while let Ok(mut request) = server.recv() {
-        let now = active.fetch_add(1, Ordering::SeqCst) + 1;
-        peak.fetch_max(now, Ordering::SeqCst);
-        let mut body = String::new();
-        let _ = request.as_reader().read_to_string(&mut body);
-        let recorded = Recorded {
-            path: request.url().to_string(),
-            headers: request
-                .headers()
-                .iter()
-                .map(|h| (h.field.as_str().as_str().to_string(), h.value.to_string()))
-                .collect(),
-            body,
-            at: Instant::now(),
-        };
-        let number = {
-            let mut requests = requests.lock().unwrap();
-            requests.push(recorded.clone());
-            requests.len() - 1
-        };
-        let reply = answer(number, &recorded);
-        std::thread::sleep(reply.delay);
-        let mut response =
-            tiny_http::Response::from_string(reply.body).with_status_code(reply.status);
-        for (name, value) in &reply.headers {
-            if let Ok(header) = tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()) {
-                response.add_header(header);
-            }
-        }
-        active.fetch_sub(1, Ordering::SeqCst);
-        let _ = request.respond(response);
+        self.peak.load(Ordering::SeqCst)
     }
 }
 
