@@ -26,6 +26,9 @@ use crate::store::{IngestBatch, Rejection, RoutedEvent, SpoolPosition, StoreHand
 
 const REJECTED_DIR: &str = "rejected";
 const DONE_DIR: &str = "done";
+/// How much of a tailed file's start is kept with its position, to tell the same file
+/// from a new one that got its inode, or one rewritten past the old position.
+const HEAD_BYTES: usize = 1024;
 /// Wait before trying again after the store refused a batch (disk full, say).
 const STORE_RETRY: Duration = Duration::from_secs(1);
 
@@ -152,7 +155,7 @@ impl Spool {
             let key = file_key(&meta);
             if name.ends_with(".json") {
                 self.take_json(&path, &meta)?;
-            } else if name.ends_with(".ndjson") || self.positions.contains_key(&key) {
+            } else if is_ndjson(name) || self.positions.contains_key(&key) {
                 // A tracked file keeps being read after a rename (rotation), whatever
                 // its new name.
                 seen.insert(key.clone());
@@ -181,24 +184,9 @@ impl Spool {
             path: source.clone(),
             offset: 0,
             line: 0,
+            head: Vec::new(),
         });
         position.path = source.clone();
-        if meta.len() < position.offset {
-            tracing::warn!(file = %source, "spool file shrank (truncated); reading it again from the start");
-            position.offset = 0;
-            position.line = 0;
-            // Record the restart now: once the producer writes past the old position, the
-            // truncation can no longer be seen, and the file would be read from there.
-            let reset = IngestBatch {
-                source: format!("spool:{source}"),
-                position: Some(position.clone()),
-                ..Default::default()
-            };
-            if !self.commit(reset)? {
-                return Ok(());
-            }
-            self.positions.insert(key.clone(), position.clone());
-        }
         if meta.len() == position.offset {
             return Ok(());
         }
@@ -214,6 +202,38 @@ impl Spool {
             .with_context(|| format!("while reading the metadata of {source}"))?;
         if file_key(&opened) != key {
             return Ok(());
+        }
+        if position.offset > 0 {
+            let restart = if opened.len() < position.offset {
+                Some("spool file shrank (truncated)")
+            } else if read_head(&mut file, position.head.len())? != position.head {
+                // An inode reused by a new file, or a file truncated and refilled past
+                // the old position between two looks: the size alone cannot tell.
+                Some("spool file was replaced or rewritten (its first bytes changed)")
+            } else {
+                None
+            };
+            if let Some(why) = restart {
+                tracing::warn!(file = %source, "{why}; reading it again from the start");
+                position = SpoolPosition {
+                    offset: 0,
+                    line: 0,
+                    head: Vec::new(),
+                    ..position
+                };
+                // Record the restart now: once the producer writes past the old position,
+                // the truncation can no longer be seen, and the file would be read from
+                // there.
+                let reset = IngestBatch {
+                    source: format!("spool:{source}"),
+                    position: Some(position.clone()),
+                    ..Default::default()
+                };
+                if !self.commit(reset)? {
+                    return Ok(());
+                }
+                self.positions.insert(key.clone(), position.clone());
+            }
         }
         let chunk_size = self.config.max_event_bytes + 64 * 1024;
         let mut buf = Vec::with_capacity(chunk_size);
@@ -265,6 +285,10 @@ impl Spool {
                 }
                 // An incomplete last line: wait for the producer to finish it.
                 None => break,
+            }
+            let head_len = HEAD_BYTES.min(next.offset as usize);
+            if next.head.len() < head_len {
+                next.head = read_head(&mut file, head_len)?;
             }
             batch.position = Some(next.clone());
             if !self.commit(batch)? {
@@ -439,9 +463,32 @@ fn is_own_read(kind: &notify::EventKind) -> bool {
     matches!(kind, notify::EventKind::Access(access) if *access != AccessKind::Close(AccessMode::Write))
 }
 
+/// Whether a file is tailed by its name: `*.ndjson`, or a rotated `*.ndjson.N`, which
+/// may have been rotated while posthorn was not running and so never been read.
+fn is_ndjson(name: &str) -> bool {
+    match name.rsplit_once(".ndjson") {
+        Some((stem, "")) => !stem.is_empty(),
+        Some((stem, suffix)) => {
+            !stem.is_empty()
+                && suffix.len() > 1
+                && suffix.starts_with('.')
+                && suffix[1..].bytes().all(|b| b.is_ascii_digit())
+        }
+        None => false,
+    }
+}
+
 /// Identifies a file across renames: device and inode.
 fn file_key(meta: &Metadata) -> String {
     format!("{}:{}", meta.dev(), meta.ino())
+}
+
+/// The first `len` bytes of a file (fewer if it is shorter).
+fn read_head(file: &mut File, len: usize) -> std::io::Result<Vec<u8>> {
+    file.seek(SeekFrom::Start(0))?;
+    let mut head = Vec::with_capacity(len);
+    file.take(len as u64).read_to_end(&mut head)?;
+    Ok(head)
 }
 
 /// Finds the next newline at or after `from`, without holding the line in memory.
@@ -478,4 +525,30 @@ fn move_aside(path: &Path, dir: &Path) -> anyhow::Result<PathBuf> {
     fs::rename(path, &target)
         .with_context(|| format!("while moving {} to {}", path.display(), target.display()))?;
     Ok(target)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ndjson_files_and_their_numbered_rotations_are_tailed_by_name() {
+        for tailed in [
+            "events.ndjson",
+            "a.b.ndjson",
+            "events.ndjson.1",
+            "events.ndjson.12",
+        ] {
+            assert!(is_ndjson(tailed), "{tailed} should be tailed");
+        }
+        for ignored in [
+            ".ndjson",
+            "events.ndjson.1.gz",
+            "events.ndjson.",
+            "events.ndjson.old",
+            "x.json",
+        ] {
+            assert!(!is_ndjson(ignored), "{ignored} should not be tailed");
+        }
+    }
 }

@@ -407,6 +407,55 @@ fn rotation_while_stopped_delivers_every_line_of_both_files_exactly_once() {
 }
 
 #[test]
+fn a_file_rotated_before_posthorn_ever_read_it_is_still_delivered() {
+    let receiver = Receiver::start(204);
+    let home = Home::new();
+    configure(&home, &receiver, "");
+    // The producer writes and rotates while posthorn is not running at all.
+    home.append("events.ndjson", lines(&ids("nr", 1, 10)).as_bytes());
+    fs::rename(
+        home.spool().join("events.ndjson"),
+        home.spool().join("events.ndjson.1"),
+    )
+    .unwrap();
+    home.append("events.ndjson", lines(&ids("nr", 11, 20)).as_bytes());
+
+    let _serve = Serve::start(&home);
+    let all = ids("nr", 1, 20);
+    wait_received(&receiver, &all);
+    wait_settled(&home, 20);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_each_once(&receiver, &all);
+}
+
+#[test]
+fn a_file_truncated_and_refilled_past_its_old_position_while_stopped_is_read_from_the_top() {
+    let receiver = Receiver::start(204);
+    let home = Home::new();
+    configure(&home, &receiver, "");
+    let file = home.spool().join("events.ndjson");
+
+    let serve = Serve::start(&home);
+    home.append("events.ndjson", lines(&ids("rf", 1, 5)).as_bytes());
+    wait_received(&receiver, &ids("rf", 1, 5));
+    wait_settled(&home, 5);
+    assert_eq!(serve.terminate(), Some(0));
+    let old_position = home.count("SELECT offset FROM spool_positions");
+
+    // Same inode, more bytes than before: the size alone cannot show the file is new.
+    fs::write(&file, lines(&ids("rf", 6, 20))).unwrap();
+    assert!(fs::metadata(&file).unwrap().len() as i64 > old_position);
+
+    let _serve = Serve::start(&home);
+    let all = ids("rf", 1, 20);
+    wait_received(&receiver, &all);
+    wait_settled(&home, 20);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_each_once(&receiver, &all);
+    assert_no_rejections(&home);
+}
+
+#[test]
 fn a_truncated_ndjson_file_is_read_again_from_the_top() {
     let receiver = Receiver::start(204);
     let home = Home::new();

@@ -53,6 +53,8 @@ pub struct SpoolPosition {
     pub path: String,
     pub offset: u64,
     pub line: u64,
+    /// The file's first bytes (up to 1 KiB, never past `offset`), to recognise it.
+    pub head: Vec<u8>,
 }
 
 /// What an ingest batch did.
@@ -236,13 +238,14 @@ impl Reader {
     pub fn spool_positions(&self) -> anyhow::Result<Vec<SpoolPosition>> {
         let mut stmt = self
             .conn
-            .prepare("SELECT file_key, path, offset, line FROM spool_positions")?;
+            .prepare("SELECT file_key, path, offset, line, head FROM spool_positions")?;
         let rows = stmt.query_map([], |row| {
             Ok(SpoolPosition {
                 file_key: row.get(0)?,
                 path: row.get(1)?,
                 offset: row.get(2)?,
                 line: row.get(3)?,
+                head: row.get(4)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)

@@ -57,12 +57,14 @@ CREATE TABLE rejections (
 );
 
 -- How far each spool .ndjson file has been read, keyed by device and inode so that a
--- renamed (rotated) file keeps its position.
+-- renamed (rotated) file keeps its position; `head` holds its first bytes, so a new file
+-- that reuses the inode is not mistaken for it.
 CREATE TABLE spool_positions (
     file_key   TEXT PRIMARY KEY,
     path       TEXT NOT NULL,
     offset     INTEGER NOT NULL,
     line       INTEGER NOT NULL,
+    head       BLOB NOT NULL,
     updated_at INTEGER NOT NULL
 );
 "#];

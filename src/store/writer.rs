@@ -38,7 +38,7 @@ impl Command {
     /// Claims and bookkeeping may be lost in a crash without harm (a lost claim leaves the
     /// delivery pending); anything that acknowledges input or records an outcome may not.
     fn needs_durability(&self) -> bool {
-        !matches!(self, Command::Claim { .. } | Command::ForgetPositions(_))
+        !matches!(self, Command::Claim { .. } | Command::ForgetPositions(_) | Command::Record(_))
     }
 }
 
@@ -326,17 +326,18 @@ fn ingest_batch(tx: &Connection, batch: &IngestBatch) -> rusqlite::Result<Ingest
     }
     if let Some(position) = &batch.position {
         tx.prepare_cached(
-            "INSERT INTO spool_positions (file_key, path, offset, line, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5)
+            "INSERT INTO spool_positions (file_key, path, offset, line, head, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
              ON CONFLICT (file_key) DO UPDATE SET
                  path = excluded.path, offset = excluded.offset, line = excluded.line,
-                 updated_at = excluded.updated_at",
+                 head = excluded.head, updated_at = excluded.updated_at",
         )?
         .execute(params![
             position.file_key,
             position.path,
             position.offset,
             position.line,
+            position.head,
             now
         ])?;
     }
