@@ -1,5 +1,6 @@
 //! The `posthorn` binary: parses the command line and hands off to the library.
 
+use std::io::IsTerminal as _;
 use std::process::ExitCode;
 
 use clap::Parser as _;
@@ -72,12 +73,19 @@ fn main() -> ExitCode {
     }
 }
 
-/// Plain lines on stderr, which journald reads well; the level comes from POSTHORN_LOG.
+/// Plain lines on stderr, which journald reads well: colour only on a terminal, and no
+/// timestamp of our own under systemd (`JOURNAL_STREAM`), which stamps each line itself.
+/// The level comes from POSTHORN_LOG.
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("POSTHORN_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .init();
+        .with_ansi(std::io::stderr().is_terminal());
+    if std::env::var_os("JOURNAL_STREAM").is_some() {
+        builder.without_time().init();
+    } else {
+        builder.init();
+    }
 }

@@ -3,7 +3,7 @@
 //! finish within a bound, and exits cleanly.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use signal_hook::consts::{SIGINT, SIGTERM};
@@ -17,6 +17,8 @@ use crate::store::{Reader, Store};
 
 /// Extra time beyond one attempt's timeout that shutdown waits for in-flight attempts.
 const SHUTDOWN_SLACK: Duration = Duration::from_secs(5);
+/// How long after the first stop signal another one counts as a second.
+const SECOND_SIGNAL_AFTER: Duration = Duration::from_millis(500);
 
 pub fn serve(config: Config) -> anyhow::Result<()> {
     let mut signals =
@@ -71,13 +73,18 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
         signal = signal_name(signal),
         "stopping: no new work is taken; finishing attempts in flight"
     );
-    // A second signal means "now": exit without waiting.
+    // A second signal means "now": exit without waiting. One sent to the whole process
+    // group (`timeout`, a shell's job control) can arrive twice in the same instant, so
+    // only a signal well after the first counts as a second.
+    let first_signal_at = Instant::now();
     std::thread::spawn(move || {
-        if signals.forever().next().is_some() {
-            tracing::warn!(
-                "second signal: exiting at once; leased deliveries are retried at the next start"
-            );
-            std::process::exit(1);
+        for _ in signals.forever() {
+            if first_signal_at.elapsed() >= SECOND_SIGNAL_AFTER {
+                tracing::warn!(
+                    "second signal: exiting at once; leased deliveries are retried at the next start"
+                );
+                std::process::exit(1);
+            }
         }
     });
 

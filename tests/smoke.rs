@@ -58,3 +58,13 @@ fn a_second_serve_on_the_same_store_refuses_to_start() {
         "{stderr}"
     );
 }
+
+/// `timeout` and a shell's job control signal the whole process group, so one stop can
+/// arrive twice at once; that must still be a graceful stop, not "second signal: now".
+#[test]
+fn a_stop_signal_delivered_twice_at_once_still_exits_cleanly() {
+    let home = Home::new();
+    home.write_config("");
+    let serve = Serve::start(&home);
+    assert_eq!(serve.stop_with(&["TERM", "INT"]), Some(0));
+}

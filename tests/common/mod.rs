@@ -359,8 +359,16 @@ impl Serve {
     }
 
     /// SIGTERM, then the exit code once it exits (bounded).
-    pub fn terminate(mut self) -> Option<i32> {
-        signal(self.pid(), "TERM");
+    pub fn terminate(self) -> Option<i32> {
+        self.stop_with(&["TERM"])
+    }
+
+    /// Sends each signal in `names` back to back, then the exit code once it exits
+    /// (bounded).
+    pub fn stop_with(mut self, names: &[&str]) -> Option<i32> {
+        for name in names {
+            signal(self.pid(), name);
+        }
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {
