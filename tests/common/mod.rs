@@ -237,17 +237,7 @@ impl Home {
     /// Writes `config.toml`: storage and spool inside this home, a fast test schedule
     /// unless `body` sets `[delivery]`, then `body`.
     pub fn write_config(&self, body: &str) -> PathBuf {
-        let mut text = format!(
-            "[storage]\npath = {:?}\n[spool]\ndir = {:?}\nrescan_interval = \"200ms\"\n",
-            self.db().display().to_string(),
-            self.spool().display().to_string()
-        );
-        if !body.contains("[delivery]") {
-            text.push_str("[delivery]\nschedule = [\"100ms\", \"200ms\"]\ntimeout = \"2s\"\n");
-        }
-        text.push_str(body);
-        fs::write(self.config_path(), text).expect("write config");
-        self.config_path()
+        self.write_config_with_spool("", body)
     }
 
     /// Drops a `.json` file into the spool the way a producer must: write, then rename.
@@ -325,23 +315,12 @@ pub struct Serve {
 impl Serve {
     /// Starts `posthorn serve --config <home>/config.toml` and waits until it runs.
     pub fn start(home: &Home) -> Serve {
-        let log = home.path().join(format!("serve-{}.log", unique()));
-        let child = Command::new(binary())
+        let mut command = Command::new(binary());
+        command
             .args(["serve", "--config"])
             .arg(home.config_path())
-            .env("POSTHORN_LOG", "posthorn=debug,info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(&log).expect("log file"))
-            .spawn()
-            .expect("spawn posthorn serve");
-        let serve = Serve { child, log };
-        wait_for(
-            "posthorn to report it is running",
-            Duration::from_secs(20),
-            || serve.log().contains("posthorn is running"),
-        );
-        serve
+            .env("POSTHORN_LOG", "posthorn=debug,info");
+        Serve::start_with(home, command)
     }
 
     pub fn log(&self) -> String {
