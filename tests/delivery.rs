@@ -612,6 +612,12 @@ fn no_endpoint_gets_more_than_max_in_flight_per_endpoint_attempts_at_once() {
     );
     let ids: BTreeSet<String> = slow.requests().iter().map(Recorded::event_id).collect();
     assert_eq!(ids.len(), 8, "every slow event arrived: {ids:?}");
+    assert!(
+        (1..=2).contains(&slow.connections()),
+        "8 requests, at most 2 at once, should reuse kept-alive connections; the receiver \
+         accepted {} connections",
+        slow.connections()
+    );
 }
 
 #[test]

@@ -5,7 +5,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -19,6 +19,8 @@ pub type Handler = dyn Fn(Recorded) -> Reply + Send + Sync;
 /// Listens until dropped.
 pub struct Server {
     pub port: u16,
+    /// TCP connections accepted so far, to show whether clients keep them alive.
+    pub accepted: Arc<AtomicUsize>,
     stopping: Arc<AtomicBool>,
     connections: Arc<Mutex<Vec<TcpStream>>>,
     acceptor: Option<JoinHandle<()>>,
@@ -30,12 +32,20 @@ impl Server {
         let port = listener.local_addr()?.port();
         let stopping = Arc::new(AtomicBool::new(false));
         let connections = Arc::new(Mutex::new(Vec::new()));
+        let accepted = Arc::new(AtomicUsize::new(0));
         let acceptor = {
-            let (stopping, connections) = (Arc::clone(&stopping), Arc::clone(&connections));
-            std::thread::spawn(move || accept(listener, &stopping, &connections, handler))
+            let (stopping, connections, accepted) = (
+                Arc::clone(&stopping),
+                Arc::clone(&connections),
+                Arc::clone(&accepted),
+            );
+            std::thread::spawn(move || {
+                accept(listener, &stopping, &connections, &accepted, handler)
+            })
         };
         Ok(Server {
             port,
+            accepted,
             stopping,
             connections,
             acceptor: Some(acceptor),
@@ -61,6 +71,7 @@ fn accept(
     listener: TcpListener,
     stopping: &AtomicBool,
     connections: &Mutex<Vec<TcpStream>>,
+    accepted: &AtomicUsize,
     handler: Arc<Handler>,
 ) {
     for stream in listener.incoming() {
@@ -68,6 +79,7 @@ fn accept(
             return;
         }
         let Ok(stream) = stream else { continue };
+        accepted.fetch_add(1, Ordering::SeqCst);
         if let Ok(clone) = stream.try_clone() {
             connections.lock().unwrap().push(clone);
         }

@@ -426,7 +426,7 @@ pub struct ProgrammableReceiver {
     requests: Arc<Mutex<Vec<Recorded>>>,
     active: Arc<AtomicUsize>,
     peak: Arc<AtomicUsize>,
-    _server: http::Server,
+    server: http::Server,
 }
 
 impl ProgrammableReceiver {
@@ -472,7 +472,7 @@ impl ProgrammableReceiver {
             requests,
             active,
             peak,
-            _server: server,
+            server,
         })
     }
 
@@ -506,6 +506,11 @@ impl ProgrammableReceiver {
     /// The most requests it has answered at once.
     pub fn peak_concurrency(&self) -> usize {
         self.peak.load(Ordering::SeqCst)
+    }
+
+    /// How many TCP connections clients have opened to it.
+    pub fn connections(&self) -> usize {
+        self.server.accepted.load(Ordering::SeqCst)
     }
 }
 
