@@ -263,6 +263,48 @@ mod tests {
         );
     }
 
+    /// A cheap stand-in for a fuzzer: thousands of corruptions of a valid envelope (flipped,
+    /// dropped and inserted bytes, cuts) must each come back as an event or a reason,
+    /// never a panic, and any event that does parse must carry a JSON body.
+    #[test]
+    fn corrupted_envelopes_never_panic() {
+        let valid = br#"{"id":"evt_1","type":"conversation.transcribed","conversation_id":"c-204","project_id":"p-9","occurred_at":"2026-11-22T10:00:00Z","data":{"a":[1,{"b":"\u00fc"}]}}"#;
+        let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for _ in 0..20_000 {
+            let mut input = valid.to_vec();
+            for _ in 0..=next() % 4 {
+                let at = (next() as usize) % input.len().max(1);
+                match next() % 4 {
+                    0 => input[at] = next() as u8,
+                    1 => {
+                        input.remove(at);
+                    }
+                    2 => {
+                        const TRICKY: &[u8] = b"{}[]\",:\\\xff\x00";
+                        input.insert(at, TRICKY[(next() as usize) % TRICKY.len()]);
+                    }
+                    _ => input.truncate(at),
+                }
+                if input.is_empty() {
+                    break;
+                }
+            }
+            if let Ok(event) = parse_event(&input, LIMIT, now()) {
+                let body: Result<serde_json::Value, _> = serde_json::from_str(&event.body);
+                assert!(
+                    body.is_ok(),
+                    "parsed {input:?} into a body that is not JSON"
+                );
+            }
+        }
+    }
+
     #[test]
     fn snippets_are_bounded_and_marked_when_cut() {
         assert_eq!(snippet(b"short"), "short");
