@@ -38,7 +38,7 @@ impl Command {
     /// Claims and bookkeeping may be lost in a crash without harm (a lost claim leaves the
     /// delivery pending); anything that acknowledges input or records an outcome may not.
     fn needs_durability(&self) -> bool {
-        !matches!(self, Command::Claim { .. } | Command::ForgetPositions(_) | Command::Record(_))
+        !matches!(self, Command::Claim { .. } | Command::ForgetPositions(_))
     }
 }
 
