@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context as _;
+use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags};
 
 pub use writer::{now_ms, StoreHandle};
@@ -214,6 +215,10 @@ fn open_writer_connection(path: &Path) -> anyhow::Result<Connection> {
     // for batches that acknowledge nothing (claims); see writer.rs.
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", true)?;
+    // Plan each statement once. Otherwise SQLite re-plans a statement whenever a bound
+    // value its planner looked at changes (the claim's `LIMIT ?` does on nearly every
+    // call): a full re-parse on the writer's hottest path.
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
     schema::migrate(&mut conn)?;
     Ok(conn)
 }
