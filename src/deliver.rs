@@ -2,11 +2,15 @@
 //! and classify what came back. It does not know where an event came from, and it never
 //! touches the store: outcomes go back to the scheduler.
 
+use std::collections::HashMap;
 use std::io::Read as _;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{Receiver, Sender};
+use ureq::http::Uri;
+use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
+use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
 
 use crate::config::{DeliveryConfig, Signing, Subscription};
 use crate::retry;
@@ -125,15 +129,62 @@ pub fn spawn_workers(
 
 /// One agent for the whole pool, so keep-alive connections are shared and reused.
 fn build_agent(config: &DeliveryConfig) -> ureq::Agent {
-    ureq::Agent::config_builder()
+    let config = ureq::Agent::config_builder()
         .timeout_global(Some(config.timeout))
         .max_redirects(0)
         .http_status_as_error(false)
         .user_agent(concat!("posthorn/", env!("CARGO_PKG_VERSION")))
         .max_idle_connections(config.workers.max(16))
         .max_idle_connections_per_host(config.max_in_flight_per_endpoint)
-        .build()
-        .into()
+        .build();
+    ureq::Agent::with_parts(
+        config,
+        DefaultConnector::default(),
+        CachingResolver::default(),
+    )
+}
+
+/// How long a host's resolved addresses are reused before it is looked up again.
+const RESOLVE_CACHE_TTL: Duration = Duration::from_secs(30);
+
+/// Resolves each endpoint at most once per `RESOLVE_CACHE_TTL`. ureq asks its resolver
+/// on every request, before it looks for a kept-alive connection, and its default
+/// resolver spawns a thread per lookup when a timeout is set: without this cache every
+/// attempt cost a thread and a `getaddrinfo` call, even on a reused connection.
+/// (`Resolver` is in ureq's `unversioned` API, outside its semver promise: recheck this on
+/// a ureq upgrade.)
+#[derive(Debug, Default)]
+struct CachingResolver {
+    inner: DefaultResolver,
+    cache: Mutex<HashMap<String, (Instant, ResolvedSocketAddrs)>>,
+}
+
+impl Resolver for CachingResolver {
+    fn resolve(
+        &self,
+        uri: &Uri,
+        config: &ureq::config::Config,
+        timeout: NextTimeout,
+    ) -> Result<ResolvedSocketAddrs, ureq::Error> {
+        let Some(authority) = uri.authority() else {
+            return self.inner.resolve(uri, config, timeout);
+        };
+        let key = format!("{}://{authority}", uri.scheme_str().unwrap_or_default());
+        let cached = self.cache.lock().ok().and_then(|cache| {
+            let (at, addrs) = cache.get(&key)?;
+            (at.elapsed() < RESOLVE_CACHE_TTL).then(|| addrs.clone())
+        });
+        if let Some(addrs) = cached {
+            return Ok(addrs);
+        }
+        // Failures are not cached: the next attempt looks the host up again.
+        let addrs = self.inner.resolve(uri, config, timeout)?;
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.retain(|_, (at, _)| at.elapsed() < RESOLVE_CACHE_TTL);
+            cache.insert(key, (Instant::now(), addrs.clone()));
+        }
+        Ok(addrs)
+    }
 }
 
 fn attempt(agent: &ureq::Agent, job: &Job, schedule: &[Duration]) -> AttemptRecord {
@@ -303,6 +354,19 @@ mod tests {
             "X-Dembrane-Signature".into(),
             "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843".into()
         )));
+    }
+
+    #[test]
+    fn resolved_addresses_are_reused_per_endpoint() {
+        let resolver = CachingResolver::default();
+        let config = ureq::config::Config::default();
+        let timeout = NextTimeout::default();
+        let uri: Uri = "http://127.0.0.1:9/hook".parse().unwrap();
+        let first = resolver.resolve(&uri, &config, timeout).unwrap();
+        let again = resolver.resolve(&uri, &config, timeout).unwrap();
+        assert_eq!(&*first, &*again);
+        assert_eq!(first.first().map(|a| a.port()), Some(9));
+        assert_eq!(resolver.cache.lock().unwrap().len(), 1);
     }
 
     fn response(status: Option<u16>, retry_after: Option<Duration>) -> Response {
