@@ -115,7 +115,13 @@ pub fn parse_event(
             OffsetDateTime::parse(&given, &Rfc3339).map_err(|_| Invalid::BadTime(given.clone()))?;
             given
         }
-        None => received_at.format(&Rfc3339).unwrap_or_default(),
+        // Whole milliseconds: nanosecond fractions trip some receivers' date parsers
+        // (Python's before 3.11 takes at most six digits).
+        None => received_at
+            .replace_millisecond(received_at.millisecond())
+            .unwrap_or(received_at)
+            .format(&Rfc3339)
+            .unwrap_or_default(),
     };
 
     let body = serde_json::to_string(&DeliveryBody {
@@ -198,9 +204,15 @@ mod tests {
 
     #[test]
     fn missing_occurred_at_uses_the_receive_time_and_missing_data_is_null() {
-        let event = parse(r#"{"id":"r1","type":"report.generated","project_id":"p-9"}"#).unwrap();
+        let received = now() + time::Duration::nanoseconds(123_456_789);
+        let event = parse_event(
+            br#"{"id":"r1","type":"report.generated","project_id":"p-9"}"#,
+            LIMIT,
+            received,
+        )
+        .unwrap();
         let body: serde_json::Value = serde_json::from_str(&event.body).unwrap();
-        assert_eq!(body["timestamp"], now().format(&Rfc3339).unwrap());
+        assert_eq!(body["timestamp"], "2026-11-18T11:06:40.123Z");
         assert!(body["data"].is_null());
         assert!(body["conversation_id"].is_null());
     }
