@@ -631,11 +631,10 @@ impl Validator<'_> {
                     .then_some(Signing::Standard { keys })
             }
             SignatureKind::Hex => {
-                if parts.len() != 1 {
-                    self.problem(
-                        span,
-                        format!("{label}: signature = \"hex\" takes exactly one secret"),
-                    );
+                // One secret, taken whole: the hex recipe has no rotation, so spaces are
+                // part of the secret rather than separators.
+                if secret.trim().is_empty() {
+                    self.problem(span, format!("{label}: the secret is empty"));
                     return None;
                 }
                 let header = raw
@@ -665,7 +664,7 @@ impl Validator<'_> {
                     }
                 }
                 Some(Signing::Hex {
-                    key: SigningKey::from_utf8(parts[0]),
+                    key: SigningKey::from_utf8(&secret),
                     header,
                     prefix,
                 })
