@@ -525,11 +525,19 @@ impl Serve {
             .stderr(fs::File::create(&log).expect("log file"))
             .spawn()
             .expect("spawn posthorn serve");
-        let serve = Serve { child, log };
+        let mut serve = Serve { child, log };
         wait_for(
             "posthorn to report it is running",
             Duration::from_secs(20),
-            || serve.log().contains("posthorn is running"),
+            || {
+                if let Ok(Some(status)) = serve.child.try_wait() {
+                    panic!(
+                        "posthorn serve exited ({status}) instead of running:\n{}",
+                        serve.log()
+                    );
+                }
+                serve.log().contains("posthorn is running")
+            },
         );
         serve
     }
