@@ -15,8 +15,10 @@
 //! (`bench/receiver.rs`) reads it back from the `webhook-id` header, so latency runs from
 //! the moment the line was appended to the spool file to the moment the receiver had the
 //! whole request. Phases: (a) idle, (b) a burst for throughput, (c) latency at a steady
-//! 500 events/s and at phase d's rate, (d) the same after seeding the backlog. With
-//! `BENCH_DUMP=DIR`, each paced phase's latencies are written there as CSV.
+//! 500 events/s and at phase d's rate, (d) the same after seeding the backlog, (e) a soak:
+//! a fresh store with retention of seconds, fed a steady stream, its size printed over
+//! time to show it levels off. With `BENCH_DUMP=DIR`, each paced phase's latencies are
+//! written there as CSV.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write as _;
@@ -53,7 +55,17 @@ struct Plan {
     latency_secs: u64,
     backlog_rate: u64,
     backlog_secs: u64,
+    soak: Soak,
     budget: Duration,
+}
+
+/// Phase e: a stream of `rate` events/s for `secs`, with `[retention]` of seconds.
+struct Soak {
+    rate: u64,
+    secs: u64,
+    sample_every: u64,
+    delivered: u64,
+    payloads: u64,
 }
 
 fn main() {
@@ -119,7 +131,14 @@ fn plan() -> anyhow::Result<Plan> {
         latency_secs: if quick { 5 } else { 10 },
         backlog_rate: 100,
         backlog_secs: if quick { 3 } else { 10 },
-        budget: Duration::from_secs(if quick { 90 } else { 300 }),
+        soak: Soak {
+            rate: 1_000,
+            secs: if quick { 30 } else { 60 },
+            sample_every: if quick { 3 } else { 5 },
+            delivered: if quick { 5 } else { 10 },
+            payloads: if quick { 2 } else { 5 },
+        },
+        budget: Duration::from_secs(if quick { 150 } else { 420 }),
     })
 }
 
@@ -165,6 +184,7 @@ struct Figures {
     restart_secs: f64,
     seed_secs: f64,
     backlog: Latency,
+    soak: SoakFigures,
 }
 
 fn run(plan: &Plan) -> anyhow::Result<bool> {
@@ -317,6 +337,8 @@ fn run(plan: &Plan) -> anyhow::Result<bool> {
     );
     posthorn.stop()?;
 
+    let soak = soak(plan, dir.path(), &receiver)?;
+
     let figures = Figures {
         fsync_ms,
         idle_rss_mb,
@@ -331,6 +353,7 @@ fn run(plan: &Plan) -> anyhow::Result<bool> {
         restart_secs,
         seed_secs,
         backlog,
+        soak,
     };
     let passed = summary(plan, &figures, n, started.elapsed());
     Ok(passed)
@@ -392,6 +415,18 @@ fn summary(plan: &Plan, f: &Figures, n: usize, took: Duration) -> bool {
             latency.received == latency.sent,
         );
     }
+    row(
+        "soak: store size, end / middle",
+        format!("{:.2}x", f.soak.growth),
+        "<= 1.25x (levels off)".into(),
+        f.soak.growth <= 1.25,
+    );
+    row(
+        "soak: latency while pruning, p99",
+        format!("{:.2} ms", f.soak.latency.p99),
+        format!("< {TARGET_P99_MS} ms"),
+        f.soak.latency.p99 < TARGET_P99_MS && f.soak.latency.received == f.soak.latency.sent,
+    );
     // "Does not slow pick-up": with the backlog, the median stays within noise of the
     // median at the same rate without it.
     let ratio = f.backlog.p50 / f.quiet.p50.max(1e-3);
@@ -423,6 +458,106 @@ fn summary(plan: &Plan, f: &Figures, n: usize, took: Duration) -> bool {
     );
     println!("  overall: {}", if all { "PASS" } else { "FAIL" });
     all
+}
+
+struct SoakFigures {
+    /// Store size (file plus WAL) at the end over that at the middle of the stream.
+    growth: f64,
+    latency: Latency,
+}
+
+/// Phase e: a fresh store whose `[retention]` keeps seconds, not days, fed a steady
+/// stream; prints the size of the database file and its WAL over time.
+fn soak(plan: &Plan, dir: &Path, receiver: &Receiver) -> anyhow::Result<SoakFigures> {
+    let s = &plan.soak;
+    println!(
+        "\n[e] soak: {} events/s for {} s into a fresh store keeping delivered rows {} s and \
+         payloads {} s",
+        s.rate, s.secs, s.delivered, s.payloads
+    );
+    let home = dir.join("soak");
+    let spool_dir = home.join("spool");
+    fs::create_dir_all(&spool_dir)?;
+    let db = home.join("posthorn.db");
+    let config = home.join("config.toml");
+    fs::write(
+        &config,
+        format!(
+            "[storage]\npath = {db:?}\n[spool]\ndir = {spool:?}\n\
+             [retention]\ndelivered = \"{delivered}s\"\nfailed = \"{delivered}s\"\n\
+             payloads = \"{payloads}s\"\nrejections = \"{delivered}s\"\ninterval = \"1s\"\n\n\
+             [[subscription]]\nname = \"{SUBSCRIPTION}\"\nurl = \"http://127.0.0.1:{port}/hook\"\n\
+             conversations = [\"*\"]\nevents = [\"*\"]\nsecret = \"{SECRET}\"\n",
+            db = db.display().to_string(),
+            spool = spool_dir.display().to_string(),
+            delivered = s.delivered,
+            payloads = s.payloads,
+            port = receiver.port,
+        ),
+    )?;
+    let mut spool = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(spool_dir.join("soak.ndjson"))?;
+    let mut posthorn = Posthorn::start(&plan.bin, &config, &home)?;
+    println!(
+        "  {:>5}  {:>8}  {:>11}  {:>8}  {:>8}  {:>9}",
+        "t (s)", "sent", "rows kept", "db MB", "wal MB", "in use MB"
+    );
+    let interval = Duration::from_nanos(1_000_000_000 / s.rate);
+    let count = (s.rate * s.secs) as usize;
+    let start = Instant::now();
+    let mut next_sample = Duration::ZERO;
+    let mut sizes = Vec::new();
+    for seq in 0..=count {
+        let due = interval * seq as u32;
+        if due >= next_sample {
+            let (db_mb, wal_mb, used_mb, rows) = store_size(&db)?;
+            println!(
+                "  {:>5}  {seq:>8}  {rows:>11}  {db_mb:>8.1}  {wal_mb:>8.1}  {used_mb:>9.1}",
+                next_sample.as_secs()
+            );
+            sizes.push(db_mb + wal_mb);
+            next_sample += Duration::from_secs(s.sample_every);
+        }
+        if seq == count {
+            break;
+        }
+        if let Some(wait) = (start + due).checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        append(&mut spool, &[event_line("soak", seq)])?;
+    }
+    if let Err(err) = receiver.wait_for("soak", count, Duration::from_secs(30)) {
+        println!("  {err:#}");
+    }
+    let latency = Latency::of(&receiver.phase("soak").latencies_us, count);
+    println!("  latency while pruning: {}", latency.line());
+    posthorn.stop()?;
+    let middle = sizes[sizes.len() / 2];
+    let end = sizes[sizes.len() - 1];
+    let growth = end / middle.max(1e-6);
+    println!(
+        "  store (file + WAL) {middle:.1} MB at the middle, {end:.1} MB at the end: {growth:.2}x"
+    );
+    Ok(SoakFigures { growth, latency })
+}
+
+/// The database file and WAL sizes, the part of the file in use (not on SQLite's free
+/// list), in MB, and how many events the store holds.
+fn store_size(db: &Path) -> anyhow::Result<(f64, f64, f64, i64)> {
+    let mb = |path: &Path| fs::metadata(path).map_or(0.0, |m| m.len() as f64 / 1e6);
+    let mut wal = db.as_os_str().to_owned();
+    wal.push("-wal");
+    let conn =
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    let pragma = |name: &str| -> anyhow::Result<i64> {
+        Ok(conn.query_row(&format!("PRAGMA {name}"), [], |row| row.get(0))?)
+    };
+    let used = (pragma("page_count")? - pragma("freelist_count")?) * pragma("page_size")?;
+    let rows = conn.query_row("SELECT count(*) FROM events", [], |row| row.get(0))?;
+    Ok((mb(db), mb(Path::new(&wal)), used as f64 / 1e6, rows))
 }
 
 /// Writes `count` events at `rate` per second, one append each, and measures each one's

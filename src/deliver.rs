@@ -27,6 +27,8 @@ const RESPONSE_DRAIN_BYTES: u64 = 64 * 1024;
 pub struct Job {
     pub claimed: Claimed,
     pub subscription: Arc<Subscription>,
+    /// `delivery.schedule` when the job was handed out (it may change at a reload).
+    pub schedule: Arc<[Duration]>,
 }
 
 /// A finished attempt, with the endpoint it occupied so the scheduler can free it.
@@ -111,12 +113,11 @@ pub fn spawn_workers(
     (0..config.workers)
         .map(|n| {
             let (agent, jobs, finished) = (agent.clone(), jobs.clone(), finished.clone());
-            let schedule = config.schedule.clone();
             std::thread::Builder::new()
                 .name(format!("deliver-{n}"))
                 .spawn(move || {
                     for job in jobs {
-                        let record = attempt(&agent, &job, &schedule);
+                        let record = attempt(&agent, &job);
                         let endpoint = job.subscription.url.clone();
                         if finished.send(Finished { endpoint, record }).is_err() {
                             break;
@@ -187,7 +188,7 @@ impl Resolver for CachingResolver {
     }
 }
 
-fn attempt(agent: &ureq::Agent, job: &Job, schedule: &[Duration]) -> AttemptRecord {
+fn attempt(agent: &ureq::Agent, job: &Job) -> AttemptRecord {
     let started = SystemTime::now();
     let started_at_ms = unix_ms(started);
     let clock = Instant::now();
@@ -195,7 +196,7 @@ fn attempt(agent: &ureq::Agent, job: &Job, schedule: &[Duration]) -> AttemptReco
     let duration_ms = clock.elapsed().as_millis() as i64;
     let next = next_step(
         &response,
-        schedule,
+        &job.schedule,
         job.claimed.attempt,
         started_at_ms + duration_ms,
         rand::random::<f64>(),

@@ -1,17 +1,15 @@
 //! The `posthorn` binary: parses the command line and hands off to the library.
 
-use std::io::IsTerminal as _;
 use std::process::ExitCode;
 
 use clap::Parser as _;
 use posthorn::cli::{Cli, Command};
-use posthorn::{config, serve, sign};
+use posthorn::{config, logging, serve, sign};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve { config } => {
-            init_logging();
+        Command::Serve { config, log_format } => {
             let loaded = match config::resolve_config_path(config.as_deref()) {
                 Some(path) => config::load(&path),
                 None => Ok(config::embedded_defaults()),
@@ -23,7 +21,9 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            match serve::serve(config) {
+            // After the config is read: it holds the level (POSTHORN_LOG wins over it).
+            let log = logging::init(log_format, &config.log.level);
+            match serve::serve(config, log) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(err) => {
                     tracing::error!("{err:#}");
@@ -70,22 +70,5 @@ fn main() -> ExitCode {
             println!("{}", sign::generate_whsec());
             ExitCode::SUCCESS
         }
-    }
-}
-
-/// Plain lines on stderr, which journald reads well: colour only on a terminal, and no
-/// timestamp of our own under systemd (`JOURNAL_STREAM`), which stamps each line itself.
-/// The level comes from POSTHORN_LOG.
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("POSTHORN_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal());
-    if std::env::var_os("JOURNAL_STREAM").is_some() {
-        builder.without_time().init();
-    } else {
-        builder.init();
     }
 }

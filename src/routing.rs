@@ -1,15 +1,17 @@
 //! Subscription matching: which subscriptions an event fans out to. Pure functions over
 //! the resolved config; the store calls them inside the ingest transaction.
 
+use std::borrow::Borrow;
 use std::fmt;
 
 use crate::config::Subscription;
 use crate::event::Event;
 
 /// The names of the enabled subscriptions `event` fans out to, in config order.
-pub fn route(subscriptions: &[Subscription], event: &Event) -> Vec<String> {
+pub fn route<S: Borrow<Subscription>>(subscriptions: &[S], event: &Event) -> Vec<String> {
     subscriptions
         .iter()
+        .map(Borrow::borrow)
         .filter(|subscription| matches(subscription, event))
         .map(|subscription| subscription.name.clone())
         .collect()

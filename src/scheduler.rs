@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{select, Receiver, Sender};
 
-use crate::config::{DeliveryConfig, Subscription};
+use crate::config::Subscription;
 use crate::deliver::{Finished, Job};
+use crate::reload::Live;
 use crate::store::{ClaimRequest, StoreHandle};
 
 /// Longest the scheduler sleeps without looking at the store, as a safety net.
@@ -17,8 +18,9 @@ const IDLE_POLL: Duration = Duration::from_secs(1);
 
 pub struct Scheduler {
     store: StoreHandle,
-    subscriptions: Vec<Arc<Subscription>>,
-    config: DeliveryConfig,
+    /// Read at each dispatch, so a reload applies from the next claim; attempts already
+    /// handed out keep the subscription they were started with.
+    live: Live,
     jobs: Sender<Job>,
     in_flight: usize,
     in_flight_by_endpoint: HashMap<String, usize>,
@@ -33,22 +35,10 @@ pub struct Stop {
 }
 
 impl Scheduler {
-    pub fn new(
-        store: StoreHandle,
-        subscriptions: &[Subscription],
-        config: DeliveryConfig,
-        jobs: Sender<Job>,
-    ) -> Self {
+    pub fn new(store: StoreHandle, live: Live, jobs: Sender<Job>) -> Self {
         Scheduler {
             store,
-            // Paused subscriptions keep their pending deliveries but get none sent.
-            subscriptions: subscriptions
-                .iter()
-                .filter(|s| s.enabled)
-                .cloned()
-                .map(Arc::new)
-                .collect(),
-            config,
+            live,
             jobs,
             in_flight: 0,
             in_flight_by_endpoint: HashMap::new(),
@@ -94,13 +84,21 @@ impl Scheduler {
     /// Claims as much due work as there is capacity for and returns when to look again.
     fn dispatch_due(&mut self) -> Instant {
         let now_ms = crate::store::now_ms();
-        let lease = self.config.timeout * 2 + Duration::from_secs(30);
-        let mut free = self.config.workers.saturating_sub(self.in_flight);
+        let settings = self.live.load();
+        let config = &settings.delivery;
+        // Paused subscriptions keep their pending deliveries but get none sent.
+        let subscriptions: Vec<&Arc<Subscription>> = settings
+            .subscriptions
+            .iter()
+            .filter(|s| s.enabled)
+            .collect();
+        let lease = config.timeout * 2 + Duration::from_secs(30);
+        let mut free = config.workers.saturating_sub(self.in_flight);
         let mut free_by_endpoint: HashMap<&str, usize> = HashMap::new();
         let mut requests = Vec::new();
-        let count = self.subscriptions.len();
+        let count = subscriptions.len();
         for i in 0..count {
-            let subscription = &self.subscriptions[(self.round + i) % count];
+            let subscription = subscriptions[(self.round + i) % count];
             let endpoint_free = free_by_endpoint
                 .entry(subscription.url.as_str())
                 .or_insert_with(|| {
@@ -109,7 +107,7 @@ impl Scheduler {
                         .get(&subscription.url)
                         .copied()
                         .unwrap_or(0);
-                    self.config.max_in_flight_per_endpoint.saturating_sub(used)
+                    config.max_in_flight_per_endpoint.saturating_sub(used)
                 });
             let limit = free.min(*endpoint_free);
             *endpoint_free -= limit;
@@ -137,10 +135,9 @@ impl Scheduler {
                 return Instant::now() + IDLE_POLL;
             }
         };
-        let by_name: HashMap<&str, &Arc<Subscription>> = self
-            .subscriptions
+        let by_name: HashMap<&str, &Arc<Subscription>> = subscriptions
             .iter()
-            .map(|s| (s.name.as_str(), s))
+            .map(|s| (s.name.as_str(), *s))
             .collect();
         let mut jobs = Vec::with_capacity(result.claimed.len());
         for claimed in result.claimed {
@@ -148,6 +145,7 @@ impl Scheduler {
                 jobs.push(Job {
                     claimed,
                     subscription: Arc::clone(subscription),
+                    schedule: Arc::clone(&settings.schedule),
                 });
             }
         }

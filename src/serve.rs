@@ -1,16 +1,19 @@
 //! `posthorn serve`: starts every part of the data flow (store writer, spool, scheduler,
-//! worker pool), and on SIGTERM or SIGINT stops taking new work, lets in-flight attempts
-//! finish within a bound, and exits cleanly.
+//! worker pool) and the reloader, hands SIGHUP to the reloader, and on SIGTERM or SIGINT
+//! stops taking new work, lets in-flight attempts finish within a bound, and exits
+//! cleanly.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use crate::config::Config;
 use crate::deliver;
+use crate::logging::{self, LogControl};
+use crate::reload::{Live, Reloader, Trigger};
+use crate::retention::Pruner;
 use crate::scheduler::{Scheduler, Stop};
 use crate::spool::Spool;
 use crate::store::{Reader, Store};
@@ -20,19 +23,21 @@ const SHUTDOWN_SLACK: Duration = Duration::from_secs(5);
 /// How long after the first stop signal another one counts as a second.
 const SECOND_SIGNAL_AFTER: Duration = Duration::from_millis(500);
 
-pub fn serve(config: Config) -> anyhow::Result<()> {
+pub fn serve(config: Config, log: LogControl) -> anyhow::Result<()> {
     let mut signals =
-        Signals::new([SIGTERM, SIGINT]).context("while installing signal handlers")?;
+        Signals::new([SIGTERM, SIGINT, SIGHUP]).context("while installing signal handlers")?;
     log_startup(&config);
 
     let (new_work_tx, new_work_rx) = crossbeam_channel::bounded(1);
-    let store = Store::open(&config.storage.path, new_work_tx)?;
+    let store = Store::open(&config.storage.path, new_work_tx.clone())?;
     let configured: Vec<String> = config
         .subscriptions
         .iter()
         .map(|s| s.name.clone())
         .collect();
-    let cancelled = store.handle().cancel_removed_subscriptions(configured)?;
+    let cancelled = store
+        .handle()
+        .cancel_removed_subscriptions(configured, "removed from the config before this start")?;
     if cancelled > 0 {
         tracing::warn!(
             cancelled,
@@ -40,35 +45,47 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
         );
     }
     let positions = Reader::open(store.path())?.spool_positions()?;
+    store.handle().set_max_size(config.storage.max_size);
+    let pruner = Pruner::start(store.handle(), config.retention.clone())
+        .context("while starting the pruner")?;
 
-    let subscriptions = Arc::new(config.subscriptions.clone());
-    let (spool, spool_control) = Spool::open(
-        config.spool.clone(),
-        Arc::clone(&subscriptions),
-        store.handle(),
-        positions,
-    )?;
+    let live = Live::new(&config);
+    let (spool, spool_control) = Spool::open(live.clone(), store.handle(), positions)?;
 
     let (jobs_tx, jobs_rx) = crossbeam_channel::unbounded();
     let (finished_tx, finished_rx) = crossbeam_channel::unbounded();
     let workers = deliver::spawn_workers(&config.delivery, jobs_rx, finished_tx)
         .context("while starting delivery workers")?;
     let (stop_tx, stop_rx) = crossbeam_channel::bounded(1);
-    let scheduler = Scheduler::new(
-        store.handle(),
-        &subscriptions,
-        config.delivery.clone(),
-        jobs_tx,
-    );
+    let scheduler = Scheduler::new(store.handle(), live.clone(), jobs_tx);
     let scheduler = std::thread::Builder::new()
         .name("scheduler".into())
         .spawn(move || scheduler.run(new_work_rx, finished_rx, stop_rx))?;
     let spool = std::thread::Builder::new()
         .name("spool".into())
         .spawn(move || spool.run())?;
+
+    let (reload_tx, reload_rx) = crossbeam_channel::unbounded();
+    let reloader = Reloader::new(config.clone(), live, store.handle(), log, new_work_tx);
+    // Held so notifications keep flowing; without it SIGHUP still reloads.
+    let _config_watcher = reloader.watch(reload_tx.clone()).unwrap_or_else(|err| {
+        tracing::warn!("{err:#}; the config file is reloaded on SIGHUP only");
+        None
+    });
+    let reloader = std::thread::Builder::new()
+        .name("reload".into())
+        .spawn(move || reloader.run(reload_rx))?;
     tracing::info!("posthorn is running");
 
-    let signal = signals.forever().next().unwrap_or(SIGTERM);
+    let signal = signals
+        .forever()
+        .find(|&signal| {
+            if signal == SIGHUP {
+                let _ = reload_tx.send(Trigger::Signal);
+            }
+            signal != SIGHUP
+        })
+        .unwrap_or(SIGTERM);
     tracing::info!(
         signal = signal_name(signal),
         "stopping: no new work is taken; finishing attempts in flight"
@@ -78,8 +95,8 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
     // only a signal well after the first counts as a second.
     let first_signal_at = Instant::now();
     std::thread::spawn(move || {
-        for _ in signals.forever() {
-            if first_signal_at.elapsed() >= SECOND_SIGNAL_AFTER {
+        for signal in signals.forever() {
+            if signal != SIGHUP && first_signal_at.elapsed() >= SECOND_SIGNAL_AFTER {
                 tracing::warn!(
                     "second signal: exiting at once; leased deliveries are retried at the next start"
                 );
@@ -88,6 +105,8 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
         }
     });
 
+    let _ = reload_tx.send(Trigger::Stop);
+    let _ = reloader.join();
     spool_control.stop();
     let _ = spool.join();
     let _ = stop_tx.send(Stop {
@@ -101,6 +120,7 @@ pub fn serve(config: Config) -> anyhow::Result<()> {
             let _ = worker.join();
         }
     }
+    pruner.stop();
     store.close();
     tracing::info!("stopped");
     Ok(())
@@ -126,7 +146,7 @@ fn log_startup(config: &Config) {
     for subscription in &config.subscriptions {
         tracing::info!(
             name = %subscription.name,
-            url = %subscription.url,
+            url = %logging::url_for_log(&subscription.url),
             enabled = subscription.enabled,
             "subscription"
         );

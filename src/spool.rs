@@ -19,10 +19,11 @@ use notify::Watcher as _;
 use serde_json::value::RawValue;
 use time::OffsetDateTime;
 
-use crate::config::{SpoolConfig, Subscription};
+use crate::config::SpoolConfig;
 use crate::event::{self, Event, Invalid};
+use crate::reload::{Live, Settings};
 use crate::routing;
-use crate::store::{IngestBatch, Rejection, RoutedEvent, SpoolPosition, StoreHandle};
+use crate::store::{IngestBatch, Rejection, RoutedEvent, SpoolPosition, StoreFull, StoreHandle};
 
 const REJECTED_DIR: &str = "rejected";
 const DONE_DIR: &str = "done";
@@ -31,6 +32,8 @@ const DONE_DIR: &str = "done";
 const HEAD_BYTES: usize = 1024;
 /// Wait before trying again after the store refused a batch (disk full, say).
 const STORE_RETRY: Duration = Duration::from_secs(1);
+/// How often the error saying input waits for `[storage] max_size` is repeated.
+const FULL_REMINDER: Duration = Duration::from_secs(60);
 
 /// Tells a running spool to look again, or to stop.
 #[derive(Clone)]
@@ -48,12 +51,21 @@ impl SpoolControl {
 }
 
 pub struct Spool {
+    /// Taken from `live` at each scan; `dir` stays the one the spool was opened on.
     config: SpoolConfig,
-    subscriptions: Arc<Vec<Subscription>>,
+    live: Live,
+    /// The settings the batch being built is routed with, held until the batch is
+    /// committed so a reload can tell when no batch routed with old settings is left.
+    routing: Option<Arc<Settings>>,
     store: StoreHandle,
     /// Read positions of tailed files, by file key (device and inode).
     positions: HashMap<String, SpoolPosition>,
     stopping: Arc<AtomicBool>,
+    /// While the store refuses input for `[storage] max_size`: when that was last logged.
+    /// `None` while it takes input.
+    full_since: Option<std::time::Instant>,
+    /// The store refused input during this pass: the rest of the pass waits too.
+    refused_this_pass: bool,
     wake: Receiver<()>,
     // Held so notifications keep flowing; dropped with the spool.
     _watcher: notify::RecommendedWatcher,
@@ -62,11 +74,11 @@ pub struct Spool {
 impl Spool {
     /// Creates the spool directory if needed and starts watching it.
     pub fn open(
-        config: SpoolConfig,
-        subscriptions: Arc<Vec<Subscription>>,
+        live: Live,
         store: StoreHandle,
         positions: Vec<SpoolPosition>,
     ) -> anyhow::Result<(Spool, SpoolControl)> {
+        let config = live.load().spool.clone();
         fs::create_dir_all(&config.dir).with_context(|| {
             format!(
                 "while creating the spool directory {}",
@@ -93,13 +105,16 @@ impl Spool {
         let stopping = Arc::new(AtomicBool::new(false));
         let spool = Spool {
             config,
-            subscriptions,
+            live,
+            routing: None,
             store,
             positions: positions
                 .into_iter()
                 .map(|p| (p.file_key.clone(), p))
                 .collect(),
             stopping: Arc::clone(&stopping),
+            full_since: None,
+            refused_this_pass: false,
             wake,
             _watcher: watcher,
         };
@@ -133,6 +148,17 @@ impl Spool {
     /// One pass over the directory: every `.json` file taken, every tailed file read to
     /// its last complete line.
     pub fn scan(&mut self) -> anyhow::Result<()> {
+        self.config = SpoolConfig {
+            dir: self.config.dir.clone(),
+            ..self.live.load().spool.clone()
+        };
+        self.refused_this_pass = false;
+        let scanned = self.scan_dir();
+        self.routing = None;
+        scanned
+    }
+
+    fn scan_dir(&mut self) -> anyhow::Result<()> {
         let mut entries: Vec<(PathBuf, Metadata)> = fs::read_dir(&self.config.dir)
             .with_context(|| format!("while listing {}", self.config.dir.display()))?
             .filter_map(Result::ok)
@@ -143,7 +169,7 @@ impl Spool {
 
         let mut seen = HashSet::new();
         for (path, meta) in entries {
-            if self.stopped() {
+            if self.stopped() || self.refused_this_pass {
                 return Ok(());
             }
             let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
@@ -375,7 +401,7 @@ impl Spool {
     }
 
     fn take_event(
-        &self,
+        &mut self,
         batch: &mut IngestBatch,
         raw: &[u8],
         now: OffsetDateTime,
@@ -402,8 +428,9 @@ impl Spool {
         }
     }
 
-    fn route(&self, event: Event) -> RoutedEvent {
-        let subscriptions = routing::route(&self.subscriptions, &event);
+    fn route(&mut self, event: Event) -> RoutedEvent {
+        let settings = self.routing.get_or_insert_with(|| self.live.load());
+        let subscriptions = routing::route(&settings.subscriptions, &event);
         RoutedEvent {
             event,
             subscriptions,
@@ -437,17 +464,39 @@ impl Spool {
 
     /// Commits a batch. `Ok(false)` means the store refused it (logged); the input stays
     /// where it is and is taken again on a later scan.
-    fn commit(&self, batch: IngestBatch) -> anyhow::Result<bool> {
+    fn commit(&mut self, batch: IngestBatch) -> anyhow::Result<bool> {
         if batch.events.is_empty() && batch.rejections.is_empty() && batch.position.is_none() {
             return Ok(true);
         }
-        match self.store.ingest(batch) {
+        let adds_rows = !batch.events.is_empty() || !batch.rejections.is_empty();
+        let stored = self.store.ingest(batch);
+        // Stored or refused, the batch is done with the settings it was routed with.
+        self.routing = None;
+        match stored {
             Ok(report) => {
                 tracing::debug!(?report, "spool batch committed");
+                if adds_rows && self.full_since.take().is_some() {
+                    tracing::info!("the store is under [storage] max_size again; taking input");
+                }
                 Ok(true)
             }
             Err(err) => {
-                tracing::error!("could not store spool input; will try again: {err:#}");
+                match err.downcast_ref::<StoreFull>() {
+                    // Said when it starts and every minute after, not at every retry.
+                    Some(full) => {
+                        self.refused_this_pass = true;
+                        if self
+                            .full_since
+                            .is_none_or(|at| at.elapsed() >= FULL_REMINDER)
+                        {
+                            tracing::error!("spool input waits: {full}");
+                            self.full_since = Some(std::time::Instant::now());
+                        }
+                    }
+                    None => {
+                        tracing::error!("could not store spool input; will try again: {err:#}")
+                    }
+                }
                 std::thread::sleep(STORE_RETRY);
                 Ok(false)
             }

@@ -27,13 +27,39 @@ pub struct Config {
     pub source: Option<PathBuf>,
     pub storage: StorageConfig,
     pub spool: SpoolConfig,
+    pub retention: RetentionConfig,
     pub delivery: DeliveryConfig,
+    pub log: LogConfig,
     pub subscriptions: Vec<Subscription>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogConfig {
+    /// A level or `tracing` filter; `POSTHORN_LOG` overrides it.
+    pub level: String,
 }
 
 #[derive(Debug, Clone)]
 pub struct StorageConfig {
     pub path: PathBuf,
+    /// Refuse new input while the database and its WAL hold more than this many bytes.
+    pub max_size: Option<u64>,
+}
+
+/// How long finished work is kept (see `retention.rs`). Each period counts from the
+/// moment a delivery became final (delivered, dead or cancelled), or for an event that
+/// matched no subscription, from when it was received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetentionConfig {
+    /// Delivered deliveries, their attempts, and events that matched nothing.
+    pub delivered: Duration,
+    /// Dead and cancelled deliveries and their attempts.
+    pub failed: Duration,
+    /// Event bodies, once every delivery of the event is final and this old.
+    pub payloads: Duration,
+    pub rejections: Duration,
+    /// How often the pruner looks for work when the last look found none.
+    pub interval: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -57,7 +83,7 @@ pub struct DeliveryConfig {
     pub max_in_flight_per_endpoint: usize,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Subscription {
     pub name: String,
     pub url: String,
@@ -70,7 +96,7 @@ pub struct Subscription {
 }
 
 /// How requests to a subscription are signed. Keys print as `[redacted]`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Signing {
     /// Standard Webhooks; one signature per key (several during rotation).
     Standard { keys: Vec<SigningKey> },
@@ -89,6 +115,15 @@ const DEFAULT_MAX_IN_FLIGHT: usize = 10;
 const DEFAULT_MAX_EVENT_BYTES: usize = 1 << 20;
 const DEFAULT_MAX_FILE_BYTES: usize = 64 << 20;
 const DEFAULT_RESCAN: Duration = Duration::from_secs(2);
+const DAY_SECS: u64 = 86_400;
+const DEFAULT_RETENTION: RetentionConfig = RetentionConfig {
+    delivered: Duration::from_secs(30 * DAY_SECS),
+    failed: Duration::from_secs(90 * DAY_SECS),
+    payloads: Duration::from_secs(7 * DAY_SECS),
+    rejections: Duration::from_secs(30 * DAY_SECS),
+    interval: Duration::from_secs(10),
+};
+const DEFAULT_LOG_LEVEL: &str = "info";
 const DEFAULT_HEX_HEADER: &str = "X-Webhook-Signature";
 /// Headers posthorn sets itself; a subscription may not override them.
 const RESERVED_HEADERS: &[&str] = &[
@@ -187,7 +222,9 @@ pub fn embedded_defaults() -> Config {
         source: None,
         storage: StorageConfig {
             path: data.join("posthorn.db"),
+            max_size: None,
         },
+        retention: DEFAULT_RETENTION,
         spool: SpoolConfig {
             dir: data.join("spool"),
             keep_done: false,
@@ -203,6 +240,9 @@ pub fn embedded_defaults() -> Config {
             timeout: DEFAULT_TIMEOUT,
             workers: DEFAULT_WORKERS,
             max_in_flight_per_endpoint: DEFAULT_MAX_IN_FLIGHT,
+        },
+        log: LogConfig {
+            level: DEFAULT_LOG_LEVEL.to_string(),
         },
         subscriptions: Vec::new(),
     }
@@ -246,15 +286,36 @@ struct RawConfig {
     #[serde(default)]
     spool: RawSpool,
     #[serde(default)]
+    retention: RawRetention,
+    #[serde(default)]
     delivery: RawDelivery,
+    #[serde(default)]
+    log: RawLog,
     #[serde(default)]
     subscription: Vec<RawSubscription>,
 }
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
+struct RawLog {
+    level: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
 struct RawStorage {
     path: Option<PathBuf>,
+    max_size: Option<Spanned<ByteSize>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawRetention {
+    delivered: Option<Spanned<HumanDuration>>,
+    failed: Option<Spanned<HumanDuration>>,
+    payloads: Option<Spanned<HumanDuration>>,
+    rejections: Option<Spanned<HumanDuration>>,
+    interval: Option<Spanned<HumanDuration>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -326,7 +387,12 @@ impl Validator<'_> {
                 .storage
                 .path
                 .map_or(defaults.storage.path, |p| self.base.join(p)),
+            max_size: raw
+                .storage
+                .max_size
+                .map(|size| self.positive_size(Some(size), 1, "storage.max_size") as u64),
         };
+        let retention = self.retention(raw.retention, defaults.retention);
         let spool = SpoolConfig {
             dir: spool.dir.map_or(defaults.spool.dir, |p| self.base.join(p)),
             keep_done: spool.keep_done.unwrap_or(false),
@@ -347,6 +413,7 @@ impl Validator<'_> {
             ),
         };
         let delivery = self.delivery(raw.delivery, defaults.delivery);
+        let log = self.log(raw.log, defaults.log);
         let mut subscriptions = Vec::new();
         let mut names: HashMap<String, Range<usize>> = HashMap::new();
         for raw in raw.subscription {
@@ -369,8 +436,39 @@ impl Validator<'_> {
             source: Some(origin.to_path_buf()),
             storage,
             spool,
+            retention,
             delivery,
+            log,
             subscriptions,
+        }
+    }
+
+    fn log(&mut self, raw: RawLog, defaults: LogConfig) -> LogConfig {
+        match raw.level {
+            None => defaults,
+            Some(level) => match crate::logging::check_level(level.get_ref()) {
+                Ok(()) => LogConfig {
+                    level: level.into_inner().trim().to_string(),
+                },
+                Err(message) => {
+                    self.problem(level.span(), message);
+                    defaults
+                }
+            },
+        }
+    }
+
+    fn retention(&mut self, raw: RawRetention, d: RetentionConfig) -> RetentionConfig {
+        RetentionConfig {
+            delivered: self.positive_duration(raw.delivered, d.delivered, "retention.delivered"),
+            failed: self.positive_duration(raw.failed, d.failed, "retention.failed"),
+            payloads: self.positive_duration(raw.payloads, d.payloads, "retention.payloads"),
+            rejections: self.positive_duration(
+                raw.rejections,
+                d.rejections,
+                "retention.rejections",
+            ),
+            interval: self.positive_duration(raw.interval, d.interval, "retention.interval"),
         }
     }
 

@@ -44,6 +44,9 @@ fn the_example_config_parses_and_documents_the_defaults() {
         defaults.spool.max_event_bytes
     );
     assert_eq!(example.spool.max_file_bytes, defaults.spool.max_file_bytes);
+    assert_eq!(example.retention, defaults.retention);
+    assert_eq!(example.storage.max_size, defaults.storage.max_size);
+    assert_eq!(example.log, defaults.log);
     assert_eq!(
         example.spool.rescan_interval,
         defaults.spool.rescan_interval
@@ -286,5 +289,63 @@ fn a_missing_file_is_named() {
         err.to_string()
             .starts_with("/nonexistent/posthorn.toml: while reading the config file"),
         "{err}"
+    );
+}
+
+#[test]
+fn the_log_level_is_a_level_or_a_filter_and_a_stray_word_is_located() {
+    assert_eq!(parse_text("").unwrap().log.level, "info");
+    let config = parse_text("[log]\nlevel = \"posthorn=debug,warn\"").unwrap();
+    assert_eq!(config.log.level, "posthorn=debug,warn");
+    let problem = only_problem("[log]\nlevel = \"loud\"");
+    assert!(
+        problem.starts_with("2:9: log.level \"loud\" is not a level"),
+        "{problem}"
+    );
+    let problem = only_problem("[log]\nformat = \"json\"");
+    assert!(
+        problem.starts_with("2:1: unknown field `format`"),
+        "{problem}"
+    );
+}
+
+#[test]
+fn retention_and_max_size_are_read_and_checked() {
+    let defaults = parse_text("").unwrap();
+    assert_eq!(
+        defaults.retention.delivered,
+        Duration::from_secs(30 * 86_400)
+    );
+    assert_eq!(defaults.retention.failed, Duration::from_secs(90 * 86_400));
+    assert_eq!(defaults.retention.payloads, Duration::from_secs(7 * 86_400));
+    assert_eq!(defaults.storage.max_size, None);
+    let config = parse_text(
+        "[storage]\nmax_size = \"10GiB\"\n[retention]\ndelivered = \"2d\"\nfailed = \"3d\"\n\
+         payloads = \"1h\"\nrejections = \"5m\"\ninterval = \"250ms\"",
+    )
+    .unwrap();
+    assert_eq!(config.storage.max_size, Some(10 << 30));
+    assert_eq!(
+        config.retention,
+        RetentionConfig {
+            delivered: Duration::from_secs(2 * 86_400),
+            failed: Duration::from_secs(3 * 86_400),
+            payloads: Duration::from_secs(3600),
+            rejections: Duration::from_secs(300),
+            interval: Duration::from_millis(250),
+        }
+    );
+    assert_eq!(
+        only_problem("[retention]\npayloads = \"0s\""),
+        "2:12: retention.payloads must be longer than 0"
+    );
+    assert_eq!(
+        only_problem("[storage]\nmax_size = 0"),
+        "2:12: storage.max_size must be more than 0 bytes"
+    );
+    let problem = only_problem("[retention]\nevents = \"1d\"");
+    assert!(
+        problem.starts_with("2:1: unknown field `events`"),
+        "{problem}"
     );
 }

@@ -1,10 +1,11 @@
-//! Storage: the one SQLite file that holds events, deliveries, attempts, rejections and
-//! spool positions. Only this module speaks SQL.
+//! Storage: the one SQLite file that holds events, deliveries, attempts, rejections,
+//! spool positions and the audit log. Only this module speaks SQL.
 //!
 //! Writes have one owner, a writer thread fed by a channel (see `writer`), which commits
 //! many requests in one transaction and answers each caller after the commit. Readers open
 //! their own connections; WAL lets them run beside the writer.
 
+mod prune;
 mod schema;
 mod writer;
 
@@ -66,6 +67,19 @@ pub struct IngestReport {
     pub deliveries: usize,
 }
 
+/// One row of the audit log: an operator action and how it ended.
+#[derive(Debug, Clone)]
+pub struct AuditEntry {
+    /// Who or what asked, e.g. `SIGHUP`.
+    pub actor: String,
+    /// What was asked, e.g. `config.reload`.
+    pub action: String,
+    /// What changed, or why it was refused. Never a secret.
+    pub detail: String,
+    /// `applied` or `refused`.
+    pub result: String,
+}
+
 /// A delivery handed to a worker, with everything needed to send it.
 #[derive(Debug, Clone)]
 pub struct Claimed {
@@ -110,6 +124,62 @@ pub enum NextStep {
     Delivered,
     RetryAt(i64),
     Dead,
+}
+
+/// One bounded step of retention: rows older than the cutoffs (unix ms) go, at most
+/// `limit` of each kind, and at most `limit` events are looked at by each sweep.
+#[derive(Debug, Clone)]
+pub struct PruneRequest {
+    /// Delivered deliveries (and events that matched nothing) before this go.
+    pub delivered_before_ms: i64,
+    /// Dead and cancelled deliveries before this go.
+    pub failed_before_ms: i64,
+    /// Bodies of events whose deliveries all became final before this are blanked.
+    pub payloads_before_ms: i64,
+    pub rejections_before_ms: i64,
+    pub limit: usize,
+    pub cursor: PruneCursor,
+}
+
+/// Where the two event sweeps of the last step stopped (`seq`); 0 is the oldest event.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PruneCursor {
+    pub payloads_after_seq: i64,
+    pub events_after_seq: i64,
+}
+
+/// What one prune step did, and where the next one goes on from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PruneReport {
+    pub deliveries: usize,
+    pub attempts: usize,
+    pub events: usize,
+    pub payloads: usize,
+    pub rejections: usize,
+    pub cursor: PruneCursor,
+    /// A kind used its whole allowance or a sweep stopped short: more to do now.
+    pub more: bool,
+}
+
+/// New input refused: the store holds more than `[storage] max_size`.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the store holds {}, over [storage] max_size = {}; new input is refused and waits \
+     (spool files stay where they are) until retention prunes the store under max_size; \
+     deliveries go on",
+    human_size(*used),
+    human_size(*max)
+)]
+pub struct StoreFull {
+    pub used: u64,
+    pub max: u64,
+}
+
+fn human_size(bytes: u64) -> String {
+    format!(
+        "{:.1} MiB ({bytes} bytes)",
+        bytes as f64 / (1u64 << 20) as f64
+    )
 }
 
 /// The store: owns the writer thread. Dropping it (or `close`) finishes every queued
@@ -202,6 +272,9 @@ fn create_parent_dir(path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Bytes a WAL file may keep after a checkpoint resets it (`journal_size_limit`).
+const WAL_SIZE_LIMIT: i64 = 4 << 20;
+
 fn open_writer_connection(path: &Path) -> anyhow::Result<Connection> {
     create_parent_dir(path)?;
     let mut conn = Connection::open(path)?;
@@ -215,6 +288,9 @@ fn open_writer_connection(path: &Path) -> anyhow::Result<Connection> {
     // for batches that acknowledge nothing (claims); see writer.rs.
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", true)?;
+    // SQLite reuses a WAL file rather than shrinking it; cap what a burst leaves behind,
+    // so the files on disk settle once retention keeps the data steady.
+    conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)?;
     // Plan each statement once. Otherwise SQLite re-plans a statement whenever a bound
     // value its planner looked at changes (the claim's `LIMIT ?` does on nearly every
     // call): a full re-parse on the writer's hottest path.

@@ -4,7 +4,8 @@
 use rusqlite::Connection;
 
 /// Migration `n` (1-based) is `MIGRATIONS[n - 1]`. Append only: never edit a shipped one.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE events (
     seq             INTEGER PRIMARY KEY,
     id              TEXT NOT NULL UNIQUE,
@@ -67,7 +68,34 @@ CREATE TABLE spool_positions (
     head       BLOB NOT NULL,
     updated_at INTEGER NOT NULL
 );
-"#];
+"#,
+    // 2: retention. Each index serves one question the pruner asks (store/prune.rs), so a
+    // prune step reads only the rows it may change.
+    r#"
+-- When the body was blanked by [retention] payloads; NULL while it is kept.
+ALTER TABLE events ADD COLUMN payload_dropped_at INTEGER;
+-- The newest event older than a cutoff.
+CREATE INDEX events_received ON events (received_at);
+-- Events whose body is still kept, in arrival order: those the payload pruner visits.
+CREATE INDEX events_with_payload ON events (seq) WHERE payload_dropped_at IS NULL;
+-- Final deliveries by when they became final. Pending rows stay out of it, so retries
+-- do not churn it.
+CREATE INDEX deliveries_final ON deliveries (state, updated_at) WHERE state != 'pending';
+CREATE INDEX rejections_at ON rejections (at);
+"#,
+    // 3: the audit log of operator actions (config reloads first; admin actions later).
+    r#"
+CREATE TABLE audit_log (
+    id     INTEGER PRIMARY KEY,
+    at     INTEGER NOT NULL,  -- unix milliseconds
+    actor  TEXT NOT NULL,     -- who or what asked: 'SIGHUP', 'config file change', ...
+    action TEXT NOT NULL,     -- e.g. 'config.reload'
+    detail TEXT NOT NULL,     -- what changed, or why it was refused; never a secret
+    result TEXT NOT NULL      -- 'applied' or 'refused'
+);
+CREATE INDEX audit_log_at ON audit_log (at);
+"#,
+];
 
 /// Brings the database up to the newest schema. Refuses a database written by a newer
 /// posthorn rather than guessing at its layout.
@@ -90,4 +118,91 @@ pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
         tx.commit()?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(conn: &Connection, kind: &str) -> Vec<String> {
+        let mut stmt = conn
+            .prepare("SELECT name FROM sqlite_master WHERE type = ?1 ORDER BY name")
+            .unwrap();
+        stmt.query_map([kind], |row| row.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    #[test]
+    fn the_first_migration_is_still_the_one_that_shipped() {
+        // Editing a shipped migration would leave existing databases behind; append one.
+        let shipped = include_str!("../../tests/fixtures/schema-v1.sql");
+        let shipped = shipped
+            .split_once("\nCREATE")
+            .map(|(_, rest)| format!("CREATE{rest}"))
+            .unwrap();
+        assert_eq!(MIGRATIONS[0].trim(), shipped.trim());
+    }
+
+    #[test]
+    fn a_database_of_schema_1_is_brought_up_to_date_with_its_rows() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(MIGRATIONS[0]).unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        conn.execute_batch(
+            "INSERT INTO events (id, type, received_at, source, body)
+                 VALUES ('evt_old', 'conversation.started', 1, 'spool:x', '{\"id\":\"evt_old\"}');
+             INSERT INTO deliveries (event_seq, event_id, subscription, state, next_attempt_at,
+                                     created_at, updated_at)
+                 VALUES (1, 'evt_old', 'crm', 'pending', 5, 1, 1);
+             INSERT INTO rejections (at, source, reason) VALUES (2, 'spool:x', 'bad');",
+        )
+        .unwrap();
+
+        migrate(&mut conn).unwrap();
+
+        let version: usize = conn
+            .query_row("PRAGMA user_version", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(version, MIGRATIONS.len());
+        let (body, dropped): (String, Option<i64>) = conn
+            .query_row(
+                "SELECT body, payload_dropped_at FROM events WHERE id = 'evt_old'",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!((body.as_str(), dropped), ("{\"id\":\"evt_old\"}", None));
+        let state: String = conn
+            .query_row("SELECT state FROM deliveries", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(state, "pending");
+        let indexes = names(&conn, "index");
+        for index in [
+            "events_received",
+            "events_with_payload",
+            "deliveries_final",
+            "rejections_at",
+        ] {
+            assert!(indexes.iter().any(|i| i == index), "{index} in {indexes:?}");
+        }
+        // Migrating again is a no-op.
+        migrate(&mut conn).unwrap();
+    }
+
+    #[test]
+    fn a_database_from_a_newer_posthorn_is_refused_and_left_alone() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        let newer = MIGRATIONS.len() + 1;
+        conn.pragma_update(None, "user_version", newer).unwrap();
+        let err = migrate(&mut conn).unwrap_err().to_string();
+        assert!(
+            err.contains(&format!(
+                "schema version {newer}, newer than this posthorn knows"
+            )),
+            "{err}"
+        );
+        assert!(names(&conn, "table").is_empty(), "nothing was created");
+    }
 }

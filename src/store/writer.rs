@@ -8,9 +8,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crossbeam_channel::{Receiver, Sender};
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
+use super::prune::prune;
 use super::{
-    AttemptRecord, ClaimRequest, ClaimResult, Claimed, IngestBatch, IngestReport, NextStep,
+    AttemptRecord, AuditEntry, ClaimRequest, ClaimResult, Claimed, IngestBatch, IngestReport,
+    NextStep,
 };
+use super::{PruneReport, PruneRequest, StoreFull};
 
 /// Most commands folded into one transaction: bounds the latency one commit adds.
 const MAX_COMMANDS_PER_COMMIT: usize = 512;
@@ -28,9 +31,13 @@ enum Command {
     Record(Vec<AttemptRecord>),
     CancelRemoved {
         keep: Vec<String>,
+        when: &'static str,
         reply: Reply<usize>,
     },
+    Audit(AuditEntry, Reply<()>),
     ForgetPositions(Vec<String>),
+    Prune(PruneRequest, Reply<PruneReport>),
+    SetMaxSize(Option<u64>),
     Shutdown,
 }
 
@@ -38,7 +45,14 @@ impl Command {
     /// Claims and bookkeeping may be lost in a crash without harm (a lost claim leaves the
     /// delivery pending); anything that acknowledges input or records an outcome may not.
     fn needs_durability(&self) -> bool {
-        !matches!(self, Command::Claim { .. } | Command::ForgetPositions(_))
+        // A prune lost in a crash is simply done again.
+        !matches!(
+            self,
+            Command::Claim { .. }
+                | Command::ForgetPositions(_)
+                | Command::Prune(..)
+                | Command::SetMaxSize(_)
+        )
     }
 }
 
@@ -76,9 +90,20 @@ impl StoreHandle {
         }
     }
 
-    /// Cancels pending deliveries of every subscription not named in `keep`.
-    pub fn cancel_removed_subscriptions(&self, keep: Vec<String>) -> anyhow::Result<usize> {
-        self.ask(|reply| Command::CancelRemoved { keep, reply })
+    /// Cancels pending deliveries of every subscription not named in `keep`; their
+    /// `last_error` says the subscription was `when` (e.g. "removed from the config at
+    /// reload").
+    pub fn cancel_removed_subscriptions(
+        &self,
+        keep: Vec<String>,
+        when: &'static str,
+    ) -> anyhow::Result<usize> {
+        self.ask(|reply| Command::CancelRemoved { keep, when, reply })
+    }
+
+    /// Writes one row of the audit log, durably.
+    pub fn audit(&self, entry: AuditEntry) -> anyhow::Result<()> {
+        self.ask(|reply| Command::Audit(entry, reply))
     }
 
     /// Drops spool positions of files that no longer exist.
@@ -86,6 +111,17 @@ impl StoreHandle {
         if !file_keys.is_empty() {
             let _ = self.commands.send(Command::ForgetPositions(file_keys));
         }
+    }
+
+    /// Runs one bounded retention step (see `prune.rs`).
+    pub fn prune(&self, request: PruneRequest) -> anyhow::Result<PruneReport> {
+        self.ask(|reply| Command::Prune(request, reply))
+    }
+
+    /// From now on, refuse input (with [`StoreFull`]) while the database and its WAL
+    /// hold more than `max_size` bytes; `None` lifts the limit.
+    pub fn set_max_size(&self, max_size: Option<u64>) {
+        let _ = self.commands.send(Command::SetMaxSize(max_size));
     }
 
     pub(super) fn shutdown(&self) {
@@ -122,6 +158,8 @@ pub(super) fn spawn(
                 conn,
                 new_work,
                 durable: true,
+                max_size: None,
+                used_bytes: 0,
             }
             .run(inbox)
         })?;
@@ -150,6 +188,10 @@ struct Writer {
     new_work: Sender<()>,
     /// Whether the connection is currently at `synchronous = FULL`.
     durable: bool,
+    /// `[storage] max_size`: input is refused while `used_bytes` is over it.
+    max_size: Option<u64>,
+    /// What the store held after the last commit; measured only under a max_size.
+    used_bytes: u64,
 }
 
 /// An answer held back until the transaction commits.
@@ -157,6 +199,8 @@ enum Pending {
     Ingest(Reply<IngestReport>, anyhow::Result<IngestReport>),
     Claim(Reply<ClaimResult>, anyhow::Result<ClaimResult>),
     Cancel(Reply<usize>, anyhow::Result<usize>),
+    Audit(Reply<()>, anyhow::Result<()>),
+    Prune(Reply<PruneReport>, anyhow::Result<PruneReport>),
 }
 
 impl Writer {
@@ -202,6 +246,10 @@ impl Writer {
             for command in batch {
                 match command {
                     Command::Ingest(ingest, reply) => {
+                        if let Some(full) = refusal(self.max_size, self.used_bytes, &ingest) {
+                            answers.push(Pending::Ingest(reply, Err(full.into())));
+                            continue;
+                        }
                         let result = in_savepoint(&mut tx, |tx| ingest_batch(tx, &ingest));
                         if matches!(&result, Ok(report) if report.deliveries > 0) {
                             created_deliveries = true;
@@ -224,15 +272,24 @@ impl Writer {
                             tracing::error!(%err, "could not record delivery attempts");
                         }
                     }
-                    Command::CancelRemoved { keep, reply } => {
-                        let result = in_savepoint(&mut tx, |tx| cancel_removed(tx, &keep));
+                    Command::CancelRemoved { keep, when, reply } => {
+                        let result = in_savepoint(&mut tx, |tx| cancel_removed(tx, &keep, when));
                         answers.push(Pending::Cancel(reply, result));
+                    }
+                    Command::Audit(entry, reply) => {
+                        let result = in_savepoint(&mut tx, |tx| audit(tx, &entry));
+                        answers.push(Pending::Audit(reply, result));
                     }
                     Command::ForgetPositions(keys) => {
                         if let Err(err) = in_savepoint(&mut tx, |tx| forget_positions(tx, &keys)) {
                             tracing::warn!(%err, "could not forget spool positions");
                         }
                     }
+                    Command::Prune(request, reply) => {
+                        let result = in_savepoint(&mut tx, |tx| prune(tx, &request, now_ms()));
+                        answers.push(Pending::Prune(reply, result));
+                    }
+                    Command::SetMaxSize(max_size) => self.max_size = max_size,
                     Command::Shutdown => {}
                 }
             }
@@ -247,11 +304,45 @@ impl Writer {
                 Pending::Ingest(reply, result) => drop(reply.send(settle(&outcome, result))),
                 Pending::Claim(reply, result) => drop(reply.send(settle(&outcome, result))),
                 Pending::Cancel(reply, result) => drop(reply.send(settle(&outcome, result))),
+                Pending::Audit(reply, result) => drop(reply.send(settle(&outcome, result))),
+                Pending::Prune(reply, result) => drop(reply.send(settle(&outcome, result))),
+            }
+        }
+        if self.max_size.is_some() {
+            match self.measure() {
+                Ok(used) => self.used_bytes = used,
+                Err(err) => tracing::warn!(%err, "could not measure the store's size"),
             }
         }
         if outcome.is_ok() && created_deliveries {
             let _ = self.new_work.try_send(());
         }
+    }
+}
+
+/// Whether `[storage] max_size` refuses this batch: one that adds events or rejections
+/// while the store is over the limit. (A bare spool position adds nothing.)
+fn refusal(max_size: Option<u64>, used: u64, batch: &IngestBatch) -> Option<StoreFull> {
+    let max = max_size?;
+    let adds_rows = !batch.events.is_empty() || !batch.rejections.is_empty();
+    (adds_rows && used > max).then_some(StoreFull { used, max })
+}
+
+impl Writer {
+    /// Bytes the store holds: pages in use (pages freed by pruning are reused before the
+    /// file grows, so they do not count) plus the WAL file.
+    fn measure(&self) -> anyhow::Result<u64> {
+        let pragma = |name: &str| -> rusqlite::Result<u64> {
+            self.conn
+                .query_row(&format!("PRAGMA {name}"), [], |row| row.get(0))
+        };
+        let pages = pragma("page_count")?.saturating_sub(pragma("freelist_count")?);
+        let used = pages * pragma("page_size")?;
+        let wal = match self.conn.path().filter(|p| !p.is_empty()) {
+            Some(db) => std::fs::metadata(format!("{db}-wal")).map_or(0, |m| m.len()),
+            None => 0,
+        };
+        Ok(used + wal)
     }
 }
 
@@ -443,15 +534,29 @@ fn record(tx: &Connection, records: &[AttemptRecord]) -> rusqlite::Result<()> {
     Ok(())
 }
 
-fn cancel_removed(tx: &Connection, keep: &[String]) -> rusqlite::Result<usize> {
+fn cancel_removed(tx: &Connection, keep: &[String], when: &str) -> rusqlite::Result<usize> {
     let keep_json = serde_json::to_string(keep).unwrap_or_else(|_| "[]".into());
     tx.execute(
         "UPDATE deliveries
          SET state = 'cancelled', next_attempt_at = NULL, leased_at = NULL, updated_at = ?2,
-             last_error = 'cancelled: subscription \"' || subscription || '\" is no longer in the config'
+             last_error = 'cancelled: subscription \"' || subscription || '\" was ' || ?3
          WHERE state = 'pending' AND subscription NOT IN (SELECT value FROM json_each(?1))",
-        params![keep_json, now_ms()],
+        params![keep_json, now_ms(), when],
     )
+}
+
+fn audit(tx: &Connection, entry: &AuditEntry) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO audit_log (at, actor, action, detail, result) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![
+        now_ms(),
+        entry.actor,
+        entry.action,
+        entry.detail,
+        entry.result
+    ])?;
+    Ok(())
 }
 
 fn forget_positions(tx: &Connection, keys: &[String]) -> rusqlite::Result<()> {
