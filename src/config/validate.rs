@@ -1,0 +1,665 @@
+//! Validation: the config file as written (raw types that mirror the TOML, with spans),
+//! and the checks that turn it into the resolved [`Config`], collecting every problem
+//! with its line and column instead of stopping at the first.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Range;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::values::{ByteSize, HumanDuration};
+use super::*;
+
+/// Parses `text` and validates it into a [`Config`], or every problem found.
+pub(super) fn validate(text: &str, origin: &Path) -> Result<Config, Vec<Problem>> {
+    let raw: RawConfig = toml::from_str(text).map_err(|err| {
+        vec![locate(
+            text,
+            err.span(),
+            err.message().trim_end().to_string(),
+        )]
+    })?;
+    let base = origin.parent().map(Path::to_path_buf).unwrap_or_default();
+    let mut validator = Validator {
+        text,
+        base,
+        problems: Vec::new(),
+    };
+    let config = validator.resolve(raw, origin);
+    if validator.problems.is_empty() {
+        Ok(config)
+    } else {
+        Err(validator.problems)
+    }
+}
+
+// ---- the file as written ----
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    storage: RawStorage,
+    #[serde(default)]
+    spool: RawSpool,
+    #[serde(default)]
+    retention: RawRetention,
+    #[serde(default)]
+    delivery: RawDelivery,
+    #[serde(default)]
+    log: RawLog,
+    #[serde(default)]
+    subscription: Vec<RawSubscription>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    level: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawStorage {
+    path: Option<PathBuf>,
+    max_size: Option<Spanned<ByteSize>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawRetention {
+    delivered: Option<Spanned<HumanDuration>>,
+    failed: Option<Spanned<HumanDuration>>,
+    payloads: Option<Spanned<HumanDuration>>,
+    rejections: Option<Spanned<HumanDuration>>,
+    interval: Option<Spanned<HumanDuration>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawSpool {
+    dir: Option<PathBuf>,
+    keep_done: Option<bool>,
+    max_event_bytes: Option<Spanned<ByteSize>>,
+    max_file_bytes: Option<Spanned<ByteSize>>,
+    rescan_interval: Option<Spanned<HumanDuration>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawDelivery {
+    schedule: Option<Vec<Spanned<HumanDuration>>>,
+    timeout: Option<Spanned<HumanDuration>>,
+    workers: Option<Spanned<i64>>,
+    max_in_flight_per_endpoint: Option<Spanned<i64>>,
+}
+
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum SignatureKind {
+    Standard,
+    Hex,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSubscription {
+    name: Spanned<String>,
+    url: Spanned<String>,
+    #[serde(default)]
+    conversations: Vec<Spanned<String>>,
+    #[serde(default)]
+    projects: Vec<Spanned<String>>,
+    events: Option<Spanned<Vec<Spanned<String>>>>,
+    secret: Option<Spanned<String>>,
+    secret_file: Option<Spanned<PathBuf>>,
+    secret_env: Option<Spanned<String>>,
+    signature: Option<Spanned<SignatureKind>>,
+    signature_header: Option<Spanned<String>>,
+    signature_prefix: Option<Spanned<String>>,
+    #[serde(default)]
+    headers: BTreeMap<Spanned<String>, Spanned<String>>,
+    enabled: Option<bool>,
+}
+
+// ---- validation ----
+
+struct Validator<'a> {
+    text: &'a str,
+    base: PathBuf,
+    problems: Vec<Problem>,
+}
+
+impl Validator<'_> {
+    fn problem(&mut self, span: Range<usize>, message: impl Into<String>) {
+        self.problems
+            .push(locate(self.text, Some(span), message.into()));
+    }
+
+    fn resolve(&mut self, raw: RawConfig, origin: &Path) -> Config {
+        let defaults = embedded_defaults();
+        let spool = RawSpool { ..raw.spool };
+        let storage = StorageConfig {
+            path: raw
+                .storage
+                .path
+                .map_or(defaults.storage.path, |p| self.base.join(p)),
+            max_size: raw
+                .storage
+                .max_size
+                .map(|size| self.positive_size(Some(size), 1, "storage.max_size") as u64),
+        };
+        let retention = self.retention(raw.retention, defaults.retention);
+        let spool = SpoolConfig {
+            dir: spool.dir.map_or(defaults.spool.dir, |p| self.base.join(p)),
+            keep_done: spool.keep_done.unwrap_or(false),
+            max_event_bytes: self.positive_size(
+                spool.max_event_bytes,
+                DEFAULT_MAX_EVENT_BYTES,
+                "spool.max_event_bytes",
+            ),
+            max_file_bytes: self.positive_size(
+                spool.max_file_bytes,
+                DEFAULT_MAX_FILE_BYTES,
+                "spool.max_file_bytes",
+            ),
+            rescan_interval: self.positive_duration(
+                spool.rescan_interval,
+                DEFAULT_RESCAN,
+                "spool.rescan_interval",
+            ),
+        };
+        let delivery = self.delivery(raw.delivery, defaults.delivery);
+        let log = self.log(raw.log, defaults.log);
+        let mut subscriptions = Vec::new();
+        let mut names: HashMap<String, Range<usize>> = HashMap::new();
+        for raw in raw.subscription {
+            let name_span = raw.name.span();
+            if let Some(first) = names.get(raw.name.get_ref()) {
+                let (line, _) = line_column(self.text, first.start);
+                let message = format!(
+                    "subscription name {:?} is already used on line {line}; names must be unique",
+                    raw.name.get_ref()
+                );
+                self.problem(name_span.clone(), message);
+            } else {
+                names.insert(raw.name.get_ref().clone(), name_span);
+            }
+            if let Some(subscription) = self.subscription(raw) {
+                subscriptions.push(subscription);
+            }
+        }
+        Config {
+            source: Some(origin.to_path_buf()),
+            storage,
+            spool,
+            retention,
+            delivery,
+            log,
+            subscriptions,
+        }
+    }
+
+    fn log(&mut self, raw: RawLog, defaults: LogConfig) -> LogConfig {
+        match raw.level {
+            None => defaults,
+            Some(level) => match crate::logging::check_level(level.get_ref()) {
+                Ok(()) => LogConfig {
+                    level: level.into_inner().trim().to_string(),
+                },
+                Err(message) => {
+                    self.problem(level.span(), message);
+                    defaults
+                }
+            },
+        }
+    }
+
+    fn retention(&mut self, raw: RawRetention, d: RetentionConfig) -> RetentionConfig {
+        RetentionConfig {
+            delivered: self.positive_duration(raw.delivered, d.delivered, "retention.delivered"),
+            failed: self.positive_duration(raw.failed, d.failed, "retention.failed"),
+            payloads: self.positive_duration(raw.payloads, d.payloads, "retention.payloads"),
+            rejections: self.positive_duration(
+                raw.rejections,
+                d.rejections,
+                "retention.rejections",
+            ),
+            interval: self.positive_duration(raw.interval, d.interval, "retention.interval"),
+        }
+    }
+
+    fn positive_size(
+        &mut self,
+        value: Option<Spanned<ByteSize>>,
+        default: usize,
+        key: &str,
+    ) -> usize {
+        match value {
+            None => default,
+            Some(v) if v.get_ref().0 == 0 => {
+                self.problem(v.span(), format!("{key} must be more than 0 bytes"));
+                default
+            }
+            Some(v) => v.into_inner().0,
+        }
+    }
+
+    fn positive_duration(
+        &mut self,
+        value: Option<Spanned<HumanDuration>>,
+        default: Duration,
+        key: &str,
+    ) -> Duration {
+        match value {
+            None => default,
+            Some(v) if v.get_ref().0.is_zero() => {
+                self.problem(v.span(), format!("{key} must be longer than 0"));
+                default
+            }
+            Some(v) => v.into_inner().0,
+        }
+    }
+
+    fn count(
+        &mut self,
+        value: Option<Spanned<i64>>,
+        default: usize,
+        range: Range<usize>,
+        key: &str,
+    ) -> usize {
+        let Some(value) = value else { return default };
+        match usize::try_from(*value.get_ref()) {
+            Ok(n) if range.contains(&n) => n,
+            _ => {
+                let message = format!(
+                    "{key} is {}; expected a whole number from {} to {}",
+                    value.get_ref(),
+                    range.start,
+                    range.end - 1
+                );
+                self.problem(value.span(), message);
+                default
+            }
+        }
+    }
+
+    fn delivery(&mut self, raw: RawDelivery, defaults: DeliveryConfig) -> DeliveryConfig {
+        let schedule = match raw.schedule {
+            None => defaults.schedule,
+            Some(waits) => {
+                let mut schedule = Vec::new();
+                for wait in waits {
+                    if wait.get_ref().0.is_zero() {
+                        self.problem(
+                            wait.span(),
+                            "delivery.schedule: each wait must be longer than 0",
+                        );
+                    }
+                    schedule.push(wait.into_inner().0);
+                }
+                schedule
+            }
+        };
+        DeliveryConfig {
+            schedule,
+            timeout: self.positive_duration(raw.timeout, DEFAULT_TIMEOUT, "delivery.timeout"),
+            workers: self.count(raw.workers, DEFAULT_WORKERS, 1..1025, "delivery.workers"),
+            max_in_flight_per_endpoint: self.count(
+                raw.max_in_flight_per_endpoint,
+                DEFAULT_MAX_IN_FLIGHT,
+                1..1025,
+                "delivery.max_in_flight_per_endpoint",
+            ),
+        }
+    }
+
+    fn subscription(&mut self, raw: RawSubscription) -> Option<Subscription> {
+        let before = self.problems.len();
+        let name = raw.name.get_ref().clone();
+        let label = format!("subscription {name:?}");
+        if name.is_empty()
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        {
+            self.problem(
+                raw.name.span(),
+                format!("{label}: a name may only hold letters, digits, '.', '_' and '-', and not be empty"),
+            );
+        }
+        self.check_url(&raw.url, &label);
+        // Signing borrows the whole raw block, so it is resolved before the fields below
+        // are moved out of it.
+        let kind = raw
+            .signature
+            .as_ref()
+            .map_or(SignatureKind::Standard, |s| *s.get_ref());
+        let hex_header = raw.signature_header.clone();
+        let signing = self.signing(&raw, kind, &label);
+
+        let conversations = self.patterns(raw.conversations, &label, "conversations");
+        let projects = self.patterns(raw.projects, &label, "projects");
+        if conversations.is_empty() && projects.is_empty() {
+            self.problem(
+                raw.name.span(),
+                format!(
+                    "{label} needs conversations or projects to scope it; \
+                     write conversations = [\"*\"] to take every conversation"
+                ),
+            );
+        }
+        let events = match raw.events {
+            Some(events) if !events.get_ref().is_empty() => {
+                self.patterns(events.into_inner(), &label, "events")
+            }
+            Some(events) => {
+                self.problem(
+                    events.span(),
+                    format!("{label}: events is empty; list event types or globs"),
+                );
+                Vec::new()
+            }
+            None => {
+                self.problem(
+                    raw.name.span(),
+                    format!(
+                        "{label} is missing events: list event types or globs, \
+                         e.g. events = [\"conversation.*\"] (write [\"*\"] for all)"
+                    ),
+                );
+                Vec::new()
+            }
+        };
+
+        let headers = self.headers(
+            raw.headers,
+            hex_header.as_ref().map(|h| h.get_ref().as_str()),
+            &label,
+        );
+
+        (self.problems.len() == before).then_some(Subscription {
+            name,
+            url: raw.url.into_inner(),
+            conversations,
+            projects,
+            events,
+            signing: signing?,
+            headers,
+            enabled: raw.enabled.unwrap_or(true),
+        })
+    }
+
+    fn check_url(&mut self, url: &Spanned<String>, label: &str) {
+        let text = url.get_ref();
+        let rest = text
+            .strip_prefix("https://")
+            .or_else(|| text.strip_prefix("http://"));
+        let host = rest.map(|r| r.split(['/', '?', '#']).next().unwrap_or(""));
+        let ok = matches!(host, Some(h) if !h.is_empty() && !h.starts_with(':'))
+            && !text.chars().any(|c| c.is_whitespace() || c.is_control());
+        if !ok {
+            self.problem(
+                url.span(),
+                format!("{label}: url {text:?} is not an http:// or https:// URL with a host"),
+            );
+        }
+    }
+
+    fn patterns(&mut self, raw: Vec<Spanned<String>>, label: &str, key: &str) -> Vec<Pattern> {
+        let mut patterns = Vec::new();
+        for pattern in raw {
+            if pattern.get_ref().is_empty() {
+                self.problem(
+                    pattern.span(),
+                    format!("{label}: {key} holds an empty pattern"),
+                );
+            } else {
+                patterns.push(Pattern::new(pattern.into_inner()));
+            }
+        }
+        patterns
+    }
+
+    /// Resolves the secret and checks it fits the signature kind. Error messages name
+    /// where the secret came from, never its value.
+    fn signing(
+        &mut self,
+        raw: &RawSubscription,
+        kind: SignatureKind,
+        label: &str,
+    ) -> Option<Signing> {
+        if kind == SignatureKind::Standard {
+            for extra in [&raw.signature_header, &raw.signature_prefix]
+                .into_iter()
+                .flatten()
+            {
+                self.problem(
+                    extra.span(),
+                    format!("{label}: signature_header and signature_prefix apply to signature = \"hex\" only"),
+                );
+            }
+        }
+        let given = [
+            raw.secret.is_some(),
+            raw.secret_file.is_some(),
+            raw.secret_env.is_some(),
+        ];
+        let (secret, span) = match given.iter().filter(|g| **g).count() {
+            1 => self.read_secret(raw, label)?,
+            0 => {
+                self.problem(
+                    raw.name.span(),
+                    format!("{label} has no secret: set one of secret, secret_file or secret_env"),
+                );
+                return None;
+            }
+            _ => {
+                self.problem(
+                    raw.name.span(),
+                    format!("{label}: set only one of secret, secret_file and secret_env"),
+                );
+                return None;
+            }
+        };
+        let parts: Vec<&str> = secret.split_whitespace().collect();
+        match kind {
+            SignatureKind::Standard => {
+                let mut keys = Vec::new();
+                for (i, part) in parts.iter().enumerate() {
+                    match SigningKey::from_whsec(part) {
+                        Ok(key) => keys.push(key),
+                        Err(err) => {
+                            let which = if parts.len() > 1 {
+                                format!(" (secret {} of {})", i + 1, parts.len())
+                            } else {
+                                String::new()
+                            };
+                            self.problem(span.clone(), format!("{label}: the secret{which} is not usable with signature = \"standard\": {err}"));
+                        }
+                    }
+                }
+                if parts.is_empty() {
+                    self.problem(span, format!("{label}: the secret is empty"));
+                }
+                (!keys.is_empty() && keys.len() == parts.len())
+                    .then_some(Signing::Standard { keys })
+            }
+            SignatureKind::Hex => {
+                // One secret, taken whole: the hex recipe has no rotation, so spaces are
+                // part of the secret rather than separators.
+                if secret.trim().is_empty() {
+                    self.problem(span, format!("{label}: the secret is empty"));
+                    return None;
+                }
+                let header = raw
+                    .signature_header
+                    .as_ref()
+                    .map_or(DEFAULT_HEX_HEADER.to_string(), |h| h.get_ref().clone());
+                if !is_header_name(&header) {
+                    if let Some(h) = &raw.signature_header {
+                        self.problem(
+                            h.span(),
+                            format!(
+                                "{label}: signature_header {header:?} is not a valid header name"
+                            ),
+                        );
+                    }
+                }
+                let prefix = raw
+                    .signature_prefix
+                    .as_ref()
+                    .map_or(String::new(), |p| p.get_ref().clone());
+                if !is_header_value(&prefix) {
+                    if let Some(p) = &raw.signature_prefix {
+                        self.problem(
+                            p.span(),
+                            format!("{label}: signature_prefix may not hold control characters"),
+                        );
+                    }
+                }
+                Some(Signing::Hex {
+                    key: SigningKey::from_utf8(&secret),
+                    header,
+                    prefix,
+                })
+            }
+        }
+    }
+
+    fn read_secret(
+        &mut self,
+        raw: &RawSubscription,
+        label: &str,
+    ) -> Option<(String, Range<usize>)> {
+        if let Some(secret) = &raw.secret {
+            return Some((secret.get_ref().clone(), secret.span()));
+        }
+        if let Some(file) = &raw.secret_file {
+            let path = self.base.join(file.get_ref());
+            return match std::fs::read_to_string(&path) {
+                Ok(text) => Some((text.trim().to_string(), file.span())),
+                Err(err) => {
+                    self.problem(
+                        file.span(),
+                        format!(
+                            "{label}: while reading secret_file {}: {err}",
+                            path.display()
+                        ),
+                    );
+                    None
+                }
+            };
+        }
+        let var = raw.secret_env.as_ref()?;
+        match std::env::var(var.get_ref()) {
+            Ok(value) if !value.trim().is_empty() => Some((value.trim().to_string(), var.span())),
+            // Only echo what looks like a variable name: a secret pasted here by mistake
+            // must not end up in the output.
+            _ if looks_like_secret(var.get_ref()) => {
+                self.problem(
+                    var.span(),
+                    format!("{label}: secret_env must name an environment variable (letters, digits and _), \
+                             not hold the secret itself; its value is not shown"),
+                );
+                None
+            }
+            _ => {
+                self.problem(
+                    var.span(),
+                    format!("{label}: the environment variable {} named by secret_env is not set or empty", var.get_ref()),
+                );
+                None
+            }
+        }
+    }
+
+    fn headers(
+        &mut self,
+        raw: BTreeMap<Spanned<String>, Spanned<String>>,
+        hex_header: Option<&str>,
+        label: &str,
+    ) -> Vec<(String, String)> {
+        let mut headers = Vec::new();
+        for (name, value) in raw {
+            let lower = name.get_ref().to_ascii_lowercase();
+            if !is_header_name(name.get_ref()) {
+                self.problem(
+                    name.span(),
+                    format!("{label}: {:?} is not a valid header name", name.get_ref()),
+                );
+            } else if RESERVED_HEADERS.contains(&lower.as_str())
+                || hex_header.is_some_and(|h| h.eq_ignore_ascii_case(&lower))
+            {
+                self.problem(
+                    name.span(),
+                    format!(
+                        "{label}: header {:?} is set by posthorn and cannot be overridden",
+                        name.get_ref()
+                    ),
+                );
+            } else if !is_header_value(value.get_ref()) {
+                self.problem(
+                    value.span(),
+                    format!(
+                        "{label}: the value of header {:?} may not hold control characters",
+                        name.get_ref()
+                    ),
+                );
+            } else {
+                headers.push((name.into_inner(), value.into_inner()));
+            }
+        }
+        headers
+    }
+}
+
+fn is_header_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// Whether a `secret_env` value is more likely a secret than a variable name: a `whsec_`
+/// secret, or anything but letters, digits and `_` not starting with a digit.
+fn looks_like_secret(name: &str) -> bool {
+    name.starts_with("whsec_")
+        || name.starts_with(|c: char| c.is_ascii_digit())
+        || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+fn is_header_value(value: &str) -> bool {
+    !value.chars().any(|c| c.is_control() && c != '\t')
+}
+
+fn locate(text: &str, span: Option<Range<usize>>, message: String) -> Problem {
+    match span {
+        Some(span) => {
+            let (line, column) = line_column(text, span.start);
+            Problem {
+                line: Some(line),
+                column: Some(column),
+                message,
+            }
+        }
+        None => Problem {
+            line: None,
+            column: None,
+            message,
+        },
+    }
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let mut end = offset.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let before = &text[..end];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    (line, before[line_start..].chars().count() + 1)
+}
