@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use rand::rngs::StdRng;
 use rand::{Rng as _, SeedableRng as _};
 
-use common::{spool_event, subscription, wait_for, Home, ProgrammableReceiver, Reply, Serve};
+use common::{catch_all, spool_event, wait_for, Home, ProgrammableReceiver, Reply, Serve};
 
 const EVENTS: usize = 2000;
 const KILLS: usize = 5;
@@ -89,12 +89,7 @@ fn every_event_is_delivered_and_stored_once_despite_repeated_sigkills() {
     // A long schedule of short waits: no delivery may go dead in this test.
     let schedule = vec!["\"50ms\""; 40].join(", ");
     let mut body = format!("[delivery]\nschedule = [{schedule}]\ntimeout = \"3s\"\n");
-    body.push_str(&subscription(
-        "all",
-        &format!("{}/hook", receiver.url),
-        "conversations = [\"*\"]",
-        "[\"*\"]",
-    ));
+    body.push_str(&catch_all(&receiver.url));
     home.write_config(&body);
 
     let started = Instant::now();

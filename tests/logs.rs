@@ -8,18 +8,9 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{binary, signal, spool_event, subscription, wait_for, Home, Receiver, Serve, SECRET};
+use common::{binary, hook, signal, spool_event, wait_for, Home, Receiver, Serve, SECRET};
 
 const LONG: Duration = Duration::from_secs(15);
-
-fn hook(name: &str, url: &str) -> String {
-    subscription(
-        name,
-        url,
-        "conversations = [\"c-1\"]",
-        r#"["conversation.*"]"#,
-    )
-}
 
 /// `posthorn serve` with `args` after the config, and `POSTHORN_LOG` as given (`None`:
 /// unset, so the config decides).

@@ -11,7 +11,7 @@ use std::fs;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use common::{spool_event, subscription, wait_for, Home, Receiver, RejectionRow, Serve};
+use common::{catch_all, spool_event, wait_for, Home, Receiver, RejectionRow, Serve};
 
 const SETTLE: Duration = Duration::from_secs(15);
 /// Small limits, so oversized input is cheap to write.
@@ -31,12 +31,7 @@ fn start() -> Running {
     let receiver = Receiver::start(204);
     let home = Home::new();
     let mut body = DELIVERY.to_string();
-    body.push_str(&subscription(
-        "all",
-        &format!("{}/hook", receiver.url),
-        "conversations = [\"*\"]",
-        "[\"*\"]",
-    ));
+    body.push_str(&catch_all(&receiver.url));
     home.write_config_with_spool(SPOOL, &body);
     let serve = Serve::start(&home);
     Running {

@@ -16,23 +16,12 @@ use std::fs;
 use std::time::Duration;
 
 use common::{
-    signal, spool_event, subscription, wait_for, Home, ProgrammableReceiver, Receiver, Reply,
-    Serve, SECRET,
+    hook, signal, spool_event, wait_for, Home, ProgrammableReceiver, Receiver, Reply, Serve, SECRET,
 };
 
 /// A second Standard Webhooks secret (32 bytes 0..=31).
 const NEW_SECRET: &str = "whsec_AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 const LONG: Duration = Duration::from_secs(15);
-
-/// A subscription to every event of conversation c-1 (what `spool_event` makes).
-fn hook(name: &str, url: &str) -> String {
-    subscription(
-        name,
-        url,
-        "conversations = [\"c-1\"]",
-        r#"["conversation.*"]"#,
-    )
-}
 
 /// A home whose `config.toml` is a symlink to `real/config.toml`: writes go to the real
 /// file, which the watcher on the home directory does not see.

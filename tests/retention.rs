@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{spool_event, subscription, wait_for, Answer, Home, Receiver, Serve};
+use common::{catch_all, spool_event, subscription, wait_for, Answer, Home, Receiver, Serve};
 
 const SETTLE: Duration = Duration::from_secs(20);
 
@@ -197,12 +197,7 @@ fn a_store_over_max_size_refuses_input_keeps_delivering_and_resumes_after_prunin
     let home = Home::new();
     let mut body =
         String::from("[retention]\ndelivered = \"5s\"\npayloads = \"4s\"\ninterval = \"100ms\"\n");
-    body.push_str(&subscription(
-        "all",
-        &format!("{}/hook", receiver.url),
-        "conversations = [\"*\"]",
-        "[\"*\"]",
-    ));
+    body.push_str(&catch_all(&receiver.url));
     // write_config writes the [storage] table; max_size goes into it.
     home.write_config(&body);
     let config = std::fs::read_to_string(home.config_path()).unwrap();

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::fs;
 use std::time::{Duration, Instant};
 
-use common::{spool_event, subscription, wait_for, Home, Receiver, Serve, SECRET};
+use common::{catch_all, spool_event, subscription, wait_for, Home, Receiver, Serve, SECRET};
 
 const SETTLE: Duration = Duration::from_secs(15);
 
@@ -19,12 +19,7 @@ const DELIVERY: &str = "[delivery]\nschedule = [\"100ms\", \"200ms\"]\ntimeout =
 /// Writes a config with one subscription taking every event, at `<receiver>/hook`.
 fn configure(home: &Home, receiver: &Receiver, spool: &str) {
     let mut body = DELIVERY.to_string();
-    body.push_str(&subscription(
-        "all",
-        &format!("{}/hook", receiver.url),
-        "conversations = [\"*\"]",
-        "[\"*\"]",
-    ));
+    body.push_str(&catch_all(&receiver.url));
     home.write_config_with_spool(spool, &body);
 }
 

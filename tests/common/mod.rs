@@ -287,6 +287,27 @@ pub fn subscription(name: &str, url: &str, scope: &str, events: &str) -> String 
     )
 }
 
+/// A subscription named `all` taking every event of every conversation, at `<url>/hook`.
+pub fn catch_all(url: &str) -> String {
+    subscription(
+        "all",
+        &format!("{url}/hook"),
+        "conversations = [\"*\"]",
+        "[\"*\"]",
+    )
+}
+
+/// A subscription to every `conversation.*` event of conversation `c-1` (what
+/// `spool_event` makes), at `url`.
+pub fn hook(name: &str, url: &str) -> String {
+    subscription(
+        name,
+        url,
+        "conversations = [\"c-1\"]",
+        r#"["conversation.*"]"#,
+    )
+}
+
 /// The path to the real binary under test.
 pub fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_posthorn")
