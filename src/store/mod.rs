@@ -5,8 +5,12 @@
 //! many requests in one transaction and answers each caller after the commit. Readers open
 //! their own connections; WAL lets them run beside the writer.
 
+mod admin;
 mod prune;
+mod query;
 mod schema;
+#[cfg(test)]
+mod test_support;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -16,6 +20,11 @@ use anyhow::Context as _;
 use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags};
 
+pub use query::{
+    AttemptView, AuditRow, DeliveryDetail, DeliveryFilter, DeliveryRow, EventView, FailureRow,
+    Overview, Page, QueryError, RejectionRow, StateCounts, SubscriptionHealth, TypeFilter,
+    DEFAULT_PAGE, HEALTH_WINDOW, MAX_PAGE,
+};
 pub use writer::{now_ms, StoreHandle};
 
 use crate::event::Event;
@@ -65,6 +74,8 @@ pub struct IngestReport {
     pub stored: usize,
     pub duplicates: usize,
     pub deliveries: usize,
+    /// The ids of the events that were already stored (the inlet reports them).
+    pub duplicate_ids: Vec<String>,
 }
 
 /// One row of the audit log: an operator action and how it ended.
@@ -173,6 +184,30 @@ pub struct PruneReport {
 pub struct StoreFull {
     pub used: u64,
     pub max: u64,
+}
+
+/// An admin action the store refused; the caller finds it with `downcast_ref` and
+/// shows it to the operator as it is (it names no internals).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AdminRefusal {
+    #[error("there is no delivery {0}")]
+    UnknownDelivery(i64),
+    #[error("there is no event {0:?}")]
+    UnknownEvent(String),
+    #[error("{what} cannot be sent again: its event body was dropped by [retention] payloads")]
+    PayloadDropped { what: String },
+    #[error("delivery {0} was delivered; replay its event to send it again")]
+    AlreadyDelivered(i64),
+    #[error("delivery {0} is being sent right now; try again once the attempt has finished")]
+    InFlight(i64),
+}
+
+/// What a replay did: made the existing delivery of the event to the subscription due
+/// again, or created one (`created`) where the subscription never had the event.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Replayed {
+    pub delivery_id: i64,
+    pub created: bool,
 }
 
 fn human_size(bytes: u64) -> String {

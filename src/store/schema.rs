@@ -95,6 +95,34 @@ CREATE TABLE audit_log (
 );
 CREATE INDEX audit_log_at ON audit_log (at);
 "#,
+    // 4: the admin page and API (store/query.rs). The delivery log is read newest first,
+    // by keyset on (created_at, id); each index below serves one filter of it, so a page
+    // reads only its own rows. The rowid rides at the end of every index, which gives the
+    // (created_at, id) order for free.
+    r#"
+CREATE INDEX deliveries_created ON deliveries (created_at);
+CREATE INDEX deliveries_subscription ON deliveries (subscription, created_at);
+CREATE INDEX deliveries_state ON deliveries (state, created_at);
+CREATE INDEX deliveries_subscription_state ON deliveries (subscription, state, created_at);
+-- Conversation and event type filters start from the event.
+CREATE INDEX events_conversation ON events (conversation_id);
+CREATE INDEX events_type ON events (type);
+-- Subscription health reads one subscription's attempts newest first; carrying the name
+-- on the attempt (it never changes) saves a join per attempt.
+ALTER TABLE attempts ADD COLUMN subscription TEXT;
+UPDATE attempts SET subscription = (SELECT subscription FROM deliveries WHERE id = delivery_id);
+CREATE INDEX attempts_subscription ON attempts (subscription, started_at);
+-- The overview's recent failures: only failed attempts are in it.
+CREATE INDEX attempts_failed ON attempts (started_at)
+    WHERE status IS NULL OR status < 200 OR status > 299;
+-- Pause and resume from the admin page, kept across restarts. A subscription without a
+-- row is not paused.
+CREATE TABLE subscription_state (
+    subscription TEXT PRIMARY KEY,
+    paused       INTEGER NOT NULL CHECK (paused IN (0, 1)),
+    updated_at   INTEGER NOT NULL  -- unix milliseconds
+);
+"#,
 ];
 
 /// Brings the database up to the newest schema. Refuses a database written by a newer
@@ -189,6 +217,35 @@ mod tests {
         }
         // Migrating again is a no-op.
         migrate(&mut conn).unwrap();
+    }
+
+    #[test]
+    fn migration_4_names_the_subscription_on_attempts_recorded_before_it() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        for sql in &MIGRATIONS[..3] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 3).unwrap();
+        conn.execute_batch(
+            "INSERT INTO events (id, type, received_at, source, body)
+                 VALUES ('evt_old', 'conversation.started', 1, 'spool:x', '{}');
+             INSERT INTO deliveries (event_seq, event_id, subscription, state, created_at,
+                                     updated_at)
+                 VALUES (1, 'evt_old', 'crm', 'dead', 1, 1);
+             INSERT INTO attempts (delivery_id, attempt, started_at, duration_ms, status)
+                 VALUES (1, 1, 2, 3, 500);",
+        )
+        .unwrap();
+
+        migrate(&mut conn).unwrap();
+
+        let subscription: String = conn
+            .query_row("SELECT subscription FROM attempts", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(subscription, "crm");
+        assert!(names(&conn, "table")
+            .iter()
+            .any(|t| t == "subscription_state"));
     }
 
     #[test]

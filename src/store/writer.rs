@@ -8,10 +8,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crossbeam_channel::{Receiver, Sender};
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
+use super::admin::{replay, retry_failed, retry_one, set_paused};
 use super::prune::prune;
 use super::{
-    AttemptRecord, AuditEntry, ClaimRequest, ClaimResult, Claimed, IngestBatch, IngestReport,
-    NextStep,
+    AdminRefusal, AttemptRecord, AuditEntry, ClaimRequest, ClaimResult, Claimed, IngestBatch,
+    IngestReport, NextStep, Replayed,
 };
 use super::{PruneReport, PruneRequest, StoreFull};
 
@@ -35,6 +36,7 @@ enum Command {
         reply: Reply<usize>,
     },
     Audit(AuditEntry, Reply<()>),
+    Admin(AdminCommand),
     ForgetPositions(Vec<String>),
     Prune(PruneRequest, Reply<PruneReport>),
     SetMaxSize(Option<u64>),
@@ -54,6 +56,29 @@ impl Command {
                 | Command::SetMaxSize(_)
         )
     }
+}
+
+/// Operator actions from the admin page and CLI (`store/query.rs` has their reads).
+enum AdminCommand {
+    Retry {
+        delivery_id: i64,
+        reply: Reply<()>,
+    },
+    RetryFailed {
+        subscription: String,
+        since_ms: i64,
+        reply: Reply<usize>,
+    },
+    Replay {
+        event_id: String,
+        subscription: String,
+        reply: Reply<Replayed>,
+    },
+    SetPaused {
+        subscription: String,
+        paused: bool,
+        reply: Reply<bool>,
+    },
 }
 
 /// A cheap, cloneable way to reach the writer.
@@ -104,6 +129,52 @@ impl StoreHandle {
     /// Writes one row of the audit log, durably.
     pub fn audit(&self, entry: AuditEntry) -> anyhow::Result<()> {
         self.ask(|reply| Command::Audit(entry, reply))
+    }
+
+    /// Makes one delivery (pending, dead or cancelled) due now. Its attempts are kept, so
+    /// the next one is numbered after them; with the retry schedule used up, a failure
+    /// makes it dead again at once. Refused with an [`AdminRefusal`] when the delivery is
+    /// unknown, delivered (replay the event instead), being sent right now, or its event's
+    /// body was dropped by retention.
+    pub fn retry_delivery(&self, delivery_id: i64) -> anyhow::Result<()> {
+        self.ask(|reply| Command::Admin(AdminCommand::Retry { delivery_id, reply }))
+    }
+
+    /// Makes due now every dead delivery of `subscription` that died at or after
+    /// `since_ms`, and every pending one whose last attempt failed at or after it (not
+    /// those being sent right now). Deliveries whose event body was dropped are left
+    /// alone. Returns how many were made due.
+    pub fn retry_failed(&self, subscription: String, since_ms: i64) -> anyhow::Result<usize> {
+        self.ask(|reply| {
+            Command::Admin(AdminCommand::RetryFailed {
+                subscription,
+                since_ms,
+                reply,
+            })
+        })
+    }
+
+    /// Sends the event `event_id` to `subscription` again (see [`Replayed`]). Whether the
+    /// subscription exists, and whether it may have the event, is the caller's question.
+    pub fn replay(&self, event_id: String, subscription: String) -> anyhow::Result<Replayed> {
+        self.ask(|reply| {
+            Command::Admin(AdminCommand::Replay {
+                event_id,
+                subscription,
+                reply,
+            })
+        })
+    }
+
+    /// Pauses or resumes `subscription`, durably; returns whether that changed anything.
+    pub fn set_paused(&self, subscription: String, paused: bool) -> anyhow::Result<bool> {
+        self.ask(|reply| {
+            Command::Admin(AdminCommand::SetPaused {
+                subscription,
+                paused,
+                reply,
+            })
+        })
     }
 
     /// Drops spool positions of files that no longer exist.
@@ -201,6 +272,10 @@ enum Pending {
     Cancel(Reply<usize>, anyhow::Result<usize>),
     Audit(Reply<()>, anyhow::Result<()>),
     Prune(Reply<PruneReport>, anyhow::Result<PruneReport>),
+    Unit(Reply<()>, anyhow::Result<()>),
+    Count(Reply<usize>, anyhow::Result<usize>),
+    Replay(Reply<Replayed>, anyhow::Result<Replayed>),
+    Flag(Reply<bool>, anyhow::Result<bool>),
 }
 
 impl Writer {
@@ -280,6 +355,11 @@ impl Writer {
                         let result = in_savepoint(&mut tx, |tx| audit(tx, &entry));
                         answers.push(Pending::Audit(reply, result));
                     }
+                    Command::Admin(command) => {
+                        let (answer, queued) = admin(&mut tx, command);
+                        created_deliveries |= queued;
+                        answers.push(answer);
+                    }
                     Command::ForgetPositions(keys) => {
                         if let Err(err) = in_savepoint(&mut tx, |tx| forget_positions(tx, &keys)) {
                             tracing::warn!(%err, "could not forget spool positions");
@@ -306,6 +386,10 @@ impl Writer {
                 Pending::Cancel(reply, result) => drop(reply.send(settle(&outcome, result))),
                 Pending::Audit(reply, result) => drop(reply.send(settle(&outcome, result))),
                 Pending::Prune(reply, result) => drop(reply.send(settle(&outcome, result))),
+                Pending::Unit(reply, result) => drop(reply.send(settle(&outcome, result))),
+                Pending::Count(reply, result) => drop(reply.send(settle(&outcome, result))),
+                Pending::Replay(reply, result) => drop(reply.send(settle(&outcome, result))),
+                Pending::Flag(reply, result) => drop(reply.send(settle(&outcome, result))),
             }
         }
         if self.max_size.is_some() {
@@ -394,6 +478,7 @@ fn ingest_batch(tx: &Connection, batch: &IngestBatch) -> rusqlite::Result<Ingest
         ])?;
         if inserted == 0 {
             report.duplicates += 1;
+            report.duplicate_ids.push(event.id.clone());
             continue;
         }
         report.stored += 1;
@@ -498,8 +583,8 @@ fn record(tx: &Connection, records: &[AttemptRecord]) -> rusqlite::Result<()> {
     let now = now_ms();
     let mut insert_attempt = tx.prepare_cached(
         "INSERT INTO attempts (delivery_id, attempt, started_at, duration_ms, status, error,
-                               response_snippet)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                               response_snippet, subscription)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, (SELECT subscription FROM deliveries WHERE id = ?1))",
     )?;
     let mut update = tx.prepare_cached(
         "UPDATE deliveries SET state = ?2, attempts = ?3, next_attempt_at = ?4, leased_at = NULL,
@@ -566,3 +651,52 @@ fn forget_positions(tx: &Connection, keys: &[String]) -> rusqlite::Result<()> {
     }
     Ok(())
 }
+
+/// Runs one admin command in its own savepoint; also says whether it queued deliveries
+/// (so the scheduler is woken after the commit).
+fn admin(tx: &mut Transaction<'_>, command: AdminCommand) -> (Pending, bool) {
+    let now = now_ms();
+    match command {
+        AdminCommand::Retry { delivery_id, reply } => {
+            let result = refusable(in_savepoint(tx, |tx| retry_one(tx, delivery_id, now)));
+            let queued = result.is_ok();
+            (Pending::Unit(reply, result), queued)
+        }
+        AdminCommand::RetryFailed {
+            subscription,
+            since_ms,
+            reply,
+        } => {
+            let result = in_savepoint(tx, |tx| retry_failed(tx, &subscription, since_ms, now));
+            let queued = matches!(result, Ok(n) if n > 0);
+            (Pending::Count(reply, result), queued)
+        }
+        AdminCommand::Replay {
+            event_id,
+            subscription,
+            reply,
+        } => {
+            let result = refusable(in_savepoint(tx, |tx| {
+                replay(tx, &event_id, &subscription, now)
+            }));
+            let queued = result.is_ok();
+            (Pending::Replay(reply, result), queued)
+        }
+        AdminCommand::SetPaused {
+            subscription,
+            paused,
+            reply,
+        } => {
+            let result = in_savepoint(tx, |tx| set_paused(tx, &subscription, paused, now));
+            (Pending::Flag(reply, result), false)
+        }
+    }
+}
+
+/// Flattens a refusal into the command's error, where callers can `downcast_ref` it.
+fn refusable<T>(result: anyhow::Result<Result<T, AdminRefusal>>) -> anyhow::Result<T> {
+    result.and_then(|inner| inner.map_err(anyhow::Error::from))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,96 @@
+//! Fixtures for the store's tests: a real SQLite file in a temporary directory, and rows
+//! written straight into it with known timestamps.
+
+use rusqlite::{params, Connection};
+
+use super::{open_writer_connection, Reader};
+
+pub struct TempStore {
+    /// Held so the directory outlives the test.
+    _dir: tempfile::TempDir,
+    pub path: std::path::PathBuf,
+}
+
+impl TempStore {
+    /// A fresh store file, migrated to the newest schema.
+    pub fn new() -> TempStore {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("posthorn.db");
+        drop(open_writer_connection(&path).unwrap());
+        TempStore { _dir: dir, path }
+    }
+
+    /// A second writing connection, for fixtures.
+    pub fn conn(&self) -> Connection {
+        open_writer_connection(&self.path).unwrap()
+    }
+
+    pub fn reader(&self) -> Reader {
+        Reader::open(&self.path).unwrap()
+    }
+}
+
+/// An event received at `at`; returns its seq.
+pub fn event(conn: &Connection, id: &str, kind: &str, conversation: Option<&str>, at: i64) -> i64 {
+    conn.execute(
+        "INSERT INTO events (id, type, conversation_id, project_id, received_at, source, body)
+         VALUES (?1, ?2, ?3, 'p-1', ?4, 'test', ?5)",
+        params![id, kind, conversation, at, format!(r#"{{"id":"{id}"}}"#)],
+    )
+    .unwrap();
+    conn.last_insert_rowid()
+}
+
+/// A delivery of event `seq` created at `created_at`; returns its id.
+pub fn delivery(
+    conn: &Connection,
+    seq: i64,
+    subscription: &str,
+    state: &str,
+    created_at: i64,
+) -> i64 {
+    let next = (state == "pending").then_some(created_at);
+    conn.execute(
+        "INSERT INTO deliveries (event_seq, event_id, subscription, state, next_attempt_at,
+                                 created_at, updated_at)
+         SELECT seq, id, ?2, ?3, ?4, ?5, ?5 FROM events WHERE seq = ?1",
+        params![seq, subscription, state, next, created_at],
+    )
+    .unwrap();
+    conn.last_insert_rowid()
+}
+
+/// An attempt of `delivery` (numbered after its others, which it also counts).
+pub fn attempt(
+    conn: &Connection,
+    delivery: i64,
+    started_at: i64,
+    duration_ms: i64,
+    status: Option<u16>,
+) {
+    conn.execute(
+        "INSERT INTO attempts (delivery_id, attempt, started_at, duration_ms, status, error,
+                               subscription)
+         SELECT id, attempts + 1, ?2, ?3, ?4, CASE WHEN ?4 IS NULL THEN 'connection refused' END,
+                subscription
+         FROM deliveries WHERE id = ?1",
+        params![delivery, started_at, duration_ms, status],
+    )
+    .unwrap();
+    conn.execute(
+        "UPDATE deliveries SET attempts = attempts + 1, last_status = ?2 WHERE id = ?1",
+        params![delivery, status],
+    )
+    .unwrap();
+}
+
+/// The query plan of `sql` with `values` bound, one line per step.
+pub fn plan(conn: &Connection, sql: &str, values: Vec<rusqlite::types::Value>) -> String {
+    let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+    let lines: Vec<String> = stmt
+        .query_map(rusqlite::params_from_iter(values), |row| row.get(3))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    lines.join("; ")
+}

@@ -1,0 +1,282 @@
+use rusqlite::{params, Connection};
+
+use super::*;
+use crate::store::test_support::{attempt, delivery, event, TempStore};
+use crate::store::{Reader, Store};
+
+const T: i64 = 1_700_000_000_000;
+
+fn open(store: &TempStore) -> (Store, crossbeam_channel::Receiver<()>) {
+    let (wake, woken) = crossbeam_channel::bounded(1);
+    (Store::open(&store.path, wake).unwrap(), woken)
+}
+
+/// (state, attempts, next_attempt_at, leased) of a delivery.
+fn row(conn: &Connection, id: i64) -> (String, u32, Option<i64>, bool) {
+    conn.query_row(
+        "SELECT state, attempts, next_attempt_at, leased_at IS NOT NULL FROM deliveries
+         WHERE id = ?1",
+        params![id],
+        |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
+    )
+    .unwrap()
+}
+
+fn refusal(err: anyhow::Error) -> AdminRefusal {
+    match err.downcast_ref::<AdminRefusal>() {
+        Some(refusal) => refusal.clone(),
+        None => panic!("expected an AdminRefusal, got: {err:#}"),
+    }
+}
+
+fn drop_payload(conn: &Connection, seq: i64) {
+    conn.execute(
+        "UPDATE events SET body = '', payload_dropped_at = 1 WHERE seq = ?1",
+        params![seq],
+    )
+    .unwrap();
+}
+
+#[test]
+fn retry_makes_a_dead_or_cancelled_delivery_due_now_and_keeps_its_attempts() {
+    let fixture = TempStore::new();
+    let conn = fixture.conn();
+    let seq = event(&conn, "e-1", "conversation.ended", Some("c-1"), T);
+    let dead = delivery(&conn, seq, "crm", "dead", T);
+    attempt(&conn, dead, T, 5, Some(500));
+    attempt(&conn, dead, T + 1, 5, Some(500));
+    let cancelled = delivery(&conn, seq, "wiki", "cancelled", T);
+    let (store, woken) = open(&fixture);
+    let handle = store.handle();
+
+    let before = now_ms();
+    handle.retry_delivery(dead).unwrap();
+    let (state, attempts, next, leased) = row(&conn, dead);
+    assert_eq!((state.as_str(), attempts, leased), ("pending", 2, false));
+    assert!(
+        next.is_some_and(|at| at >= before && at <= now_ms()),
+        "{next:?}"
+    );
+    // The wake follows the answer.
+    assert!(
+        woken
+            .recv_timeout(std::time::Duration::from_secs(5))
+            .is_ok(),
+        "the scheduler is woken"
+    );
+
+    handle.retry_delivery(cancelled).unwrap();
+    assert_eq!(row(&conn, cancelled).0, "pending");
+    // A pending one can be hurried too.
+    handle.retry_delivery(cancelled).unwrap();
+}
+
+#[test]
+fn retry_refuses_unknown_delivered_in_flight_and_dropped_payloads() {
+    let fixture = TempStore::new();
+    let conn = fixture.conn();
+    let seq = event(&conn, "e-1", "conversation.ended", Some("c-1"), T);
+    let delivered = delivery(&conn, seq, "crm", "delivered", T);
+    let leased = delivery(&conn, seq, "wiki", "pending", T);
+    let gone = event(&conn, "e-2", "conversation.ended", Some("c-1"), T);
+    let dropped = delivery(&conn, gone, "crm", "dead", T);
+    drop_payload(&conn, gone);
+    let (store, _woken) = open(&fixture);
+    let handle = store.handle();
+    // Leased after the store opened: opening returns leases left by a crash.
+    conn.execute(
+        "UPDATE deliveries SET leased_at = 1 WHERE id = ?1",
+        [leased],
+    )
+    .unwrap();
+
+    assert_eq!(
+        refusal(handle.retry_delivery(999).unwrap_err()),
+        AdminRefusal::UnknownDelivery(999)
+    );
+    assert_eq!(
+        refusal(handle.retry_delivery(delivered).unwrap_err()),
+        AdminRefusal::AlreadyDelivered(delivered)
+    );
+    assert_eq!(
+        refusal(handle.retry_delivery(leased).unwrap_err()),
+        AdminRefusal::InFlight(leased)
+    );
+    let err = handle.retry_delivery(dropped).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("its event body was dropped by [retention] payloads"),
+        "{err}"
+    );
+    assert_eq!(row(&conn, dropped).0, "dead", "left as it was");
+    assert_eq!(row(&conn, delivered).0, "delivered");
+}
+
+#[test]
+fn retry_failed_takes_the_subscriptions_dead_and_failing_since_a_time() {
+    let fixture = TempStore::new();
+    let conn = fixture.conn();
+    let mut ids = Vec::new();
+    for (n, (subscription, state, updated_at, attempts)) in [
+        ("crm", "dead", T + 10, 3),      // taken
+        ("crm", "dead", T + 20, 3),      // taken
+        ("crm", "dead", T - 10, 3),      // died before `since`
+        ("crm", "pending", T + 30, 1),   // failing: taken
+        ("crm", "pending", T + 30, 0),   // never tried
+        ("crm", "delivered", T + 30, 1), // fine
+        ("crm", "cancelled", T + 30, 1), // not failed
+        ("wiki", "dead", T + 30, 3),     // another subscription
+        ("crm", "dead", T + 40, 3),      // body dropped
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let seq = event(&conn, &format!("e-{n}"), "conversation.ended", None, T);
+        let id = delivery(&conn, seq, subscription, state, T - 100);
+        conn.execute(
+            "UPDATE deliveries SET updated_at = ?2, attempts = ?3 WHERE id = ?1",
+            params![id, updated_at, attempts],
+        )
+        .unwrap();
+        if n == 8 {
+            drop_payload(&conn, seq);
+        }
+        ids.push(id);
+    }
+    let (store, _woken) = open(&fixture);
+
+    let retried = store.handle().retry_failed("crm".into(), T).unwrap();
+
+    assert_eq!(retried, 3);
+    let states: Vec<String> = ids.iter().map(|&id| row(&conn, id).0).collect();
+    assert_eq!(
+        states,
+        [
+            "pending",
+            "pending",
+            "dead",
+            "pending",
+            "pending",
+            "delivered",
+            "cancelled",
+            "dead",
+            "dead"
+        ]
+    );
+    let due: Vec<Option<i64>> = [ids[0], ids[1], ids[3]]
+        .iter()
+        .map(|&id| row(&conn, id).2)
+        .collect();
+    assert!(
+        due.iter().all(|at| at.is_some_and(|at| at > T + 40)),
+        "{due:?}"
+    );
+    assert_eq!(store.handle().retry_failed("nobody".into(), 0).unwrap(), 0);
+}
+
+#[test]
+fn replay_resets_the_existing_delivery_or_creates_one() {
+    let fixture = TempStore::new();
+    let conn = fixture.conn();
+    let seq = event(&conn, "e-1", "conversation.ended", Some("c-1"), T);
+    let delivered = delivery(&conn, seq, "crm", "delivered", T);
+    attempt(&conn, delivered, T, 5, Some(204));
+    let gone = event(&conn, "e-old", "conversation.ended", Some("c-1"), T);
+    drop_payload(&conn, gone);
+    let (store, _woken) = open(&fixture);
+    let handle = store.handle();
+
+    let again = handle.replay("e-1".into(), "crm".into()).unwrap();
+    assert_eq!(
+        again,
+        Replayed {
+            delivery_id: delivered,
+            created: false
+        }
+    );
+    assert_eq!(row(&conn, delivered).0, "pending");
+    assert_eq!(
+        row(&conn, delivered).1,
+        1,
+        "attempts kept: the next one is #2"
+    );
+
+    let fresh = handle.replay("e-1".into(), "wiki".into()).unwrap();
+    assert!(fresh.created);
+    assert_eq!(row(&conn, fresh.delivery_id).0, "pending");
+
+    assert_eq!(
+        refusal(handle.replay("e-nope".into(), "crm".into()).unwrap_err()),
+        AdminRefusal::UnknownEvent("e-nope".into())
+    );
+    assert!(matches!(
+        refusal(handle.replay("e-old".into(), "crm".into()).unwrap_err()),
+        AdminRefusal::PayloadDropped { .. }
+    ));
+}
+
+#[test]
+fn pause_and_resume_are_kept_across_restarts() {
+    let fixture = TempStore::new();
+    let (store, _woken) = open(&fixture);
+    let handle = store.handle();
+    assert!(handle.set_paused("crm".into(), true).unwrap());
+    assert!(
+        !handle.set_paused("crm".into(), true).unwrap(),
+        "already paused"
+    );
+    assert!(handle.set_paused("wiki".into(), true).unwrap());
+    assert!(
+        !handle.set_paused("bot".into(), false).unwrap(),
+        "never paused"
+    );
+    store.close();
+
+    let (store, _woken) = open(&fixture);
+    let reader = Reader::open(&fixture.path).unwrap();
+    assert_eq!(reader.paused_subscriptions().unwrap(), ["crm", "wiki"]);
+    assert!(store.handle().set_paused("crm".into(), false).unwrap());
+    assert_eq!(reader.paused_subscriptions().unwrap(), ["wiki"]);
+}
+
+#[test]
+fn audit_rows_and_recorded_attempts_reach_the_admin_queries() {
+    let fixture = TempStore::new();
+    let conn = fixture.conn();
+    let seq = event(&conn, "e-1", "conversation.ended", Some("c-1"), T);
+    let id = delivery(&conn, seq, "crm", "pending", T);
+    let (store, _woken) = open(&fixture);
+    let handle = store.handle();
+    handle
+        .audit(AuditEntry {
+            actor: "admin from 127.0.0.1".into(),
+            action: "delivery.retry".into(),
+            detail: format!("delivery {id}"),
+            result: "applied".into(),
+        })
+        .unwrap();
+    handle.record(vec![AttemptRecord {
+        delivery_id: id,
+        attempt: 1,
+        started_at_ms: now_ms(),
+        duration_ms: 12,
+        status: Some(503),
+        error: None,
+        response_snippet: Some("busy".into()),
+        next: NextStep::RetryAt(now_ms() + 1000),
+    }]);
+    // Commands are committed in order: once the pause is answered, the record is in.
+    handle.set_paused("x".into(), true).unwrap();
+
+    let reader = Reader::open(&fixture.path).unwrap();
+    let audit = reader.audit_log(None, 10).unwrap();
+    assert_eq!(audit.items.len(), 1);
+    assert_eq!(audit.items[0].actor, "admin from 127.0.0.1");
+    assert_eq!(audit.items[0].action, "delivery.retry");
+    let health = reader
+        .subscription_health(&["crm".to_string()], now_ms())
+        .unwrap();
+    assert_eq!(health[0].last_status, Some(503));
+    assert_eq!(health[0].failing_streak, 1);
+    assert_eq!(health[0].latency_p95_ms, Some(12));
+}
