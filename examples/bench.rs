@@ -201,12 +201,13 @@ fn run(plan: &Plan) -> anyhow::Result<bool> {
     fs::write(
         &config,
         format!(
-            "[storage]\npath = {db:?}\n[spool]\ndir = {spool:?}\n\n\
+            "[storage]\npath = {db:?}\n[spool]\ndir = {spool:?}\n[http]\nlisten = \"127.0.0.1:{http}\"\n\n\
              [[subscription]]\nname = \"{SUBSCRIPTION}\"\nurl = \"http://127.0.0.1:{port}/hook\"\n\
              conversations = [\"*\"]\nevents = [\"*\"]\nsecret = \"{SECRET}\"\n",
             db = db.display().to_string(),
             spool = spool_dir.display().to_string(),
             port = receiver.port,
+            http = free_port()?,
         ),
     )?;
 
@@ -483,7 +484,7 @@ fn soak(plan: &Plan, dir: &Path, receiver: &Receiver) -> anyhow::Result<SoakFigu
     fs::write(
         &config,
         format!(
-            "[storage]\npath = {db:?}\n[spool]\ndir = {spool:?}\n\
+            "[storage]\npath = {db:?}\n[spool]\ndir = {spool:?}\n[http]\nlisten = \"127.0.0.1:{http}\"\n\
              [retention]\ndelivered = \"{delivered}s\"\nfailed = \"{delivered}s\"\n\
              payloads = \"{payloads}s\"\nrejections = \"{delivered}s\"\ninterval = \"1s\"\n\n\
              [[subscription]]\nname = \"{SUBSCRIPTION}\"\nurl = \"http://127.0.0.1:{port}/hook\"\n\
@@ -493,6 +494,7 @@ fn soak(plan: &Plan, dir: &Path, receiver: &Receiver) -> anyhow::Result<SoakFigu
             delivered = s.delivered,
             payloads = s.payloads,
             port = receiver.port,
+            http = free_port()?,
         ),
     )?;
     let mut spool = OpenOptions::new()
@@ -806,4 +808,11 @@ fn kill_child(pid: u32, signal: &str) {
             .arg(pid.to_string())
             .status();
     }
+}
+
+/// A port free a moment ago on 127.0.0.1, for posthorn's HTTP inlet.
+fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }

@@ -1,5 +1,5 @@
 //! posthorn: a conversation-scoped webhook dispatcher. Events come in from a spool
-//! directory, are matched against subscriptions, stored in SQLite and delivered as signed
+//! directory or the HTTP inlet, are matched against subscriptions, stored in SQLite and delivered as signed
 //! HTTP POSTs with retries. Each module below is one box of the data flow in the README.
 #![forbid(unsafe_code)]
 
@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod deliver;
 pub mod event;
+pub mod inlet;
 pub mod logging;
 pub mod reload;
 pub mod retention;
@@ -17,3 +18,4 @@ pub mod serve;
 pub mod sign;
 pub mod spool;
 pub mod store;
+pub mod web;

@@ -374,6 +374,16 @@ fn keep_restart_only(running: &Config, mut new: Config) -> (Config, Vec<String>)
         restart.push("delivery.timeout".to_string());
         new.delivery.timeout = running.delivery.timeout;
     }
+    // The HTTP server binds once, and the inlet's token and sources are handed to it at
+    // start. Compared with `==`: their Debug output hides the secrets.
+    if running.http != new.http {
+        restart.push("[http]".to_string());
+        new.http = running.http.clone();
+    }
+    if running.inlet != new.inlet {
+        restart.push("[inlet]".to_string());
+        new.inlet = running.inlet.clone();
+    }
     (new, restart)
 }
 
@@ -591,6 +601,16 @@ mod tests {
         assert_eq!(applied.delivery.max_in_flight_per_endpoint, 2);
         assert_eq!(diff(&applied, &applied), Changes::default());
         assert_eq!(Changes::default().summary(&[]), "no changes");
+    }
+
+    #[test]
+    fn http_and_inlet_changes_need_a_restart_even_when_only_a_secret_changed() {
+        let old = parsed("[inlet]\ntoken = \"one\"\n");
+        let new = parsed("[http]\nlisten = \"127.0.0.1:9\"\n[inlet]\ntoken = \"two\"\n");
+        let (applied, restart) = keep_restart_only(&old, new);
+        assert_eq!(restart, ["[http]", "[inlet]"]);
+        assert_eq!(applied.inlet, old.inlet);
+        assert_eq!(applied.http, old.http);
     }
 
     #[test]

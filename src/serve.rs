@@ -1,7 +1,7 @@
-//! `posthorn serve`: starts every part of the data flow (store writer, spool, scheduler,
-//! worker pool) and the reloader, hands SIGHUP to the reloader, and on SIGTERM or SIGINT
-//! stops taking new work, lets in-flight attempts finish within a bound, and exits
-//! cleanly.
+//! `posthorn serve`: starts every part of the data flow (store writer, HTTP inlet, spool,
+//! scheduler, worker pool) and the reloader, hands SIGHUP to the reloader, and on SIGTERM
+//! or SIGINT stops taking new work (the HTTP server first), lets in-flight attempts
+//! finish within a bound, and exits cleanly.
 
 use std::time::{Duration, Instant};
 
@@ -17,6 +17,7 @@ use crate::retention::Pruner;
 use crate::scheduler::{Scheduler, Stop};
 use crate::spool::Spool;
 use crate::store::{Reader, Store};
+use crate::web;
 
 /// Extra time beyond one attempt's timeout that shutdown waits for in-flight attempts.
 const SHUTDOWN_SLACK: Duration = Duration::from_secs(5);
@@ -51,6 +52,24 @@ pub fn serve(config: Config, log: LogControl) -> anyhow::Result<()> {
 
     let live = Live::new(&config);
     let (spool, spool_control) = Spool::open(live.clone(), store.handle(), positions)?;
+
+    // Bound here, on this thread, so a taken port stops the start with a clear error.
+    let listener = std::net::TcpListener::bind(config.http.listen).with_context(|| {
+        format!(
+            "while binding the HTTP inlet to [http] listen = \"{}\"; free the port or set \
+             another address",
+            config.http.listen
+        )
+    })?;
+    let http = web::spawn(
+        listener,
+        web::AppState {
+            store: store.handle(),
+            live: live.clone(),
+            inlet: std::sync::Arc::new(config.inlet.clone()),
+        },
+    )
+    .context("while starting the HTTP server")?;
 
     let (jobs_tx, jobs_rx) = crossbeam_channel::unbounded();
     let (finished_tx, finished_rx) = crossbeam_channel::unbounded();
@@ -105,6 +124,8 @@ pub fn serve(config: Config, log: LogControl) -> anyhow::Result<()> {
         }
     });
 
+    // Input stops first: requests in flight get their answer, new ones are refused.
+    http.stop();
     let _ = reload_tx.send(Trigger::Stop);
     let _ = reloader.join();
     spool_control.stop();
@@ -137,6 +158,28 @@ fn log_startup(config: &Config) {
         workers = config.delivery.workers,
         "starting"
     );
+    tracing::info!(listen = %config.http.listen, "HTTP inlet: POST /v1/events");
+    if config.inlet.token.is_none() {
+        tracing::warn!(
+            "no [inlet] token configured: POST /v1/events refuses every request (503); set \
+             token, token_env or token_file under [inlet] to use it"
+        );
+    }
+    for source in &config.inlet.sources {
+        let unsigned = match &source.profile {
+            crate::config::SourceProfile::Echo { secret } => secret.is_none(),
+            crate::config::SourceProfile::Generic(generic) => {
+                generic.verify == crate::config::Verify::None
+            }
+        };
+        tracing::info!(name = %source.name, path = %format!("/v1/sources/{}", source.name), "inlet source");
+        if unsigned {
+            tracing::warn!(
+                name = %source.name,
+                "inlet source without a secret: anyone who can reach the HTTP address can post to it"
+            );
+        }
+    }
     if config.subscriptions.is_empty() {
         tracing::warn!(
             "no subscriptions configured: events are stored but nothing is delivered; \

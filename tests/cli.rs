@@ -567,9 +567,10 @@ fn serve_without_config_flag_reads_the_users_config_file() {
     std::fs::write(
         &user_config,
         format!(
-            "[storage]\npath = {:?}\n[spool]\ndir = {:?}\n",
+            "[storage]\npath = {:?}\n[spool]\ndir = {:?}\n[http]\nlisten = \"127.0.0.1:{}\"\n",
             db.display().to_string(),
-            home.spool().display().to_string()
+            home.spool().display().to_string(),
+            home.port
         ),
     )
     .unwrap();

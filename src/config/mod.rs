@@ -3,6 +3,7 @@
 //! reported with the file, line and column it comes from; secrets never appear in errors
 //! or in `Debug` output.
 
+mod inlet;
 mod validate;
 mod values;
 
@@ -25,7 +26,102 @@ pub struct Config {
     pub retention: RetentionConfig,
     pub delivery: DeliveryConfig,
     pub log: LogConfig,
+    pub http: HttpConfig,
+    pub inlet: InletConfig,
     pub subscriptions: Vec<Subscription>,
+}
+
+/// The HTTP server (the inlet).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpConfig {
+    pub listen: std::net::SocketAddr,
+}
+
+/// `POST /v1/events` and the inlet sources.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InletConfig {
+    /// The bearer token `POST /v1/events` requires; `None` refuses every request there.
+    pub token: Option<Secret>,
+    /// Largest request body taken, enforced while it is read.
+    pub max_body_bytes: usize,
+    pub sources: Vec<InletSource>,
+}
+
+/// A platform's own webhooks, taken at `POST /v1/sources/{name}`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InletSource {
+    pub name: String,
+    pub profile: SourceProfile,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum SourceProfile {
+    /// ECHO (dembrane): its payload shape, and `X-Webhook-Signature: sha256=<hex>` over
+    /// Python's canonical `json.dumps` of the payload when a secret is set.
+    Echo { secret: Option<SigningKey> },
+    /// Any JSON, mapped to the envelope with JSON pointers.
+    Generic(GenericSource),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct GenericSource {
+    /// JSON pointer to the event id; `None`: derived from a hash of the body.
+    pub id: Option<String>,
+    pub kind: TypeFrom,
+    pub conversation: Option<String>,
+    pub project: Option<String>,
+    pub occurred_at: Option<String>,
+    pub verify: Verify,
+}
+
+/// Where a generic source's event type comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TypeFrom {
+    Pointer(String),
+    Fixed(String),
+}
+
+/// How a source's requests are verified before anything is stored.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verify {
+    None,
+    /// Standard Webhooks headers, any of the keys (rotation), 5 minutes of tolerance.
+    Standard {
+        keys: Vec<SigningKey>,
+    },
+    /// `header: prefix + hex(HMAC-SHA256(key, raw body))`.
+    Hex {
+        key: SigningKey,
+        header: String,
+        prefix: String,
+    },
+}
+
+/// A secret from the config (a token). `Debug` and `Display` never show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    /// The secret itself, for comparing; never for printing.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -119,6 +215,8 @@ const DEFAULT_RETENTION: RetentionConfig = RetentionConfig {
     interval: Duration::from_secs(10),
 };
 const DEFAULT_LOG_LEVEL: &str = "info";
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8425";
+const DEFAULT_MAX_BODY_BYTES: usize = 1 << 20;
 const DEFAULT_HEX_HEADER: &str = "X-Webhook-Signature";
 /// Headers posthorn sets itself; a subscription may not override them.
 const RESERVED_HEADERS: &[&str] = &[
@@ -219,6 +317,14 @@ pub fn embedded_defaults() -> Config {
         },
         log: LogConfig {
             level: DEFAULT_LOG_LEVEL.to_string(),
+        },
+        http: HttpConfig {
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 8425)),
+        },
+        inlet: InletConfig {
+            token: None,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            sources: Vec::new(),
         },
         subscriptions: Vec::new(),
     }

@@ -47,6 +47,15 @@ fn the_example_config_parses_and_documents_the_defaults() {
     assert_eq!(example.retention, defaults.retention);
     assert_eq!(example.storage.max_size, defaults.storage.max_size);
     assert_eq!(example.log, defaults.log);
+    assert_eq!(example.http, defaults.http);
+    assert_eq!(example.inlet.max_body_bytes, defaults.inlet.max_body_bytes);
+    let sources: Vec<&str> = example
+        .inlet
+        .sources
+        .iter()
+        .map(|s| s.name.as_str())
+        .collect();
+    assert_eq!(sources, ["echo", "other-platform"]);
     assert_eq!(
         example.spool.rescan_interval,
         defaults.spool.rescan_interval
@@ -347,5 +356,57 @@ fn retention_and_max_size_are_read_and_checked() {
     assert!(
         problem.starts_with("2:1: unknown field `events`"),
         "{problem}"
+    );
+}
+
+#[test]
+fn inlet_token_and_sources_resolve_and_secrets_stay_hidden() {
+    let config = parse_text(
+        "[http]\nlisten = \"127.0.0.1:9999\"\n[inlet]\ntoken = \"tok-123\"\n\
+         [[inlet.source]]\nname = \"echo\"\nprofile = \"echo\"\nsecret = \"echo-secret\"\n\
+         [[inlet.source]]\nname = \"g\"\nprofile = \"generic\"\ntype_value = \"x\"\n\
+         verify = \"standard\"\nsecret = \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"\n",
+    )
+    .unwrap();
+    assert_eq!(config.http.listen.port(), 9999);
+    assert_eq!(
+        config.inlet.token.as_ref().map(Secret::expose),
+        Some("tok-123")
+    );
+    assert_eq!(config.inlet.sources.len(), 2);
+    let debug = format!("{:?}", config.inlet);
+    assert!(
+        !debug.contains("tok-123") && !debug.contains("echo-secret"),
+        "{debug}"
+    );
+}
+
+#[test]
+fn inlet_mistakes_are_located() {
+    assert_eq!(
+        only_problem("[inlet]\ntoken = \"a\"\ntoken_env = \"B\"\n"),
+        "3:13: [inlet]: set only one of token, token_file and token_env"
+    );
+    assert_eq!(
+        only_problem("[http]\nlisten = \"localhost\"\n"),
+        "2:10: http.listen \"localhost\" is not an address and port like \"127.0.0.1:8425\""
+    );
+    assert_eq!(
+        only_problem("[[inlet.source]]\nname = \"g\"\nprofile = \"generic\"\ntype = \"type\"\n"),
+        "4:8: inlet source \"g\": type \"type\" is not a JSON pointer; write it like \"/data/id\""
+    );
+    let err = only_problem(
+        "[[inlet.source]]\nname = \"g\"\nprofile = \"generic\"\ntype = \"/t\"\nverify = \"hex\"\n",
+    );
+    assert!(
+        err.starts_with("2:8: ") && err.contains("verify needs a secret"),
+        "{err}"
+    );
+    let err = only_problem("[[inlet.source]]\nname = \"e\"\nprofile = \"echo\"\nid = \"/id\"\n");
+    assert!(err.starts_with("4:6: ") && err.contains("generic"), "{err}");
+    let err = only_problem("[[inlet.source]]\nname = \"e\"\nprofile = \"echoo\"\n");
+    assert!(
+        err.starts_with("3:11: ") && err.contains("unknown variant"),
+        "{err}"
     );
 }

@@ -8,6 +8,7 @@ use std::ops::Range;
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::inlet::{RawHttp, RawInlet};
 use super::values::{ByteSize, HumanDuration};
 use super::*;
 
@@ -49,6 +50,10 @@ struct RawConfig {
     delivery: RawDelivery,
     #[serde(default)]
     log: RawLog,
+    #[serde(default)]
+    http: RawHttp,
+    #[serde(default)]
+    inlet: RawInlet,
     #[serde(default)]
     subscription: Vec<RawSubscription>,
 }
@@ -125,14 +130,14 @@ struct RawSubscription {
 
 // ---- validation ----
 
-struct Validator<'a> {
-    text: &'a str,
-    base: PathBuf,
-    problems: Vec<Problem>,
+pub(super) struct Validator<'a> {
+    pub(super) text: &'a str,
+    pub(super) base: PathBuf,
+    pub(super) problems: Vec<Problem>,
 }
 
 impl Validator<'_> {
-    fn problem(&mut self, span: Range<usize>, message: impl Into<String>) {
+    pub(super) fn problem(&mut self, span: Range<usize>, message: impl Into<String>) {
         self.problems
             .push(locate(self.text, Some(span), message.into()));
     }
@@ -172,6 +177,8 @@ impl Validator<'_> {
         };
         let delivery = self.delivery(raw.delivery, defaults.delivery);
         let log = self.log(raw.log, defaults.log);
+        let http = self.http(raw.http, defaults.http);
+        let inlet = self.inlet(raw.inlet, defaults.inlet);
         let mut subscriptions = Vec::new();
         let mut names: HashMap<String, Range<usize>> = HashMap::new();
         for raw in raw.subscription {
@@ -197,6 +204,8 @@ impl Validator<'_> {
             retention,
             delivery,
             log,
+            http,
+            inlet,
             subscriptions,
         }
     }
@@ -230,7 +239,7 @@ impl Validator<'_> {
         }
     }
 
-    fn positive_size(
+    pub(super) fn positive_size(
         &mut self,
         value: Option<Spanned<ByteSize>>,
         default: usize,
@@ -615,7 +624,7 @@ impl Validator<'_> {
     }
 }
 
-fn is_header_name(name: &str) -> bool {
+pub(super) fn is_header_name(name: &str) -> bool {
     !name.is_empty()
         && name
             .bytes()
@@ -624,13 +633,13 @@ fn is_header_name(name: &str) -> bool {
 
 /// Whether a `secret_env` value is more likely a secret than a variable name: a `whsec_`
 /// secret, or anything but letters, digits and `_` not starting with a digit.
-fn looks_like_secret(name: &str) -> bool {
+pub(super) fn looks_like_secret(name: &str) -> bool {
     name.starts_with("whsec_")
         || name.starts_with(|c: char| c.is_ascii_digit())
         || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
-fn is_header_value(value: &str) -> bool {
+pub(super) fn is_header_value(value: &str) -> bool {
     !value.chars().any(|c| c.is_control() && c != '\t')
 }
 
@@ -653,7 +662,7 @@ fn locate(text: &str, span: Option<Range<usize>>, message: String) -> Problem {
 }
 
 /// 1-based line and column (in characters) of a byte offset.
-fn line_column(text: &str, offset: usize) -> (usize, usize) {
+pub(super) fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let mut end = offset.min(text.len());
     while !text.is_char_boundary(end) {
         end -= 1;

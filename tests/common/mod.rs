@@ -22,6 +22,14 @@ use sha2::Sha256;
 /// A fixed Standard Webhooks secret for tests.
 pub const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
+/// A port that was free a moment ago on 127.0.0.1 (bound to port 0, then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port on 127.0.0.1")
+}
+
 /// Polls `check` every 20 ms until it holds or `limit` passes; panics with `what` then.
 pub fn wait_for(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
     let deadline = Instant::now() + limit;
@@ -209,17 +217,25 @@ impl Receiver {
 /// A temporary home for one posthorn: config, store and spool.
 pub struct Home {
     pub dir: tempfile::TempDir,
+    /// The HTTP inlet's port, picked free at creation and kept across config rewrites.
+    pub port: u16,
 }
 
 impl Home {
     pub fn new() -> Home {
         Home {
             dir: tempfile::tempdir().expect("a temp dir"),
+            port: free_port(),
         }
     }
 
     pub fn path(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// The inlet's base URL, e.g. `http://127.0.0.1:41234`.
+    pub fn inlet_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
     }
 
     pub fn spool(&self) -> PathBuf {
@@ -593,6 +609,9 @@ impl Home {
         if !spool.contains("rescan_interval") {
             text.push_str("rescan_interval = \"200ms\"\n");
         }
+        if !body.contains("[http]") {
+            text.push_str(&format!("[http]\nlisten = \"127.0.0.1:{}\"\n", self.port));
+        }
         if !body.contains("[delivery]") {
             text.push_str("[delivery]\nschedule = [\"100ms\", \"200ms\"]\ntimeout = \"2s\"\n");
         }
@@ -634,4 +653,117 @@ impl Receiver {
             .filter(|r| r.header("webhook-id") == Some(id))
             .count()
     }
+}
+
+/// A response from [`http_post`].
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|err| panic!("expected a JSON body ({err}), got: {self:?}"))
+    }
+
+    /// Panics naming the expected status and what came instead.
+    pub fn expect(self, status: u16) -> Response {
+        assert_eq!(self.status, status, "expected {status}, got {self:?}");
+        self
+    }
+}
+
+/// POSTs `body` to `url` (http://127.0.0.1:PORT/path) over a fresh connection, with
+/// `headers` as given (Content-Length is added unless `chunked`, which streams the body
+/// in 64 KiB chunks instead). Bounded: 10 s per read or write.
+pub fn http_post(url: &str, headers: &[(&str, &str)], body: &[u8], chunked: bool) -> Response {
+    use std::io::{BufRead as _, BufReader, Read as _};
+    let rest = url.strip_prefix("http://").expect("an http:// url");
+    let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let mut stream = std::net::TcpStream::connect(host).expect("connect to posthorn");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream
+        .set_write_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut head = format!("POST {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    if chunked {
+        head.push_str("Transfer-Encoding: chunked\r\n\r\n");
+    } else {
+        head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+    }
+    // The server may answer (413) and close before taking the whole body: write errors
+    // are expected then, and the answer is still read.
+    let _ = (|| -> std::io::Result<()> {
+        stream.write_all(head.as_bytes())?;
+        if chunked {
+            for chunk in body.chunks(64 << 10) {
+                stream.write_all(format!("{:x}\r\n", chunk.len()).as_bytes())?;
+                stream.write_all(chunk)?;
+                stream.write_all(b"\r\n")?;
+            }
+            stream.write_all(b"0\r\n\r\n")?;
+        } else {
+            stream.write_all(body)?;
+        }
+        stream.flush()
+    })();
+    let mut reader = BufReader::new(stream);
+    let mut status_line = String::new();
+    reader.read_line(&mut status_line).expect("a status line");
+    let status: u16 = status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {status_line:?}"));
+    let mut headers = Vec::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
+            break;
+        }
+        if let Some((name, value)) = line.split_once(':') {
+            headers.push((name.trim().to_string(), value.trim().to_string()));
+        }
+    }
+    let mut body = Vec::new();
+    let length = headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.parse::<usize>().ok());
+    match length {
+        Some(len) => {
+            body.resize(len, 0);
+            let _ = reader.read_exact(&mut body);
+        }
+        None => {
+            let _ = reader.read_to_end(&mut body);
+        }
+    }
+    Response {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    }
+}
+
+/// Waits until posthorn's inlet at `home` accepts connections.
+pub fn wait_for_inlet(home: &Home) {
+    wait_for("the HTTP inlet to listen", Duration::from_secs(10), || {
+        std::net::TcpStream::connect(("127.0.0.1", home.port)).is_ok()
+    });
 }

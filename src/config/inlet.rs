@@ -1,0 +1,403 @@
+//! The `[http]` and `[inlet]` sections as written, and their validation: the listen
+//! address, the inlet's bearer token, its body limit, and the `[[inlet.source]]` blocks
+//! (ECHO and generic profiles with their secrets and JSON pointers).
+
+use std::collections::HashMap;
+use std::ops::Range;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::validate::{is_header_name, is_header_value, line_column, looks_like_secret, Validator};
+use super::values::ByteSize;
+use super::*;
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawHttp {
+    listen: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawInlet {
+    token: Option<Spanned<String>>,
+    token_env: Option<Spanned<String>>,
+    token_file: Option<Spanned<PathBuf>>,
+    max_body_bytes: Option<Spanned<ByteSize>>,
+    #[serde(default)]
+    source: Vec<RawSource>,
+}
+
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum Profile {
+    Echo,
+    Generic,
+}
+
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum VerifyKind {
+    None,
+    Standard,
+    Hex,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSource {
+    name: Spanned<String>,
+    profile: Spanned<Profile>,
+    secret: Option<Spanned<String>>,
+    secret_env: Option<Spanned<String>>,
+    secret_file: Option<Spanned<PathBuf>>,
+    verify: Option<Spanned<VerifyKind>>,
+    signature_header: Option<Spanned<String>>,
+    signature_prefix: Option<Spanned<String>>,
+    id: Option<Spanned<String>>,
+    #[serde(rename = "type")]
+    kind: Option<Spanned<String>>,
+    type_value: Option<Spanned<String>>,
+    conversation: Option<Spanned<String>>,
+    project: Option<Spanned<String>>,
+    occurred_at: Option<Spanned<String>>,
+}
+
+/// One secret given as exactly one of an inline value, a file or an environment variable.
+struct SecretKeys<'a> {
+    inline: &'a Option<Spanned<String>>,
+    file: &'a Option<Spanned<PathBuf>>,
+    env: &'a Option<Spanned<String>>,
+    /// The key names, e.g. `("secret", "secret_file", "secret_env")`.
+    names: [&'static str; 3],
+}
+
+impl Validator<'_> {
+    pub(super) fn http(&mut self, raw: RawHttp, defaults: HttpConfig) -> HttpConfig {
+        let Some(listen) = raw.listen else {
+            return defaults;
+        };
+        match listen.get_ref().parse() {
+            Ok(listen) => HttpConfig { listen },
+            Err(_) => {
+                self.problem(
+                    listen.span(),
+                    format!(
+                        "http.listen {:?} is not an address and port like \"{DEFAULT_LISTEN}\"",
+                        listen.get_ref()
+                    ),
+                );
+                defaults
+            }
+        }
+    }
+
+    pub(super) fn inlet(&mut self, raw: RawInlet, defaults: InletConfig) -> InletConfig {
+        let keys = SecretKeys {
+            inline: &raw.token,
+            file: &raw.token_file,
+            env: &raw.token_env,
+            names: ["token", "token_file", "token_env"],
+        };
+        let token = self
+            .one_secret(&keys, "[inlet]", None)
+            .map(|(token, _)| Secret::new(token));
+        let max_body_bytes = self.positive_size(
+            raw.max_body_bytes,
+            defaults.max_body_bytes,
+            "inlet.max_body_bytes",
+        );
+        let mut sources = Vec::new();
+        let mut names: HashMap<String, Range<usize>> = HashMap::new();
+        for raw in raw.source {
+            let span = raw.name.span();
+            if let Some(first) = names.get(raw.name.get_ref()) {
+                let (line, _) = line_column(self.text, first.start);
+                let message = format!(
+                    "inlet source name {:?} is already used on line {line}; names must be unique",
+                    raw.name.get_ref()
+                );
+                self.problem(span.clone(), message);
+            } else {
+                names.insert(raw.name.get_ref().clone(), span);
+            }
+            if let Some(source) = self.source(raw) {
+                sources.push(source);
+            }
+        }
+        InletConfig {
+            token,
+            max_body_bytes,
+            sources,
+        }
+    }
+
+    fn source(&mut self, raw: RawSource) -> Option<InletSource> {
+        let before = self.problems.len();
+        let name = raw.name.get_ref().clone();
+        let label = format!("inlet source {name:?}");
+        if name.is_empty()
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        {
+            self.problem(
+                raw.name.span(),
+                format!("{label}: a name may only hold letters, digits, '.', '_' and '-', and not be empty"),
+            );
+        }
+        let keys = SecretKeys {
+            inline: &raw.secret,
+            file: &raw.secret_file,
+            env: &raw.secret_env,
+            names: ["secret", "secret_file", "secret_env"],
+        };
+        let secret = self.one_secret(&keys, &label, Some(raw.name.span()));
+        let profile = match raw.profile.get_ref() {
+            Profile::Echo => {
+                let generic_only = [
+                    &raw.id,
+                    &raw.kind,
+                    &raw.type_value,
+                    &raw.conversation,
+                    &raw.project,
+                    &raw.occurred_at,
+                    &raw.signature_header,
+                    &raw.signature_prefix,
+                ];
+                for extra in generic_only.into_iter().flatten() {
+                    self.problem(
+                        extra.span(),
+                        format!("{label}: profile = \"echo\" knows ECHO's fields and signature; this key is for profile = \"generic\" only"),
+                    );
+                }
+                if let Some(verify) = &raw.verify {
+                    self.problem(
+                        verify.span(),
+                        format!("{label}: profile = \"echo\" verifies ECHO's own signature when a secret is set; verify is for profile = \"generic\""),
+                    );
+                }
+                SourceProfile::Echo {
+                    secret: secret.map(|(s, _)| SigningKey::from_utf8(&s)),
+                }
+            }
+            Profile::Generic => SourceProfile::Generic(self.generic(&raw, secret, &label)?),
+        };
+        (self.problems.len() == before).then_some(InletSource { name, profile })
+    }
+
+    fn generic(
+        &mut self,
+        raw: &RawSource,
+        secret: Option<(String, Range<usize>)>,
+        label: &str,
+    ) -> Option<GenericSource> {
+        let pointer = |v: &mut Self, value: &Option<Spanned<String>>, key: &str| {
+            let value = value.as_ref()?;
+            let text = value.get_ref();
+            if !(text.is_empty() || text.starts_with('/')) {
+                v.problem(
+                    value.span(),
+                    format!(
+                        "{label}: {key} {text:?} is not a JSON pointer; write it like \"/data/id\""
+                    ),
+                );
+            }
+            Some(text.clone())
+        };
+        let id = pointer(self, &raw.id, "id");
+        let conversation = pointer(self, &raw.conversation, "conversation");
+        let project = pointer(self, &raw.project, "project");
+        let occurred_at = pointer(self, &raw.occurred_at, "occurred_at");
+        let kind = match (&raw.kind, &raw.type_value) {
+            (Some(_), Some(fixed)) => {
+                self.problem(
+                    fixed.span(),
+                    format!("{label}: set only one of type (a JSON pointer) and type_value (a fixed type)"),
+                );
+                return None;
+            }
+            (Some(_), None) => TypeFrom::Pointer(pointer(self, &raw.kind, "type")?),
+            (None, Some(fixed)) => TypeFrom::Fixed(fixed.get_ref().clone()),
+            (None, None) => {
+                self.problem(
+                    raw.name.span(),
+                    format!("{label} needs type (a JSON pointer to the event type, like \"/type\") or type_value (a fixed type)"),
+                );
+                return None;
+            }
+        };
+        let kind_given = raw
+            .verify
+            .as_ref()
+            .map_or(VerifyKind::None, |v| *v.get_ref());
+        if kind_given != VerifyKind::Hex {
+            for extra in [&raw.signature_header, &raw.signature_prefix]
+                .into_iter()
+                .flatten()
+            {
+                self.problem(
+                    extra.span(),
+                    format!("{label}: signature_header and signature_prefix apply to verify = \"hex\" only"),
+                );
+            }
+        }
+        let verify = match (kind_given, secret) {
+            (VerifyKind::None, None) => Verify::None,
+            (VerifyKind::None, Some((_, span))) => {
+                self.problem(
+                    span,
+                    format!("{label}: a secret is set but verify is not; set verify = \"standard\" or \"hex\""),
+                );
+                return None;
+            }
+            (_, None) => {
+                self.problem(
+                    raw.name.span(),
+                    format!("{label}: verify needs a secret: set one of secret, secret_file or secret_env"),
+                );
+                return None;
+            }
+            (VerifyKind::Standard, Some((secret, span))) => {
+                let mut keys = Vec::new();
+                for part in secret.split_whitespace() {
+                    match SigningKey::from_whsec(part) {
+                        Ok(key) => keys.push(key),
+                        Err(err) => self.problem(
+                            span.clone(),
+                            format!("{label}: the secret is not usable with verify = \"standard\": {err}"),
+                        ),
+                    }
+                }
+                if keys.is_empty() {
+                    self.problem(span, format!("{label}: the secret is empty"));
+                    return None;
+                }
+                Verify::Standard { keys }
+            }
+            (VerifyKind::Hex, Some((secret, _))) => {
+                let header = raw
+                    .signature_header
+                    .as_ref()
+                    .map_or(DEFAULT_HEX_HEADER.to_string(), |h| h.get_ref().clone());
+                if let Some(h) = raw
+                    .signature_header
+                    .as_ref()
+                    .filter(|_| !is_header_name(&header))
+                {
+                    self.problem(
+                        h.span(),
+                        format!("{label}: signature_header {header:?} is not a valid header name"),
+                    );
+                }
+                let prefix = raw
+                    .signature_prefix
+                    .as_ref()
+                    .map_or(String::new(), |p| p.get_ref().clone());
+                if let Some(p) = raw
+                    .signature_prefix
+                    .as_ref()
+                    .filter(|_| !is_header_value(&prefix))
+                {
+                    self.problem(
+                        p.span(),
+                        format!("{label}: signature_prefix may not hold control characters"),
+                    );
+                }
+                Verify::Hex {
+                    key: SigningKey::from_utf8(&secret),
+                    header,
+                    prefix,
+                }
+            }
+        };
+        Some(GenericSource {
+            id,
+            kind,
+            conversation,
+            project,
+            occurred_at,
+            verify,
+        })
+    }
+
+    /// Reads a secret given as at most one of its three keys. `None` when none is given
+    /// or it could not be read (a problem is then recorded). Messages name where the
+    /// secret came from, never its value.
+    fn one_secret(
+        &mut self,
+        keys: &SecretKeys<'_>,
+        label: &str,
+        anchor: Option<Range<usize>>,
+    ) -> Option<(String, Range<usize>)> {
+        let [inline_key, file_key, env_key] = keys.names;
+        let spans: Vec<Range<usize>> = [
+            keys.inline.as_ref().map(Spanned::span),
+            keys.file.as_ref().map(Spanned::span),
+            keys.env.as_ref().map(Spanned::span),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if spans.len() > 1 {
+            let span = anchor.unwrap_or_else(|| spans[1].clone());
+            self.problem(
+                span,
+                format!("{label}: set only one of {inline_key}, {file_key} and {env_key}"),
+            );
+            return None;
+        }
+        let found = if let Some(inline) = keys.inline {
+            Some((inline.get_ref().trim().to_string(), inline.span()))
+        } else if let Some(file) = keys.file {
+            let path = self.base.join(file.get_ref());
+            match std::fs::read_to_string(&path) {
+                Ok(text) => Some((text.trim().to_string(), file.span())),
+                Err(err) => {
+                    self.problem(
+                        file.span(),
+                        format!(
+                            "{label}: while reading {file_key} {}: {err}",
+                            path.display()
+                        ),
+                    );
+                    return None;
+                }
+            }
+        } else if let Some(var) = keys.env {
+            match std::env::var(var.get_ref()) {
+                Ok(value) if !value.trim().is_empty() => {
+                    Some((value.trim().to_string(), var.span()))
+                }
+                _ if looks_like_secret(var.get_ref()) => {
+                    self.problem(
+                        var.span(),
+                        format!("{label}: {env_key} must name an environment variable (letters, digits and _), \
+                                 not hold the secret itself; its value is not shown"),
+                    );
+                    return None;
+                }
+                _ => {
+                    self.problem(
+                        var.span(),
+                        format!(
+                            "{label}: the environment variable {} named by {env_key} is not set or empty",
+                            var.get_ref()
+                        ),
+                    );
+                    return None;
+                }
+            }
+        } else {
+            None
+        };
+        match found {
+            Some((value, span)) if value.is_empty() => {
+                self.problem(span, format!("{label}: the {inline_key} is empty"));
+                None
+            }
+            other => other,
+        }
+    }
+}

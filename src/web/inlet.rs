@@ -1,0 +1,71 @@
+//! `POST /v1/events`: bearer token, content type, bounded body, then
+//! `inlet::parse_batch` and `inlet::store_batch`; 202 only after the durable commit.
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse};
+use time::OffsetDateTime;
+
+use super::{content_type, read_body, unsupported_type, ApiError, AppState};
+use crate::inlet::{self, AuthError, BodyFormat, StoreError};
+
+pub(super) async fn post_events(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let authorization = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    inlet::check_token(state.inlet.token.as_ref(), authorization).map_err(|err| match err {
+        AuthError::NotConfigured => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, err.to_string()),
+        AuthError::Missing | AuthError::Wrong => {
+            tracing::warn!(peer = ?request.peer_addr(), reason = %err, "inlet request refused");
+            ApiError::new(StatusCode::UNAUTHORIZED, err.to_string())
+                .header(header::WWW_AUTHENTICATE, "Bearer realm=\"posthorn\"")
+        }
+    })?;
+    let mime = content_type(&request);
+    let format = BodyFormat::from_mime(&mime).ok_or_else(|| {
+        unsupported_type(
+            &mime,
+            "application/json (an event or an array) or application/x-ndjson",
+        )
+    })?;
+    let limit = state.inlet.max_body_bytes;
+    let body = read_body(&request, payload, limit).await?;
+
+    let state = state.into_inner();
+    let outcome = web::block(move || {
+        let events =
+            inlet::parse_batch(&body, format, limit, OffsetDateTime::now_utc()).map_err(Err)?;
+        inlet::store_batch(&state.store, &state.live, "inlet", events).map_err(Ok)
+    })
+    .await
+    .map_err(|err| {
+        tracing::error!("inlet request could not run: {err}");
+        ApiError::internal()
+    })?;
+    match outcome {
+        Ok(accepted) => Ok(HttpResponse::Accepted().json(accepted)),
+        Err(Err(items)) => {
+            tracing::warn!(
+                bad_items = items.len(),
+                "inlet batch refused; nothing stored"
+            );
+            Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "the batch has invalid events; nothing was stored",
+            )
+            .detail("items", items))
+        }
+        Err(Ok(StoreError::Full(full))) => {
+            tracing::warn!("inlet batch refused: {full}");
+            Err(ApiError::store_full())
+        }
+        Err(Ok(StoreError::Internal(err))) => {
+            tracing::error!("inlet batch not stored: {err:#}");
+            Err(ApiError::internal())
+        }
+    }
+}
