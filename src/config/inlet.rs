@@ -8,7 +8,7 @@ use std::ops::Range;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::validate::{is_header_name, is_header_value, line_column, looks_like_secret, Validator};
+use super::validate::{is_header_name, is_header_value, looks_like_secret, Validator};
 use super::values::ByteSize;
 use super::*;
 
@@ -109,19 +109,9 @@ impl Validator<'_> {
             "inlet.max_body_bytes",
         );
         let mut sources = Vec::new();
-        let mut names: HashMap<String, Range<usize>> = HashMap::new();
+        let mut names = HashMap::new();
         for raw in raw.source {
-            let span = raw.name.span();
-            if let Some(first) = names.get(raw.name.get_ref()) {
-                let (line, _) = line_column(self.text, first.start);
-                let message = format!(
-                    "inlet source name {:?} is already used on line {line}; names must be unique",
-                    raw.name.get_ref()
-                );
-                self.problem(span.clone(), message);
-            } else {
-                names.insert(raw.name.get_ref().clone(), span);
-            }
+            self.unique_name(&mut names, &raw.name, "inlet source");
             if let Some(source) = self.source(raw) {
                 sources.push(source);
             }

@@ -142,6 +142,25 @@ impl Validator<'_> {
             .push(locate(self.text, Some(span), message.into()));
     }
 
+    /// Records `name` in `seen`, or a problem naming the line of its first use.
+    pub(super) fn unique_name(
+        &mut self,
+        seen: &mut HashMap<String, Range<usize>>,
+        name: &Spanned<String>,
+        what: &str,
+    ) {
+        if let Some(first) = seen.get(name.get_ref()) {
+            let (line, _) = line_column(self.text, first.start);
+            let message = format!(
+                "{what} name {:?} is already used on line {line}; names must be unique",
+                name.get_ref()
+            );
+            self.problem(name.span(), message);
+        } else {
+            seen.insert(name.get_ref().clone(), name.span());
+        }
+    }
+
     fn resolve(&mut self, raw: RawConfig, origin: &Path) -> Config {
         let defaults = embedded_defaults();
         let spool = RawSpool { ..raw.spool };
@@ -180,19 +199,9 @@ impl Validator<'_> {
         let http = self.http(raw.http, defaults.http);
         let inlet = self.inlet(raw.inlet, defaults.inlet);
         let mut subscriptions = Vec::new();
-        let mut names: HashMap<String, Range<usize>> = HashMap::new();
+        let mut names = HashMap::new();
         for raw in raw.subscription {
-            let name_span = raw.name.span();
-            if let Some(first) = names.get(raw.name.get_ref()) {
-                let (line, _) = line_column(self.text, first.start);
-                let message = format!(
-                    "subscription name {:?} is already used on line {line}; names must be unique",
-                    raw.name.get_ref()
-                );
-                self.problem(name_span.clone(), message);
-            } else {
-                names.insert(raw.name.get_ref().clone(), name_span);
-            }
+            self.unique_name(&mut names, &raw.name, "subscription");
             if let Some(subscription) = self.subscription(raw) {
                 subscriptions.push(subscription);
             }
