@@ -306,14 +306,7 @@ fn a_generic_source_verifies_hex_signatures_and_derives_ids() {
     let receiver = Receiver::start(204);
     let (home, _serve) = generic_home(&receiver);
     let body = r#"{"session":"c-5","text":"hallo"}"#;
-    let mut mac = Hmac::<Sha256>::new_from_slice(b"hex-key").unwrap();
-    mac.update(body.as_bytes());
-    let hex: String = mac
-        .finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let hex = common::hex_hmac(b"hex-key", body.as_bytes());
     let url = format!("{}/v1/sources/hex", home.inlet_url());
     let post = |signature: &str| {
         http_post(

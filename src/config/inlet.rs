@@ -127,16 +127,7 @@ impl Validator<'_> {
         let before = self.problems.len();
         let name = raw.name.get_ref().clone();
         let label = format!("inlet source {name:?}");
-        if name.is_empty()
-            || !name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
-        {
-            self.problem(
-                raw.name.span(),
-                format!("{label}: a name may only hold letters, digits, '.', '_' and '-', and not be empty"),
-            );
-        }
+        self.check_name(&raw.name, &label);
         let keys = SecretKeys {
             inline: &raw.secret,
             file: &raw.secret_file,

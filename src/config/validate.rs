@@ -142,6 +142,21 @@ impl Validator<'_> {
             .push(locate(self.text, Some(span), message.into()));
     }
 
+    /// A name deliveries and URLs refer to: letters, digits, '.', '_' and '-', not empty.
+    pub(super) fn check_name(&mut self, name: &Spanned<String>, label: &str) {
+        let text = name.get_ref();
+        if text.is_empty()
+            || !text
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        {
+            self.problem(
+                name.span(),
+                format!("{label}: a name may only hold letters, digits, '.', '_' and '-', and not be empty"),
+            );
+        }
+    }
+
     /// Records `name` in `seen`, or a problem naming the line of its first use.
     pub(super) fn unique_name(
         &mut self,
@@ -337,16 +352,7 @@ impl Validator<'_> {
         let before = self.problems.len();
         let name = raw.name.get_ref().clone();
         let label = format!("subscription {name:?}");
-        if name.is_empty()
-            || !name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
-        {
-            self.problem(
-                raw.name.span(),
-                format!("{label}: a name may only hold letters, digits, '.', '_' and '-', and not be empty"),
-            );
-        }
+        self.check_name(&raw.name, &label);
         self.check_url(&raw.url, &label);
         // Signing borrows the whole raw block, so it is resolved before the fields below
         // are moved out of it.

@@ -51,6 +51,18 @@ pub struct Recorded {
     pub at: Instant,
 }
 
+/// Lower-case hex of HMAC-SHA256(key, body): the hex recipe, written independently of
+/// posthorn's signer.
+pub fn hex_hmac(key: &[u8], body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
+    mac.update(body);
+    mac.finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// The value of header `name` (any case) in `headers`.
 fn find_header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
     headers
@@ -110,16 +122,10 @@ impl Recorded {
         let got = self
             .header(header)
             .ok_or_else(|| format!("no {header} header"))?;
-        let mut mac =
-            Hmac::<Sha256>::new_from_slice(secret.as_bytes()).map_err(|e| e.to_string())?;
-        mac.update(self.body.as_bytes());
-        let hex: String = mac
-            .finalize()
-            .into_bytes()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        let expected = format!("{prefix}{hex}");
+        let expected = format!(
+            "{prefix}{}",
+            hex_hmac(secret.as_bytes(), self.body.as_bytes())
+        );
         if got == expected {
             Ok(())
         } else {
