@@ -86,11 +86,12 @@ impl Scheduler {
         let now_ms = crate::store::now_ms();
         let settings = self.live.load();
         let config = &settings.delivery;
-        // Paused subscriptions keep their pending deliveries but get none sent.
+        // Disabled (config) and paused (admin page) subscriptions keep their pending
+        // deliveries but get none sent.
         let subscriptions: Vec<&Arc<Subscription>> = settings
             .subscriptions
             .iter()
-            .filter(|s| s.enabled)
+            .filter(|s| s.enabled && !self.store.is_paused(&s.name))
             .collect();
         let lease = config.timeout * 2 + Duration::from_secs(30);
         let mut free = config.workers.saturating_sub(self.in_flight);

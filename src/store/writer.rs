@@ -3,6 +3,8 @@
 //! savepoint, so one failing command does not undo the others), commits, and only then
 //! answers. Many small writers thus share one fsync (group commit).
 
+use std::collections::HashSet;
+use std::sync::{Arc, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{Receiver, Sender};
@@ -85,6 +87,9 @@ enum AdminCommand {
 #[derive(Clone)]
 pub struct StoreHandle {
     commands: Sender<Command>,
+    /// Subscriptions paused from the admin page: read by the scheduler at every claim,
+    /// so it is kept in memory beside the durable `subscription_state` rows it mirrors.
+    paused: Arc<RwLock<HashSet<String>>>,
 }
 
 impl StoreHandle {
@@ -167,14 +172,31 @@ impl StoreHandle {
     }
 
     /// Pauses or resumes `subscription`, durably; returns whether that changed anything.
+    /// The scheduler sees the change from its next claim.
     pub fn set_paused(&self, subscription: String, paused: bool) -> anyhow::Result<bool> {
-        self.ask(|reply| {
+        let name = subscription.clone();
+        let changed = self.ask(|reply| {
             Command::Admin(AdminCommand::SetPaused {
                 subscription,
                 paused,
                 reply,
             })
-        })
+        })?;
+        let mut set = self.paused.write().unwrap_or_else(|e| e.into_inner());
+        if paused {
+            set.insert(name);
+        } else {
+            set.remove(&name);
+        }
+        Ok(changed)
+    }
+
+    /// Whether `subscription` is paused (kept across restarts).
+    pub fn is_paused(&self, subscription: &str) -> bool {
+        self.paused
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(subscription)
     }
 
     /// Drops spool positions of files that no longer exist.
@@ -221,6 +243,7 @@ pub(super) fn spawn(
             "returned deliveries leased before a crash to the queue"
         );
     }
+    let paused = load_paused(&conn)?;
     let (commands, inbox) = crossbeam_channel::unbounded();
     let thread = std::thread::Builder::new()
         .name("store-writer".into())
@@ -234,7 +257,17 @@ pub(super) fn spawn(
             }
             .run(inbox)
         })?;
-    Ok((StoreHandle { commands }, thread))
+    let handle = StoreHandle {
+        commands,
+        paused: Arc::new(RwLock::new(paused)),
+    };
+    Ok((handle, thread))
+}
+
+fn load_paused(conn: &Connection) -> rusqlite::Result<HashSet<String>> {
+    conn.prepare("SELECT subscription FROM subscription_state WHERE paused = 1")?
+        .query_map([], |row| row.get(0))?
+        .collect()
 }
 
 /// A delivery leased when the process died was never answered for: make it due now.
