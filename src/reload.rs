@@ -317,6 +317,7 @@ impl Reloader {
             action: "config.reload".to_string(),
             detail,
             result: result.to_string(),
+            origin: None,
         };
         if let Err(err) = self.store.audit(entry) {
             tracing::error!("could not write the reload to the audit log: {err:#}");

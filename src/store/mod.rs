@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use rusqlite::config::DbConfig;
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
 pub use query::{
     AttemptView, AuditRow, DeliveryDetail, DeliveryFilter, DeliveryRow, EventView, FailureRow,
@@ -89,6 +89,8 @@ pub struct AuditEntry {
     pub detail: String,
     /// `applied` or `refused`.
     pub result: String,
+    /// Where the request came from (the client address); `None` for the machine itself.
+    pub origin: Option<String>,
 }
 
 /// A delivery handed to a worker, with everything needed to send it.
@@ -348,6 +350,16 @@ impl Reader {
         .with_context(|| format!("while opening the store at {} for reading", path.display()))?;
         conn.busy_timeout(Duration::from_secs(5))?;
         Ok(Reader { conn })
+    }
+
+    /// A setting posthorn keeps for itself (see [`StoreHandle::put_setting`]).
+    pub fn setting(&self, key: &str) -> anyhow::Result<Option<String>> {
+        Ok(self
+            .conn
+            .query_row("SELECT value FROM settings WHERE key = ?1", [key], |row| {
+                row.get(0)
+            })
+            .optional()?)
     }
 
     /// Every recorded spool position.

@@ -187,6 +187,8 @@ pub struct AuditRow {
     pub id: i64,
     pub at: i64,
     pub actor: String,
+    /// The client address an admin action came from; `None` for reloads.
+    pub origin: Option<String>,
     pub action: String,
     pub detail: String,
     pub result: String,
@@ -646,7 +648,7 @@ impl Reader {
         let rows: Vec<AuditRow> = self
             .conn
             .prepare_cached(
-                "SELECT id, at, actor, action, detail, result FROM audit_log
+                "SELECT id, at, actor, action, detail, result, origin FROM audit_log
                  WHERE id < ?1 ORDER BY id DESC LIMIT ?2",
             )?
             .query_map(params![before, size as i64 + 1], |row| {
@@ -657,6 +659,7 @@ impl Reader {
                     action: row.get(3)?,
                     detail: row.get(4)?,
                     result: row.get(5)?,
+                    origin: row.get(6)?,
                 })
             })?
             .collect::<Result<_, _>>()?;

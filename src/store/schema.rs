@@ -123,6 +123,18 @@ CREATE TABLE subscription_state (
     updated_at   INTEGER NOT NULL  -- unix milliseconds
 );
 "#,
+    // 5: login and the audit of admin actions. The audit names where an action came from
+    // (the client address; NULL for reloads, which come from the machine itself). Settings
+    // posthorn makes for itself live here, e.g. the hash of the admin password generated
+    // at first start when the config names none.
+    r#"
+ALTER TABLE audit_log ADD COLUMN origin TEXT;
+CREATE TABLE settings (
+    key        TEXT PRIMARY KEY,
+    value      TEXT NOT NULL,
+    updated_at INTEGER NOT NULL  -- unix milliseconds
+);
+"#,
 ];
 
 /// Brings the database up to the newest schema. Refuses a database written by a newer

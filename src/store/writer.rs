@@ -38,6 +38,11 @@ enum Command {
         reply: Reply<usize>,
     },
     Audit(AuditEntry, Reply<()>),
+    PutSetting {
+        key: String,
+        value: String,
+        reply: Reply<()>,
+    },
     Admin(AdminCommand),
     ForgetPositions(Vec<String>),
     Prune(PruneRequest, Reply<PruneReport>),
@@ -134,6 +139,12 @@ impl StoreHandle {
     /// Writes one row of the audit log, durably.
     pub fn audit(&self, entry: AuditEntry) -> anyhow::Result<()> {
         self.ask(|reply| Command::Audit(entry, reply))
+    }
+
+    /// Keeps a setting posthorn made for itself (read back with `Reader::setting`).
+    pub fn put_setting(&self, key: &str, value: &str) -> anyhow::Result<()> {
+        let (key, value) = (key.to_string(), value.to_string());
+        self.ask(|reply| Command::PutSetting { key, value, reply })
     }
 
     /// Makes one delivery (pending, dead or cancelled) due now. Its attempts are kept, so
@@ -386,6 +397,10 @@ impl Writer {
                     }
                     Command::Audit(entry, reply) => {
                         let result = in_savepoint(&mut tx, |tx| audit(tx, &entry));
+                        answers.push(Pending::Audit(reply, result));
+                    }
+                    Command::PutSetting { key, value, reply } => {
+                        let result = in_savepoint(&mut tx, |tx| put_setting(tx, &key, &value));
                         answers.push(Pending::Audit(reply, result));
                     }
                     Command::Admin(command) => {
@@ -663,16 +678,27 @@ fn cancel_removed(tx: &Connection, keep: &[String], when: &str) -> rusqlite::Res
     )
 }
 
+fn put_setting(tx: &Connection, key: &str, value: &str) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO settings (key, value, updated_at) VALUES (?1, ?2, ?3)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+    )?
+    .execute(params![key, value, now_ms()])?;
+    Ok(())
+}
+
 fn audit(tx: &Connection, entry: &AuditEntry) -> rusqlite::Result<()> {
     tx.prepare_cached(
-        "INSERT INTO audit_log (at, actor, action, detail, result) VALUES (?1, ?2, ?3, ?4, ?5)",
+        "INSERT INTO audit_log (at, actor, action, detail, result, origin)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?
     .execute(params![
         now_ms(),
         entry.actor,
         entry.action,
         entry.detail,
-        entry.result
+        entry.result,
+        entry.origin
     ])?;
     Ok(())
 }

@@ -235,8 +235,27 @@ fn pause_and_resume_are_kept_across_restarts() {
     let (store, _woken) = open(&fixture);
     let reader = Reader::open(&fixture.path).unwrap();
     assert_eq!(reader.paused_subscriptions().unwrap(), ["crm", "wiki"]);
-    assert!(store.handle().set_paused("crm".into(), false).unwrap());
+    // The scheduler's in-memory view is loaded at start and follows each change.
+    let handle = store.handle();
+    assert!(handle.is_paused("crm") && handle.is_paused("wiki") && !handle.is_paused("bot"));
+    assert!(handle.set_paused("crm".into(), false).unwrap());
     assert_eq!(reader.paused_subscriptions().unwrap(), ["wiki"]);
+    assert!(!handle.is_paused("crm") && handle.is_paused("wiki"));
+}
+
+#[test]
+fn settings_are_kept_and_replaced() {
+    let fixture = TempStore::new();
+    let (store, _woken) = open(&fixture);
+    let handle = store.handle();
+    let reader = Reader::open(&fixture.path).unwrap();
+    assert_eq!(reader.setting("admin_password_hash").unwrap(), None);
+    handle.put_setting("admin_password_hash", "one").unwrap();
+    handle.put_setting("admin_password_hash", "two").unwrap();
+    assert_eq!(
+        reader.setting("admin_password_hash").unwrap().as_deref(),
+        Some("two")
+    );
 }
 
 #[test]
@@ -249,10 +268,11 @@ fn audit_rows_and_recorded_attempts_reach_the_admin_queries() {
     let handle = store.handle();
     handle
         .audit(AuditEntry {
-            actor: "admin from 127.0.0.1".into(),
+            actor: "session".into(),
             action: "delivery.retry".into(),
             detail: format!("delivery {id}"),
             result: "applied".into(),
+            origin: Some("127.0.0.1".into()),
         })
         .unwrap();
     handle.record(vec![AttemptRecord {
@@ -271,7 +291,8 @@ fn audit_rows_and_recorded_attempts_reach_the_admin_queries() {
     let reader = Reader::open(&fixture.path).unwrap();
     let audit = reader.audit_log(None, 10).unwrap();
     assert_eq!(audit.items.len(), 1);
-    assert_eq!(audit.items[0].actor, "admin from 127.0.0.1");
+    assert_eq!(audit.items[0].actor, "session");
+    assert_eq!(audit.items[0].origin.as_deref(), Some("127.0.0.1"));
     assert_eq!(audit.items[0].action, "delivery.retry");
     let health = reader
         .subscription_health(&["crm".to_string()], now_ms())
