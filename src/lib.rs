@@ -9,6 +9,7 @@ pub mod deliver;
 pub mod event;
 pub mod inlet;
 pub mod logging;
+pub mod password;
 pub mod reload;
 pub mod retention;
 pub mod retry;

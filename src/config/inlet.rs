@@ -1,6 +1,7 @@
-//! The `[http]` and `[inlet]` sections as written, and their validation: the listen
-//! address, the inlet's bearer token, its body limit, and the `[[inlet.source]]` blocks
-//! (ECHO and generic profiles with their secrets and JSON pointers).
+//! The `[http]`, `[inlet]` and `[admin]` sections as written, and their validation: the
+//! listen address, the inlet's bearer token, its body limit, the `[[inlet.source]]` blocks
+//! (ECHO and generic profiles with their secrets and JSON pointers), and the admin
+//! password hash and API token.
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -9,7 +10,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::validate::{is_header_name, is_header_value, looks_like_secret, Validator};
-use super::values::ByteSize;
+use super::values::{ByteSize, HumanDuration};
 use super::*;
 
 #[derive(Deserialize, Default)]
@@ -27,6 +28,17 @@ pub(super) struct RawInlet {
     max_body_bytes: Option<Spanned<ByteSize>>,
     #[serde(default)]
     source: Vec<RawSource>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAdmin {
+    password_hash: Option<Spanned<String>>,
+    api_token: Option<Spanned<String>>,
+    api_token_env: Option<Spanned<String>>,
+    api_token_file: Option<Spanned<PathBuf>>,
+    session_ttl: Option<Spanned<HumanDuration>>,
+    secure_cookie: Option<bool>,
 }
 
 #[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
@@ -120,6 +132,38 @@ impl Validator<'_> {
             token,
             max_body_bytes,
             sources,
+        }
+    }
+
+    pub(super) fn admin(&mut self, raw: RawAdmin, defaults: AdminConfig) -> AdminConfig {
+        let password_hash = raw.password_hash.and_then(|hash| {
+            match crate::password::check_hash(hash.get_ref()) {
+                Ok(()) => Some(hash.into_inner()),
+                Err(reason) => {
+                    // Never quote it: a password pasted here by mistake must not be echoed.
+                    self.problem(hash.span(), format!("admin.password_hash {reason}"));
+                    None
+                }
+            }
+        });
+        let keys = SecretKeys {
+            inline: &raw.api_token,
+            file: &raw.api_token_file,
+            env: &raw.api_token_env,
+            names: ["api_token", "api_token_file", "api_token_env"],
+        };
+        let api_token = self
+            .one_secret(&keys, "[admin]", None)
+            .map(|(token, _)| Secret::new(token));
+        AdminConfig {
+            password_hash,
+            api_token,
+            session_ttl: self.positive_duration(
+                raw.session_ttl,
+                defaults.session_ttl,
+                "admin.session_ttl",
+            ),
+            secure_cookie: raw.secure_cookie.unwrap_or(defaults.secure_cookie),
         }
     }
 

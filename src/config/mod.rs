@@ -28,7 +28,22 @@ pub struct Config {
     pub log: LogConfig,
     pub http: HttpConfig,
     pub inlet: InletConfig,
+    pub admin: AdminConfig,
     pub subscriptions: Vec<Subscription>,
+}
+
+/// The admin page and the operator API (`/api/v1`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdminConfig {
+    /// The argon2 PHC hash of the admin password; `None` uses the one generated at
+    /// first start and kept in the store.
+    pub password_hash: Option<String>,
+    /// Bearer token for scripts and the CLI; `None` leaves the API to sessions only.
+    pub api_token: Option<Secret>,
+    /// How long a login lasts.
+    pub session_ttl: Duration,
+    /// Mark the session cookie `Secure` (set it when a TLS proxy fronts posthorn).
+    pub secure_cookie: bool,
 }
 
 /// The HTTP server (the inlet).
@@ -217,6 +232,7 @@ const DEFAULT_RETENTION: RetentionConfig = RetentionConfig {
 const DEFAULT_LOG_LEVEL: &str = "info";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8425";
 const DEFAULT_MAX_BODY_BYTES: usize = 1 << 20;
+const DEFAULT_SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
 const DEFAULT_HEX_HEADER: &str = "X-Webhook-Signature";
 /// Headers posthorn sets itself; a subscription may not override them.
 const RESERVED_HEADERS: &[&str] = &[
@@ -325,6 +341,12 @@ pub fn embedded_defaults() -> Config {
             token: None,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             sources: Vec::new(),
+        },
+        admin: AdminConfig {
+            password_hash: None,
+            api_token: None,
+            session_ttl: DEFAULT_SESSION_TTL,
+            secure_cookie: false,
         },
         subscriptions: Vec::new(),
     }

@@ -49,6 +49,7 @@ fn the_example_config_parses_and_documents_the_defaults() {
     assert_eq!(example.log, defaults.log);
     assert_eq!(example.http, defaults.http);
     assert_eq!(example.inlet.max_body_bytes, defaults.inlet.max_body_bytes);
+    assert_eq!(example.admin, defaults.admin);
     let sources: Vec<&str> = example
         .inlet
         .sources
@@ -409,4 +410,31 @@ fn inlet_mistakes_are_located() {
         err.starts_with("3:11: ") && err.contains("unknown variant"),
         "{err}"
     );
+}
+
+#[test]
+fn admin_settings_are_read_and_a_bad_hash_is_named_without_quoting_it() {
+    let hash = crate::password::hash("a long enough password");
+    let config = parse_text(&format!(
+        "[admin]\npassword_hash = \"{hash}\"\napi_token = \"tok-1234567890abcdef\"\n\
+         session_ttl = \"30m\"\nsecure_cookie = true\n"
+    ))
+    .unwrap();
+    assert_eq!(config.admin.password_hash.as_deref(), Some(hash.as_str()));
+    assert_eq!(
+        config.admin.api_token.as_ref().map(|t| t.expose()),
+        Some("tok-1234567890abcdef")
+    );
+    assert_eq!(config.admin.session_ttl, Duration::from_secs(1800));
+    assert!(config.admin.secure_cookie);
+
+    let err = parse_text("[admin]\npassword_hash = \"hunter2-my-password\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("admin.password_hash is not a PHC password hash"),
+        "{err}"
+    );
+    assert!(err.contains(":2:"), "located: {err}");
+    assert!(!err.contains("hunter2"), "the value is never echoed: {err}");
 }

@@ -8,7 +8,7 @@ use std::ops::Range;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::inlet::{RawHttp, RawInlet};
+use super::inlet::{RawAdmin, RawHttp, RawInlet};
 use super::values::{ByteSize, HumanDuration};
 use super::*;
 
@@ -54,6 +54,8 @@ struct RawConfig {
     http: RawHttp,
     #[serde(default)]
     inlet: RawInlet,
+    #[serde(default)]
+    admin: RawAdmin,
     #[serde(default)]
     subscription: Vec<RawSubscription>,
 }
@@ -213,6 +215,7 @@ impl Validator<'_> {
         let log = self.log(raw.log, defaults.log);
         let http = self.http(raw.http, defaults.http);
         let inlet = self.inlet(raw.inlet, defaults.inlet);
+        let admin = self.admin(raw.admin, defaults.admin);
         let mut subscriptions = Vec::new();
         let mut names = HashMap::new();
         for raw in raw.subscription {
@@ -230,6 +233,7 @@ impl Validator<'_> {
             log,
             http,
             inlet,
+            admin,
             subscriptions,
         }
     }
@@ -279,7 +283,7 @@ impl Validator<'_> {
         }
     }
 
-    fn positive_duration(
+    pub(super) fn positive_duration(
         &mut self,
         value: Option<Spanned<HumanDuration>>,
         default: Duration,
