@@ -16,7 +16,7 @@ use crate::reload::{Live, Reloader, Trigger};
 use crate::retention::Pruner;
 use crate::scheduler::{Scheduler, Stop};
 use crate::spool::Spool;
-use crate::store::{Reader, Store};
+use crate::store::{Reader, ReaderPool, Store};
 use crate::web;
 
 /// Extra time beyond one attempt's timeout that shutdown waits for in-flight attempts.
@@ -67,6 +67,11 @@ pub fn serve(config: Config, log: LogControl) -> anyhow::Result<()> {
             store: store.handle(),
             live: live.clone(),
             inlet: std::sync::Arc::new(config.inlet.clone()),
+            reader: ReaderPool::new(store.path()),
+            auth: std::sync::Arc::new(web::auth::Auth::new(
+                &config.admin,
+                admin_password_hash(&config, &store)?,
+            )),
         },
     )
     .context("while starting the HTTP server")?;
@@ -145,6 +150,35 @@ pub fn serve(config: Config, log: LogControl) -> anyhow::Result<()> {
     store.close();
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Where the store keeps the hash of a password it generated.
+const GENERATED_HASH_KEY: &str = "admin_password_hash";
+
+/// The admin password's hash: `[admin] password_hash`, else the one generated at an
+/// earlier start, else a new password, printed once here and kept only as its hash.
+fn admin_password_hash(config: &Config, store: &Store) -> anyhow::Result<String> {
+    if let Some(hash) = &config.admin.password_hash {
+        return Ok(hash.clone());
+    }
+    if let Some(hash) = Reader::open(store.path())?.setting(GENERATED_HASH_KEY)? {
+        tracing::info!(
+            "admin page: using the password generated at the first start (set [admin] \
+             password_hash to choose one)"
+        );
+        return Ok(hash);
+    }
+    let password = crate::password::generate();
+    let hash = crate::password::hash(&password);
+    store
+        .handle()
+        .put_setting(GENERATED_HASH_KEY, &hash)
+        .context("while keeping the generated admin password's hash")?;
+    tracing::warn!(
+        "admin page: no [admin] password_hash is configured, so posthorn made a password; \
+         it is shown this once and only its hash is kept. Password: {password}"
+    );
+    Ok(hash)
 }
 
 fn log_startup(config: &Config) {

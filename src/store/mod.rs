@@ -380,6 +380,41 @@ impl Reader {
     }
 }
 
+/// Read connections for the HTTP handlers. A [`Reader`] is not `Sync`; each request
+/// borrows one for the length of its query (on a blocking thread) and gives it back.
+/// Connections are opened on demand and at most [`ReaderPool::KEEP`] are kept idle.
+#[derive(Clone)]
+pub struct ReaderPool {
+    path: PathBuf,
+    idle: std::sync::Arc<std::sync::Mutex<Vec<Reader>>>,
+}
+
+impl ReaderPool {
+    const KEEP: usize = 4;
+
+    pub fn new(path: &Path) -> ReaderPool {
+        ReaderPool {
+            path: path.to_path_buf(),
+            idle: Default::default(),
+        }
+    }
+
+    /// Runs `read` with a connection. Blocks: call it off the async threads.
+    pub fn with<T>(&self, read: impl FnOnce(&Reader) -> T) -> anyhow::Result<T> {
+        let taken = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let reader = match taken {
+            Some(reader) => reader,
+            None => Reader::open(&self.path)?,
+        };
+        let answer = read(&reader);
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.len() < Self::KEEP {
+            idle.push(reader);
+        }
+        Ok(answer)
+    }
+}
+
 /// Fills a fresh or existing database with `count` pending deliveries to `subscription`
 /// that fall due at `due_at_ms`. For the benchmark's backlog; never called by `serve`.
 pub fn seed_backlog(

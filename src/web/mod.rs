@@ -4,6 +4,7 @@
 //! status and a JSON body. [`build_app`] is apart from the server so tests can mount the
 //! real app; [`run`] serves on a listener bound by the caller and stops on a signal.
 
+pub mod auth;
 mod inlet;
 mod sources;
 
@@ -20,7 +21,7 @@ use serde_json::json;
 
 use crate::config::InletConfig;
 use crate::reload::Live;
-use crate::store::StoreHandle;
+use crate::store::{ReaderPool, StoreHandle};
 
 /// Async workers serving HTTP. Storing blocks on the single writer off these threads
 /// (`web::block`), so two are plenty: requests wait on commits, not on CPU.
@@ -38,6 +39,10 @@ pub struct AppState {
     pub live: Live,
     /// Token, body limit and sources, as read at start.
     pub inlet: Arc<InletConfig>,
+    /// Read connections for the admin page and the API.
+    pub reader: ReaderPool,
+    /// Login, sessions and the API token.
+    pub auth: Arc<auth::Auth>,
 }
 
 /// Mounts every route on an actix service config; for [`build_app`] and tests.
@@ -46,6 +51,7 @@ pub fn configure(state: AppState) -> impl Fn(&mut web::ServiceConfig) + Clone + 
         cfg.app_data(web::Data::new(state.clone()))
             .route("/v1/events", web::post().to(inlet::post_events))
             .route("/v1/sources/{name}", web::post().to(sources::post_source))
+            .configure(auth::configure)
             .default_service(web::to(not_found));
     }
 }
@@ -62,7 +68,27 @@ pub fn build_app(
         InitError = (),
     >,
 > {
-    App::new().configure(configure(state))
+    App::new()
+        .wrap(security_headers())
+        .configure(configure(state))
+}
+
+/// Sent with every response unless a handler set its own: the admin page loads only its
+/// own files (no inline script, no other origin), cannot be framed, and nothing an API
+/// answers is cached.
+fn security_headers() -> actix_web::middleware::DefaultHeaders {
+    actix_web::middleware::DefaultHeaders::new()
+        .add((
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+             connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+        ))
+        .add((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .add((header::X_FRAME_OPTIONS, "DENY"))
+        .add((header::REFERRER_POLICY, "no-referrer"))
+        .add((header::CACHE_CONTROL, "no-store"))
+        .add(("Cross-Origin-Opener-Policy", "same-origin"))
+        .add(("Cross-Origin-Resource-Policy", "same-origin"))
 }
 
 /// Serves `state` on `listener` until `shutdown` resolves, then stops taking
