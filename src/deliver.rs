@@ -215,6 +215,7 @@ fn attempt(agent: &ureq::Agent, job: &Job) -> AttemptRecord {
     }
     AttemptRecord {
         delivery_id: job.claimed.delivery_id,
+        subscription: job.claimed.subscription.clone(),
         attempt: job.claimed.attempt,
         started_at_ms,
         duration_ms,

@@ -123,6 +123,8 @@ pub struct ClaimResult {
 #[derive(Debug, Clone)]
 pub struct AttemptRecord {
     pub delivery_id: i64,
+    /// The delivery's subscription, for the metrics kept per subscription.
+    pub subscription: String,
     pub attempt: u32,
     pub started_at_ms: i64,
     pub duration_ms: i64,

@@ -277,6 +277,7 @@ fn audit_rows_and_recorded_attempts_reach_the_admin_queries() {
         .unwrap();
     handle.record(vec![AttemptRecord {
         delivery_id: id,
+        subscription: "crm".into(),
         attempt: 1,
         started_at_ms: now_ms(),
         duration_ms: 12,
