@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use crate::health::Liveness;
-use crate::store::NextStep;
+use crate::store::{NextStep, Reader};
 
 /// Upper bounds of the attempt-latency buckets, in milliseconds (5 ms to 30 s). Kept in
 /// whole milliseconds, as attempts are measured, so a bucket never misses by rounding.
@@ -174,6 +174,24 @@ pub struct StoreGauges {
     pub paused_subscriptions: usize,
     /// Pages in use plus the WAL, as `[storage] max_size` counts them.
     pub size_bytes: u64,
+}
+
+impl StoreGauges {
+    /// Reads the gauges from the store as of `now_ms` (two index lookups and a few
+    /// pragmas); `paused_subscriptions` is counted by the caller, who knows the config.
+    pub fn read(
+        reader: &Reader,
+        paused_subscriptions: usize,
+        now_ms: i64,
+    ) -> anyhow::Result<StoreGauges> {
+        let queue = reader.queue(now_ms)?;
+        Ok(StoreGauges {
+            queue_depth: queue.depth,
+            oldest_pending_age_ms: queue.oldest_pending_age_ms,
+            paused_subscriptions,
+            size_bytes: reader.size_bytes()?,
+        })
+    }
 }
 
 /// Every metric posthorn keeps in memory. One per store, reached through

@@ -520,7 +520,10 @@ impl Writer {
     /// Answers pings with the store's size, measured now (a few pragmas and a `stat`,
     /// no write).
     fn answer_pings(&mut self, pings: Vec<Command>) {
-        let status = measure(&self.conn).map(|used| {
+        let status = measure(&self.conn).inspect_err(|err| {
+            tracing::error!("could not measure the store's size: {err:#}");
+        });
+        let status = status.map(|used| {
             if self.max_size.is_some() {
                 self.used_bytes = used;
             }
@@ -533,7 +536,9 @@ impl Writer {
             if let Command::Ping(reply) = ping {
                 let answer = match &status {
                     Ok(status) => Ok(*status),
-                    Err(err) => Err(anyhow::anyhow!("could not measure the store: {err:#}")),
+                    Err(_) => Err(anyhow::anyhow!(
+                        "could not measure the store's size; the posthorn log has the details"
+                    )),
                 };
                 let _ = reply.send(answer);
             }
