@@ -458,3 +458,39 @@ fn a_ping_after_shutdown_says_the_writer_stopped() {
     let err = handle.ping(Duration::from_secs(10)).unwrap_err();
     assert!(err.to_string().contains("stopped"), "{err:#}");
 }
+
+#[test]
+fn an_attempt_on_a_delivery_cancelled_meanwhile_is_counted_but_not_as_finished() {
+    let fixture = TempStore::new();
+    let conn = fixture.conn();
+    let seq = event(&conn, "e-1", "conversation.ended", Some("c-1"), T);
+    let id = delivery(&conn, seq, "crm", "pending", T);
+    let (store, _woken) = open(&fixture);
+    let handle = store.handle();
+    // The subscription left the config while the attempt was out.
+    handle
+        .cancel_removed_subscriptions(Vec::new(), "removed from the config at reload")
+        .unwrap();
+    handle.record(vec![AttemptRecord {
+        delivery_id: id,
+        subscription: "crm".into(),
+        attempt: 1,
+        started_at_ms: now_ms(),
+        duration_ms: 4,
+        status: Some(204),
+        error: None,
+        response_snippet: None,
+        next: NextStep::Delivered,
+    }]);
+    handle.ping(Duration::from_secs(10)).unwrap();
+    assert_eq!(
+        samples(&handle, "posthorn_attempts_total{"),
+        [r#"posthorn_attempts_total{subscription="crm",outcome="delivered"} 1"#]
+    );
+    assert!(
+        samples(&handle, "posthorn_deliveries_total{").is_empty(),
+        "{}",
+        handle.metrics().render(None)
+    );
+    assert_eq!(row(&conn, id).0, "cancelled");
+}
