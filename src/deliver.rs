@@ -1,6 +1,7 @@
 //! Delivery: the pool of blocking worker threads that sign and POST each claimed delivery
 //! and classify what came back. It does not know where an event came from, and it never
-//! touches the store: outcomes go back to the scheduler.
+//! touches the store: outcomes go back to the scheduler. Each worker stamps the start and
+//! end of its attempts, so `/healthz` can tell a stuck pool.
 
 use std::collections::HashMap;
 use std::io::Read as _;
@@ -13,6 +14,7 @@ use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver
 use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
 
 use crate::config::{DeliveryConfig, Signing, Subscription};
+use crate::metrics::Metrics;
 use crate::retry;
 use crate::sign;
 use crate::store::{AttemptRecord, Claimed, NextStep};
@@ -108,16 +110,21 @@ pub fn spawn_workers(
     config: &DeliveryConfig,
     jobs: Receiver<Job>,
     finished: Sender<Finished>,
+    metrics: Arc<Metrics>,
 ) -> std::io::Result<Vec<std::thread::JoinHandle<()>>> {
     let agent = build_agent(config);
+    metrics.liveness.workers_started(config.workers);
     (0..config.workers)
         .map(|n| {
             let (agent, jobs, finished) = (agent.clone(), jobs.clone(), finished.clone());
+            let metrics = Arc::clone(&metrics);
             std::thread::Builder::new()
                 .name(format!("deliver-{n}"))
                 .spawn(move || {
                     for job in jobs {
+                        metrics.liveness.attempt_started(n);
                         let record = attempt(&agent, &job);
+                        metrics.liveness.attempt_finished(n);
                         let endpoint = job.subscription.url.clone();
                         if finished.send(Finished { endpoint, record }).is_err() {
                             break;
@@ -215,6 +222,7 @@ fn attempt(agent: &ureq::Agent, job: &Job) -> AttemptRecord {
     }
     AttemptRecord {
         delivery_id: job.claimed.delivery_id,
+        subscription: job.claimed.subscription.clone(),
         attempt: job.claimed.attempt,
         started_at_ms,
         duration_ms,

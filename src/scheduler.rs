@@ -1,6 +1,7 @@
 //! The scheduler: claims due deliveries from the store (a lease, so a crash cannot lose
 //! one), hands them to the worker pool without exceeding a free worker or an endpoint's
-//! in-flight cap, and writes finished attempts back in batches.
+//! in-flight cap, and writes finished attempts back in batches. Every turn of its loop
+//! (at least one a second) stamps a heartbeat that `/healthz` checks.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -54,6 +55,7 @@ impl Scheduler {
     ) {
         let mut next_look = Instant::now();
         loop {
+            self.store.metrics().liveness.scheduler_turned();
             let wait = next_look.saturating_duration_since(Instant::now());
             let mut records = Vec::new();
             select! {

@@ -78,8 +78,13 @@ pub fn serve(config: Config, log: LogControl) -> anyhow::Result<()> {
 
     let (jobs_tx, jobs_rx) = crossbeam_channel::unbounded();
     let (finished_tx, finished_rx) = crossbeam_channel::unbounded();
-    let workers = deliver::spawn_workers(&config.delivery, jobs_rx, finished_tx)
-        .context("while starting delivery workers")?;
+    let workers = deliver::spawn_workers(
+        &config.delivery,
+        jobs_rx,
+        finished_tx,
+        std::sync::Arc::clone(store.handle().metrics()),
+    )
+    .context("while starting delivery workers")?;
     let (stop_tx, stop_rx) = crossbeam_channel::bounded(1);
     let scheduler = Scheduler::new(store.handle(), live.clone(), jobs_tx);
     let scheduler = std::thread::Builder::new()

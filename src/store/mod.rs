@@ -22,7 +22,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
 pub use query::{
     AttemptView, AuditRow, DeliveryDetail, DeliveryFilter, DeliveryRow, EventView, FailureRow,
-    Overview, Page, QueryError, RejectionRow, StateCounts, SubscriptionHealth, TypeFilter,
+    Overview, Page, QueryError, Queue, RejectionRow, StateCounts, SubscriptionHealth, TypeFilter,
     DEFAULT_PAGE, HEALTH_WINDOW, MAX_PAGE,
 };
 pub use writer::{now_ms, StoreHandle};
@@ -123,6 +123,8 @@ pub struct ClaimResult {
 #[derive(Debug, Clone)]
 pub struct AttemptRecord {
     pub delivery_id: i64,
+    /// The delivery's subscription, for the metrics kept per subscription.
+    pub subscription: String,
     pub attempt: u32,
     pub started_at_ms: i64,
     pub duration_ms: i64,
@@ -172,6 +174,15 @@ pub struct PruneReport {
     pub cursor: PruneCursor,
     /// A kind used its whole allowance or a sweep stopped short: more to do now.
     pub more: bool,
+}
+
+/// What the writer says about the store when pinged (see `StoreHandle::ping`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreStatus {
+    /// Bytes the store holds: pages in use plus the WAL, as `max_size` counts them.
+    pub used_bytes: u64,
+    /// `[storage] max_size` in force.
+    pub max_size: Option<u64>,
 }
 
 /// New input refused: the store holds more than `[storage] max_size`.
@@ -336,6 +347,21 @@ fn open_writer_connection(path: &Path) -> anyhow::Result<Connection> {
     Ok(conn)
 }
 
+/// Bytes a store holds: pages in use (pages freed by pruning are reused before the file
+/// grows, so they do not count) plus the WAL file.
+fn measure(conn: &Connection) -> anyhow::Result<u64> {
+    let pragma = |name: &str| -> rusqlite::Result<u64> {
+        conn.query_row(&format!("PRAGMA {name}"), [], |row| row.get(0))
+    };
+    let pages = pragma("page_count")?.saturating_sub(pragma("freelist_count")?);
+    let used = pages * pragma("page_size")?;
+    let wal = match conn.path().filter(|p| !p.is_empty()) {
+        Some(db) => std::fs::metadata(format!("{db}-wal")).map_or(0, |m| m.len()),
+        None => 0,
+    };
+    Ok(used + wal)
+}
+
 /// A read-only connection for queries that must not queue behind writes.
 pub struct Reader {
     conn: Connection,
@@ -360,6 +386,11 @@ impl Reader {
                 row.get(0)
             })
             .optional()?)
+    }
+
+    /// Bytes the store holds, counted as `[storage] max_size` counts them.
+    pub fn size_bytes(&self) -> anyhow::Result<u64> {
+        measure(&self.conn)
     }
 
     /// Every recorded spool position.

@@ -1,22 +1,24 @@
 //! The single owner of the write connection. Callers send commands over a channel; the
 //! writer takes every command waiting, runs them in one transaction (each inside its own
 //! savepoint, so one failing command does not undo the others), commits, and only then
-//! answers. Many small writers thus share one fsync (group commit).
+//! answers. Many small writers thus share one fsync (group commit). What a commit did is
+//! counted in the metrics only once it has committed.
 
 use std::collections::HashSet;
 use std::sync::{Arc, RwLock};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{Receiver, Sender};
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
 use super::admin::{replay, retry_failed, retry_one, set_paused};
 use super::prune::prune;
+use super::{measure, PruneReport, PruneRequest, StoreFull, StoreStatus};
 use super::{
     AdminRefusal, AttemptRecord, AuditEntry, ClaimRequest, ClaimResult, Claimed, IngestBatch,
     IngestReport, NextStep, Replayed,
 };
-use super::{PruneReport, PruneRequest, StoreFull};
+use crate::metrics::{Metrics, Tally};
 
 /// Most commands folded into one transaction: bounds the latency one commit adds.
 const MAX_COMMANDS_PER_COMMIT: usize = 512;
@@ -47,6 +49,9 @@ enum Command {
     ForgetPositions(Vec<String>),
     Prune(PruneRequest, Reply<PruneReport>),
     SetMaxSize(Option<u64>),
+    /// Answered in the writer's loop, outside any transaction: proves the writer is alive
+    /// without costing an fsync.
+    Ping(Reply<StoreStatus>),
     Shutdown,
 }
 
@@ -61,6 +66,7 @@ impl Command {
                 | Command::ForgetPositions(_)
                 | Command::Prune(..)
                 | Command::SetMaxSize(_)
+                | Command::Ping(_)
         )
     }
 }
@@ -95,6 +101,7 @@ pub struct StoreHandle {
     /// Subscriptions paused from the admin page: read by the scheduler at every claim,
     /// so it is kept in memory beside the durable `subscription_state` rows it mirrors.
     paused: Arc<RwLock<HashSet<String>>>,
+    metrics: Arc<Metrics>,
 }
 
 impl StoreHandle {
@@ -225,7 +232,32 @@ impl StoreHandle {
     /// From now on, refuse input (with [`StoreFull`]) while the database and its WAL
     /// hold more than `max_size` bytes; `None` lifts the limit.
     pub fn set_max_size(&self, max_size: Option<u64>) {
+        self.metrics.set_max_size(max_size);
         let _ = self.commands.send(Command::SetMaxSize(max_size));
+    }
+
+    /// A round trip through the writer, waiting at most `wait`: once every command
+    /// queued before it is done, the writer answers with the store's size and limit.
+    pub fn ping(&self, wait: Duration) -> anyhow::Result<StoreStatus> {
+        let (reply, answer) = crossbeam_channel::bounded(1);
+        self.commands
+            .send(Command::Ping(reply))
+            .map_err(|_| anyhow::anyhow!("the store writer has stopped"))?;
+        match answer.recv_timeout(wait) {
+            Ok(status) => status,
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => Err(anyhow::anyhow!(
+                "the store writer did not answer within {} s",
+                wait.as_secs_f64()
+            )),
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+                Err(anyhow::anyhow!("the store writer stopped before answering"))
+            }
+        }
+    }
+
+    /// The counters the writer keeps, and the signs of life of delivery.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     pub(super) fn shutdown(&self) {
@@ -255,7 +287,9 @@ pub(super) fn spawn(
         );
     }
     let paused = load_paused(&conn)?;
+    let metrics = Arc::new(Metrics::new(now_ms()));
     let (commands, inbox) = crossbeam_channel::unbounded();
+    let writer_metrics = Arc::clone(&metrics);
     let thread = std::thread::Builder::new()
         .name("store-writer".into())
         .spawn(move || {
@@ -265,12 +299,14 @@ pub(super) fn spawn(
                 durable: true,
                 max_size: None,
                 used_bytes: 0,
+                metrics: writer_metrics,
             }
             .run(inbox)
         })?;
     let handle = StoreHandle {
         commands,
         paused: Arc::new(RwLock::new(paused)),
+        metrics,
     };
     Ok((handle, thread))
 }
@@ -307,6 +343,7 @@ struct Writer {
     max_size: Option<u64>,
     /// What the store held after the last commit; measured only under a max_size.
     used_bytes: u64,
+    metrics: Arc<Metrics>,
 }
 
 /// An answer held back until the transaction commits.
@@ -340,8 +377,14 @@ impl Writer {
                 batch.truncate(at);
                 stopping = true;
             }
+            let (pings, batch): (Vec<_>, Vec<_>) = batch
+                .into_iter()
+                .partition(|c| matches!(c, Command::Ping(_)));
             if !batch.is_empty() {
                 self.commit_batch(batch);
+            }
+            if !pings.is_empty() {
+                self.answer_pings(pings);
             }
         }
         tracing::debug!("store writer stopped");
@@ -360,6 +403,7 @@ impl Writer {
 
         let mut answers = Vec::with_capacity(batch.len());
         let mut created_deliveries = false;
+        let mut tally = Tally::default();
         let outcome = (|| -> rusqlite::Result<()> {
             let mut tx = self.conn.transaction()?;
             for command in batch {
@@ -370,8 +414,14 @@ impl Writer {
                             continue;
                         }
                         let result = in_savepoint(&mut tx, |tx| ingest_batch(tx, &ingest));
-                        if matches!(&result, Ok(report) if report.deliveries > 0) {
-                            created_deliveries = true;
+                        if let Ok(report) = &result {
+                            created_deliveries |= report.deliveries > 0;
+                            tally.ingest(
+                                &ingest.source,
+                                report.stored,
+                                report.duplicates,
+                                ingest.rejections.len(),
+                            );
                         }
                         answers.push(Pending::Ingest(reply, result));
                     }
@@ -387,8 +437,13 @@ impl Writer {
                         answers.push(Pending::Claim(reply, result));
                     }
                     Command::Record(records) => {
-                        if let Err(err) = in_savepoint(&mut tx, |tx| record(tx, &records)) {
-                            tracing::error!(%err, "could not record delivery attempts");
+                        match in_savepoint(&mut tx, |tx| record(tx, &records)) {
+                            Ok(finished) => {
+                                for (r, finished) in records.iter().zip(finished) {
+                                    tally.attempt(&r.subscription, r.next, r.duration_ms, finished);
+                                }
+                            }
+                            Err(err) => tracing::error!(%err, "could not record delivery attempts"),
                         }
                     }
                     Command::CancelRemoved { keep, when, reply } => {
@@ -418,14 +473,15 @@ impl Writer {
                         answers.push(Pending::Prune(reply, result));
                     }
                     Command::SetMaxSize(max_size) => self.max_size = max_size,
-                    Command::Shutdown => {}
+                    Command::Ping(_) | Command::Shutdown => {}
                 }
             }
             tx.commit()
         })();
 
-        if let Err(err) = &outcome {
-            tracing::error!(%err, "store commit failed; the batch is not stored");
+        match &outcome {
+            Ok(()) => self.metrics.add(tally),
+            Err(err) => tracing::error!(%err, "store commit failed; the batch is not stored"),
         }
         for answer in answers {
             match answer {
@@ -441,7 +497,7 @@ impl Writer {
             }
         }
         if self.max_size.is_some() {
-            match self.measure() {
+            match measure(&self.conn) {
                 Ok(used) => self.used_bytes = used,
                 Err(err) => tracing::warn!(%err, "could not measure the store's size"),
             }
@@ -461,20 +517,32 @@ fn refusal(max_size: Option<u64>, used: u64, batch: &IngestBatch) -> Option<Stor
 }
 
 impl Writer {
-    /// Bytes the store holds: pages in use (pages freed by pruning are reused before the
-    /// file grows, so they do not count) plus the WAL file.
-    fn measure(&self) -> anyhow::Result<u64> {
-        let pragma = |name: &str| -> rusqlite::Result<u64> {
-            self.conn
-                .query_row(&format!("PRAGMA {name}"), [], |row| row.get(0))
-        };
-        let pages = pragma("page_count")?.saturating_sub(pragma("freelist_count")?);
-        let used = pages * pragma("page_size")?;
-        let wal = match self.conn.path().filter(|p| !p.is_empty()) {
-            Some(db) => std::fs::metadata(format!("{db}-wal")).map_or(0, |m| m.len()),
-            None => 0,
-        };
-        Ok(used + wal)
+    /// Answers pings with the store's size, measured now (a few pragmas and a `stat`,
+    /// no write).
+    fn answer_pings(&mut self, pings: Vec<Command>) {
+        let status = measure(&self.conn).inspect_err(|err| {
+            tracing::error!("could not measure the store's size: {err:#}");
+        });
+        let status = status.map(|used| {
+            if self.max_size.is_some() {
+                self.used_bytes = used;
+            }
+            StoreStatus {
+                used_bytes: used,
+                max_size: self.max_size,
+            }
+        });
+        for ping in pings {
+            if let Command::Ping(reply) = ping {
+                let answer = match &status {
+                    Ok(status) => Ok(*status),
+                    Err(_) => Err(anyhow::anyhow!(
+                        "could not measure the store's size; the posthorn log has the details"
+                    )),
+                };
+                let _ = reply.send(answer);
+            }
+        }
     }
 }
 
@@ -627,7 +695,9 @@ fn claim(
     Ok(result)
 }
 
-fn record(tx: &Connection, records: &[AttemptRecord]) -> rusqlite::Result<()> {
+/// Writes each attempt and its delivery's new state; says for each whether the delivery
+/// was still pending (a delivery cancelled meanwhile keeps the attempt, not the state).
+fn record(tx: &Connection, records: &[AttemptRecord]) -> rusqlite::Result<Vec<bool>> {
     let now = now_ms();
     let mut insert_attempt = tx.prepare_cached(
         "INSERT INTO attempts (delivery_id, attempt, started_at, duration_ms, status, error,
@@ -639,6 +709,7 @@ fn record(tx: &Connection, records: &[AttemptRecord]) -> rusqlite::Result<()> {
                                last_status = ?5, last_error = ?6, updated_at = ?7
          WHERE id = ?1 AND state = 'pending'",
     )?;
+    let mut updated = Vec::with_capacity(records.len());
     for r in records {
         insert_attempt.execute(params![
             r.delivery_id,
@@ -654,7 +725,7 @@ fn record(tx: &Connection, records: &[AttemptRecord]) -> rusqlite::Result<()> {
             NextStep::RetryAt(at) => ("pending", Some(at)),
             NextStep::Dead => ("dead", None),
         };
-        update.execute(params![
+        let changed = update.execute(params![
             r.delivery_id,
             state,
             r.attempt,
@@ -663,8 +734,9 @@ fn record(tx: &Connection, records: &[AttemptRecord]) -> rusqlite::Result<()> {
             r.error,
             now
         ])?;
+        updated.push(changed > 0);
     }
-    Ok(())
+    Ok(updated)
 }
 
 fn cancel_removed(tx: &Connection, keep: &[String], when: &str) -> rusqlite::Result<usize> {

@@ -695,6 +695,22 @@ impl Response {
 /// `headers` as given (Content-Length is added unless `chunked`, which streams the body
 /// in 64 KiB chunks instead). Bounded: 10 s per read or write.
 pub fn http_post(url: &str, headers: &[(&str, &str)], body: &[u8], chunked: bool) -> Response {
+    http_request("POST", url, headers, body, chunked)
+}
+
+/// GETs `url` (http://127.0.0.1:PORT/path) over a fresh connection; bounded like
+/// [`http_post`].
+pub fn http_get(url: &str) -> Response {
+    http_request("GET", url, &[], b"", false)
+}
+
+fn http_request(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    chunked: bool,
+) -> Response {
     use std::io::{BufRead as _, BufReader, Read as _};
     let rest = url.strip_prefix("http://").expect("an http:// url");
     let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
@@ -705,7 +721,7 @@ pub fn http_post(url: &str, headers: &[(&str, &str)], body: &[u8], chunked: bool
     stream
         .set_write_timeout(Some(Duration::from_secs(10)))
         .unwrap();
-    let mut head = format!("POST {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
     for (name, value) in headers {
         head.push_str(&format!("{name}: {value}\r\n"));
     }

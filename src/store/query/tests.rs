@@ -700,3 +700,40 @@ fn list_queries_use_indexes_over_100000_deliveries() {
         );
     }
 }
+
+#[test]
+fn the_queue_gauge_agrees_with_the_overview_and_reads_only_an_index() {
+    let store = TempStore::new();
+    assert_eq!(
+        store.reader().queue(NOW).unwrap(),
+        Queue {
+            depth: 0,
+            oldest_pending_age_ms: None
+        }
+    );
+    let conn = store.conn();
+    let seq = event(&conn, "e-1", "conversation.started", Some("c-1"), NOW);
+    delivery(&conn, seq, "crm", "pending", NOW - 3 * HOUR);
+    delivery(&conn, seq, "wiki", "pending", NOW - HOUR);
+    delivery(&conn, seq, "old", "delivered", NOW - 9 * HOUR);
+    delivery(&conn, seq, "gone", "dead", NOW - 9 * HOUR);
+
+    let queue = store.reader().queue(NOW).unwrap();
+    assert_eq!(
+        queue,
+        Queue {
+            depth: 2,
+            oldest_pending_age_ms: Some(3 * HOUR)
+        }
+    );
+    let overview = store.reader().overview(NOW, 0).unwrap();
+    assert_eq!(
+        (queue.depth, queue.oldest_pending_age_ms),
+        (overview.queue_depth, overview.oldest_pending_age_ms)
+    );
+    let plan = plan(&conn, QUEUE_SQL, Vec::new());
+    assert!(
+        plan.contains("USING COVERING INDEX deliveries_state"),
+        "plan: {plan}"
+    );
+}

@@ -277,6 +277,7 @@ fn audit_rows_and_recorded_attempts_reach_the_admin_queries() {
         .unwrap();
     handle.record(vec![AttemptRecord {
         delivery_id: id,
+        subscription: "crm".into(),
         attempt: 1,
         started_at_ms: now_ms(),
         duration_ms: 12,
@@ -300,4 +301,196 @@ fn audit_rows_and_recorded_attempts_reach_the_admin_queries() {
     assert_eq!(health[0].last_status, Some(503));
     assert_eq!(health[0].failing_streak, 1);
     assert_eq!(health[0].latency_p95_ms, Some(12));
+}
+
+fn routed(id: &str, subscriptions: &[&str]) -> crate::store::RoutedEvent {
+    crate::store::RoutedEvent {
+        event: crate::event::Event {
+            id: id.into(),
+            kind: "conversation.started".into(),
+            conversation_id: Some("c-1".into()),
+            project_id: None,
+            body: format!(r#"{{"id":"{id}"}}"#),
+        },
+        subscriptions: subscriptions.iter().map(|s| s.to_string()).collect(),
+    }
+}
+
+/// The sample lines of `metric` (with its labels) in a rendering of `handle`'s metrics.
+fn samples(handle: &StoreHandle, metric: &str) -> Vec<String> {
+    handle
+        .metrics()
+        .render(None)
+        .lines()
+        .filter(|l| l.starts_with(metric))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn metrics_count_what_was_committed_by_source_and_subscription() {
+    let fixture = TempStore::new();
+    let (store, _woken) = open(&fixture);
+    let handle = store.handle();
+    let rejection = crate::store::Rejection {
+        source: "/srv/spool/in.ndjson".into(),
+        line: Some(3),
+        reason: "not valid JSON".into(),
+        snippet: "{".into(),
+    };
+    handle
+        .ingest(IngestBatch {
+            source: "spool:/srv/spool/in.ndjson".into(),
+            events: vec![routed("e-1", &["crm"]), routed("e-2", &["crm"])],
+            rejections: vec![rejection],
+            position: None,
+        })
+        .unwrap();
+    handle
+        .ingest(IngestBatch {
+            source: "source:echo".into(),
+            events: vec![routed("e-2", &["crm"]), routed("e-3", &[])],
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(
+        samples(&handle, "posthorn_events_ingested_total{"),
+        [
+            r#"posthorn_events_ingested_total{source="echo"} 1"#,
+            r#"posthorn_events_ingested_total{source="inlet"} 0"#,
+            r#"posthorn_events_ingested_total{source="spool"} 2"#,
+        ]
+    );
+    assert_eq!(
+        samples(&handle, "posthorn_events_duplicate_total{source=\"echo\"}"),
+        [r#"posthorn_events_duplicate_total{source="echo"} 1"#]
+    );
+    assert_eq!(
+        samples(&handle, "posthorn_events_rejected_total{source=\"spool\"}"),
+        [r#"posthorn_events_rejected_total{source="spool"} 1"#]
+    );
+
+    let claimed = handle
+        .claim(
+            vec![ClaimRequest {
+                subscription: "crm".into(),
+                limit: 10,
+            }],
+            now_ms() + 1,
+            now_ms() + 60_000,
+        )
+        .unwrap()
+        .claimed;
+    assert_eq!(claimed.len(), 2);
+    let record = |c: &Claimed, next, duration_ms| AttemptRecord {
+        delivery_id: c.delivery_id,
+        subscription: c.subscription.clone(),
+        attempt: c.attempt,
+        started_at_ms: now_ms(),
+        duration_ms,
+        status: Some(if next == NextStep::Delivered {
+            204
+        } else {
+            500
+        }),
+        error: None,
+        response_snippet: None,
+        next,
+    };
+    handle.record(vec![
+        record(&claimed[0], NextStep::Delivered, 3),
+        record(&claimed[1], NextStep::RetryAt(now_ms() + 60_000), 700),
+    ]);
+    // Records are queued without an answer; a ping comes back after they are committed.
+    handle.ping(Duration::from_secs(10)).unwrap();
+    assert_eq!(
+        samples(&handle, "posthorn_attempts_total{"),
+        [
+            r#"posthorn_attempts_total{subscription="crm",outcome="delivered"} 1"#,
+            r#"posthorn_attempts_total{subscription="crm",outcome="retry"} 1"#,
+        ]
+    );
+    assert_eq!(
+        samples(&handle, "posthorn_deliveries_total{"),
+        [r#"posthorn_deliveries_total{subscription="crm",outcome="delivered"} 1"#]
+    );
+    assert_eq!(
+        samples(&handle, "posthorn_attempt_duration_seconds_count"),
+        [r#"posthorn_attempt_duration_seconds_count{subscription="crm"} 2"#]
+    );
+    assert_eq!(
+        samples(&handle, "posthorn_attempt_duration_seconds_sum"),
+        [r#"posthorn_attempt_duration_seconds_sum{subscription="crm"} 0.703"#]
+    );
+}
+
+#[test]
+fn input_refused_over_max_size_counts_nothing_and_the_ping_says_why() {
+    let fixture = TempStore::new();
+    let (store, _woken) = open(&fixture);
+    let handle = store.handle();
+    let unlimited = handle.ping(Duration::from_secs(10)).unwrap();
+    assert_eq!(unlimited.max_size, None);
+    assert!(unlimited.used_bytes > 0, "{unlimited:?}");
+
+    handle.set_max_size(Some(1));
+    let full = handle.ping(Duration::from_secs(10)).unwrap();
+    assert_eq!(full.max_size, Some(1));
+    assert!(full.used_bytes > 1, "{full:?}");
+    let refused = handle.ingest(IngestBatch {
+        source: "inlet".into(),
+        events: vec![routed("e-1", &[])],
+        ..Default::default()
+    });
+    assert!(refused.unwrap_err().downcast_ref::<StoreFull>().is_some());
+    assert_eq!(
+        samples(&handle, "posthorn_events_ingested_total{source=\"inlet\"}"),
+        [r#"posthorn_events_ingested_total{source="inlet"} 0"#]
+    );
+}
+
+#[test]
+fn a_ping_after_shutdown_says_the_writer_stopped() {
+    let fixture = TempStore::new();
+    let (store, _woken) = open(&fixture);
+    let handle = store.handle();
+    store.close();
+    let err = handle.ping(Duration::from_secs(10)).unwrap_err();
+    assert!(err.to_string().contains("stopped"), "{err:#}");
+}
+
+#[test]
+fn an_attempt_on_a_delivery_cancelled_meanwhile_is_counted_but_not_as_finished() {
+    let fixture = TempStore::new();
+    let conn = fixture.conn();
+    let seq = event(&conn, "e-1", "conversation.ended", Some("c-1"), T);
+    let id = delivery(&conn, seq, "crm", "pending", T);
+    let (store, _woken) = open(&fixture);
+    let handle = store.handle();
+    // The subscription left the config while the attempt was out.
+    handle
+        .cancel_removed_subscriptions(Vec::new(), "removed from the config at reload")
+        .unwrap();
+    handle.record(vec![AttemptRecord {
+        delivery_id: id,
+        subscription: "crm".into(),
+        attempt: 1,
+        started_at_ms: now_ms(),
+        duration_ms: 4,
+        status: Some(204),
+        error: None,
+        response_snippet: None,
+        next: NextStep::Delivered,
+    }]);
+    handle.ping(Duration::from_secs(10)).unwrap();
+    assert_eq!(
+        samples(&handle, "posthorn_attempts_total{"),
+        [r#"posthorn_attempts_total{subscription="crm",outcome="delivered"} 1"#]
+    );
+    assert!(
+        samples(&handle, "posthorn_deliveries_total{").is_empty(),
+        "{}",
+        handle.metrics().render(None)
+    );
+    assert_eq!(row(&conn, id).0, "cancelled");
 }
