@@ -361,6 +361,18 @@ fn reads_answer_with_filters_pages_and_redaction_and_bad_input_names_the_paramet
     let one = api.get("/api/v1/subscriptions/reports").expect(200).json();
     assert_eq!(one["name"], "reports");
     assert_eq!(one["paused"], false);
+    let toml = one["toml"].as_str().unwrap();
+    assert!(toml.contains("name = \"reports\""), "{toml}");
+    assert!(toml.contains("[redacted]"), "{toml}");
+    for language in ["python", "node", "go"] {
+        let code = one["snippets"][language].as_str().unwrap_or_default();
+        assert!(
+            code.to_ascii_lowercase().contains("x-sig"),
+            "the {language} snippet checks X-Sig: {code}"
+        );
+    }
+    assert!(!one.to_string().contains(HEX_SECRET));
+    assert!(!one.to_string().contains("secret-in-query"));
     refused(
         api.get("/api/v1/subscriptions/nope"),
         404,
