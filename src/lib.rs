@@ -5,6 +5,7 @@
 
 pub mod cli;
 pub mod client;
+pub mod commands;
 pub mod config;
 pub mod deliver;
 pub mod event;
