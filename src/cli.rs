@@ -145,7 +145,7 @@ pub struct DeliveryFilterArgs {
     #[arg(long, value_name = "TIME", value_parser = parse_time_arg)]
     pub until: Option<i64>,
     /// Rows per page, 1 to 200 (default 50).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=200))]
     pub limit: Option<u32>,
     /// The next page: the cursor the previous page printed.
     #[arg(long, value_name = "CURSOR")]

@@ -6,6 +6,7 @@
 
 mod hash_password;
 
+use std::io::Write as _;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -59,6 +60,18 @@ fn finish(result: Result<ExitCode, Failure>) -> ExitCode {
     }
 }
 
+/// Writes `text` and a line end to stdout. A reader that went away
+/// (`posthorn deliveries list | head -3`) ends the output quietly, where `println!` would
+/// panic.
+fn out(text: &str) {
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(text.as_bytes());
+    if !text.ends_with('\n') {
+        let _ = stdout.write_all(b"\n");
+    }
+    let _ = stdout.flush();
+}
+
 fn connect(api: &ApiArgs) -> Result<Connection, Failure> {
     client::connect(api.config.as_deref(), api.url.as_deref()).map_err(Failure::Setup)
 }
@@ -79,12 +92,13 @@ fn show_status(api: &ApiArgs, as_json: bool) -> Result<ExitCode, Failure> {
             "overview": raw_overview,
             "subscriptions": raw_subscriptions.get("items").cloned().unwrap_or_default(),
         });
-        println!("{combined:#}");
+        out(&format!("{combined:#}"));
     } else {
-        print!(
-            "{}",
-            render::status(client.base(), &overview.value, &subscriptions.value.items)
-        );
+        out(&render::status(
+            client.base(),
+            &overview.value,
+            &subscriptions.value.items,
+        ));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -138,13 +152,13 @@ fn list(filter: &DeliveryFilterArgs, api: &ApiArgs, as_json: bool) -> Result<Exi
     }
     let page: Answer<DeliveryPage> = client.get("/deliveries", &query)?;
     if as_json {
-        println!("{}", page.raw.trim_end());
+        out(&page.raw);
         return Ok(ExitCode::SUCCESS);
     }
     if page.value.items.is_empty() {
         eprintln!("no deliveries match");
     } else {
-        print!("{}", render::delivery_table(&page.value.items));
+        out(&render::delivery_table(&page.value.items));
     }
     if let Some(cursor) = &page.value.next_cursor {
         eprintln!("more: add --cursor {cursor} for the next page");
@@ -156,9 +170,9 @@ fn show(id: i64, api: &ApiArgs, as_json: bool) -> Result<ExitCode, Failure> {
     let Connection { client, .. } = connect(api)?;
     let detail: Answer<DeliveryDetail> = client.get(&format!("/deliveries/{id}"), &[])?;
     if as_json {
-        println!("{}", detail.raw.trim_end());
+        out(&detail.raw);
     } else {
-        print!("{}", render::delivery_detail(&detail.value));
+        out(&render::delivery_detail(&detail.value));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -169,10 +183,10 @@ fn retry(ids: &[i64], api: &ApiArgs) -> Result<ExitCode, Failure> {
     let mut refused = 0;
     for id in ids {
         match client.post::<Retried>(&format!("/deliveries/{id}/retry"), None) {
-            Ok(answer) => println!(
+            Ok(answer) => out(&format!(
                 "delivery {}: retried, {} now",
                 answer.value.delivery_id, answer.value.state
-            ),
+            )),
             Err(ClientError::Api { message, .. }) => {
                 refused += 1;
                 eprintln!("delivery {id}: refused: {message}");
@@ -199,11 +213,11 @@ fn retry_failed(subscription: &str, since: i64, api: &ApiArgs) -> Result<ExitCod
         Some(&json!({ "since": since })),
     )?;
     let n = answer.value.retried;
-    println!(
+    out(&format!(
         "{subscription}: {n} failed deliver{} since {} retried",
         if n == 1 { "y" } else { "ies" },
         client::time::format_ms(since)
-    );
+    ));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -222,7 +236,9 @@ fn send_test(subscription: &str, no_wait: bool, api: &ApiArgs) -> Result<ExitCod
         event_id,
         delivery_id,
     } = sent.value;
-    println!("sent test event {event_id} to {subscription} as delivery {delivery_id}");
+    out(&format!(
+        "sent test event {event_id} to {subscription} as delivery {delivery_id}"
+    ));
     if no_wait {
         eprintln!("follow it with: posthorn deliveries show {delivery_id}");
         return Ok(ExitCode::SUCCESS);
@@ -236,7 +252,7 @@ fn send_test(subscription: &str, no_wait: bool, api: &ApiArgs) -> Result<ExitCod
         let detail: Answer<DeliveryDetail> =
             client.get(&format!("/deliveries/{delivery_id}"), &[])?;
         if let Some(first) = detail.value.attempts.first() {
-            println!("{}", render::attempt_line(first));
+            out(&render::attempt_line(first));
             return Ok(if first.succeeded() {
                 ExitCode::SUCCESS
             } else {

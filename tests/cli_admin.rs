@@ -611,6 +611,20 @@ fn test_sends_an_event_and_reports_its_first_attempt() {
         "{out:#?}"
     );
 
+    // Paused from the API: the test is refused with the API's reason.
+    common::http_post(
+        &format!("{}/api/v1/subscriptions/flaky/pause", home.inlet_url()),
+        &[("Authorization", &format!("Bearer {TOKEN}"))],
+        b"",
+        false,
+    )
+    .expect(200);
+    let out = admin(home, &["test", "flaky"]).expect(1);
+    assert!(
+        out.stderr.starts_with("posthorn: ") && out.stderr.contains("paused"),
+        "{out:#?}"
+    );
+
     let before = scene.good.count();
     let out = admin(home, &["test", "ok", "--no-wait"]).expect(0);
     assert_eq!(out.stdout.lines().count(), 1, "{out:#?}");

@@ -23,7 +23,7 @@ pub fn hash_password() -> ExitCode {
         }
     };
     let hash = password::hash(&password);
-    println!("{hash}");
+    super::out(&hash);
     eprintln!("put this line under [admin] in config.toml:\n\n    password_hash = \"{hash}\"\n");
     ExitCode::SUCCESS
 }
