@@ -36,7 +36,8 @@ pub fn parse_time(text: &str, now_ms: i64) -> Result<i64, String> {
     }
     let ago = parse_duration(text).map_err(|_| expected())?;
     let ago_ms = i64::try_from(ago.as_millis()).map_err(|_| expected())?;
-    Ok(now_ms.saturating_sub(ago_ms))
+    // Further back than 1970 is "since the beginning": the API takes no negative times.
+    Ok(now_ms.saturating_sub(ago_ms).max(0))
 }
 
 /// `at` (unix ms) as UTC RFC 3339, with milliseconds only when there are some.
@@ -95,6 +96,7 @@ mod tests {
         assert_eq!(parse_time("1h", NOW), Ok(NOW - 3_600_000));
         assert_eq!(parse_time("2d", NOW), Ok(NOW - 172_800_000));
         assert_eq!(parse_time(" 1h ", NOW), Ok(NOW - 3_600_000));
+        assert_eq!(parse_time("100000d", NOW), Ok(0));
     }
 
     #[test]
