@@ -13,6 +13,7 @@ use time::OffsetDateTime;
 use super::params::{self, bad_request};
 use super::read::configured;
 use super::{read_store, unknown_subscription, write_store};
+use crate::config::Subscription;
 use crate::event::{self, Event};
 use crate::store::{IngestBatch, RoutedEvent};
 use crate::web::auth::{self, Operator};
@@ -232,49 +233,62 @@ pub(super) async fn replay(
         let body: Replay = json_body(&request, payload, r#"{"event_id": "..."}"#).await?;
         let event_id = body.event_id;
         detail = format!("event {event_id} to subscription {name}");
-        let wanted = event_id.clone();
-        let event = read_store(&state, move |r| r.event(&wanted))
-            .await?
-            .ok_or_else(|| {
-                ApiError::new(
-                    StatusCode::NOT_FOUND,
-                    format!("there is no event {event_id:?}"),
-                )
-            })?;
-        // The scope is what keeps one conversation's data from another's receivers:
-        // a replay may resend an event, never widen who gets it. `enabled` is left out:
-        // a disabled subscription's delivery waits, like a paused one's.
-        let in_scope = crate::routing::matches(
-            &crate::config::Subscription {
-                enabled: true,
-                ..(*subscription).clone()
-            },
-            &Event {
-                id: event.id.clone(),
-                kind: event.event_type.clone(),
-                conversation_id: event.conversation_id.clone(),
-                project_id: event.project_id.clone(),
-                body: String::new(),
-            },
-        );
-        if !in_scope {
-            return Err(conflict(format!(
-                "event {event_id:?} ({}{}) is outside the scope of subscription {name:?}; a \
-                 replay sends an event only to a subscription that takes it",
-                event.event_type,
-                event
-                    .conversation_id
-                    .as_deref()
-                    .map(|c| format!(", conversation {c}"))
-                    .unwrap_or_default(),
-            )));
-        }
+        may_receive(&state, &subscription, &event_id).await?;
         let (store, owned) = (state.store.clone(), name.clone());
         write_store(move || store.replay(event_id, owned)).await
     }
     .await;
     let replayed = audited(&state, &operator, "subscription.replay", &detail, outcome).await?;
     Ok(HttpResponse::Ok().json(replayed))
+}
+
+/// A replay sends an event again; it never widens who gets it. The event must go to a
+/// subscription that already had it, or whose scope takes it: the scope is what keeps
+/// one conversation's data from another's receivers. `enabled` is left out of the
+/// match: a disabled subscription's delivery waits, like a paused one's.
+async fn may_receive(
+    state: &AppState,
+    subscription: &Subscription,
+    event_id: &str,
+) -> Result<(), ApiError> {
+    let (wanted, name) = (event_id.to_string(), subscription.name.clone());
+    let (event, had_it) = read_store(state, move |r| {
+        Ok((r.event(&wanted)?, r.delivery_of(&wanted, &name)?))
+    })
+    .await?;
+    let event = event.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("there is no event {event_id:?}"),
+        )
+    })?;
+    let in_scope = crate::routing::matches(
+        &Subscription {
+            enabled: true,
+            ..subscription.clone()
+        },
+        &Event {
+            id: event.id.clone(),
+            kind: event.event_type.clone(),
+            conversation_id: event.conversation_id.clone(),
+            project_id: event.project_id.clone(),
+            body: String::new(),
+        },
+    );
+    if had_it.is_some() || in_scope {
+        return Ok(());
+    }
+    Err(conflict(format!(
+        "event {event_id:?} ({}{}) is outside the scope of subscription {:?}; a replay \
+         sends an event only to a subscription that had it or whose scope takes it",
+        event.event_type,
+        event
+            .conversation_id
+            .as_deref()
+            .map(|c| format!(", conversation {c}"))
+            .unwrap_or_default(),
+        subscription.name,
+    )))
 }
 
 pub(super) async fn retry(
