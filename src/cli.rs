@@ -128,6 +128,7 @@ pub enum DeliveriesCommand {
 /// Which deliveries `deliveries list` shows. TIME is RFC 3339, unix ms, or 30m/1h/2d ago.
 #[derive(Debug, Clone, Args)]
 pub struct DeliveryFilterArgs {
+    /// A subscription's name.
     #[arg(long, value_name = "NAME")]
     pub subscription: Option<String>,
     #[arg(long, value_name = "STATE", value_parser = ["pending", "delivered", "dead", "cancelled"])]
@@ -138,7 +139,7 @@ pub struct DeliveryFilterArgs {
     /// An event type; `*` stands for any text (conversation.*).
     #[arg(long, value_name = "TYPE")]
     pub event_type: Option<String>,
-    /// Created at or after TIME.
+    /// Created at or after TIME: RFC 3339, unix ms, or 30m/1h/2d ago.
     #[arg(long, value_name = "TIME", value_parser = parse_time_arg)]
     pub since: Option<i64>,
     /// Created before TIME.
