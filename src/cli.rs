@@ -2,8 +2,9 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{ArgGroup, Args, Parser, Subcommand};
 
+use crate::client::time::parse_time_arg;
 use crate::logging::LogFormat;
 
 #[derive(Debug, Parser)]
@@ -41,4 +42,113 @@ pub enum Command {
     },
     /// Print a fresh Standard Webhooks secret (whsec_...).
     GenSecret,
+    /// Hash an admin password for `[admin] password_hash` (asked twice without echo on a
+    /// terminal; one line from stdin otherwise).
+    HashPassword,
+    /// Show events, deliveries by state, the queue, and each subscription's health.
+    Status {
+        #[command(flatten)]
+        api: ApiArgs,
+        /// Print the API's JSON: {"overview": ..., "subscriptions": [...]}.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List, show and retry deliveries.
+    Deliveries {
+        #[command(subcommand)]
+        command: DeliveriesCommand,
+    },
+    /// Send a `posthorn.test` event to one subscription and wait for its first attempt;
+    /// exits 0 on a 2xx answer, 1 otherwise.
+    Test {
+        /// The subscription's name.
+        subscription: String,
+        /// Print the delivery's id and return without waiting for the attempt.
+        #[arg(long)]
+        no_wait: bool,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+}
+
+/// Where the operator commands find the API of a running `posthorn serve`. The token
+/// comes from POSTHORN_API_TOKEN, else from `[admin] api_token` in the config.
+#[derive(Debug, Clone, Args)]
+pub struct ApiArgs {
+    /// Config file naming `[http] listen` and `[admin] api_token` (same default as
+    /// `serve`).
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// The API's base URL (default: http:// and `[http] listen` from the config).
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeliveriesCommand {
+    /// List deliveries, newest first, one page at a time.
+    List {
+        #[command(flatten)]
+        filter: DeliveryFilterArgs,
+        #[command(flatten)]
+        api: ApiArgs,
+        /// Print the API's JSON page.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one delivery with its event and every attempt.
+    Show {
+        /// The delivery's id.
+        id: i64,
+        #[command(flatten)]
+        api: ApiArgs,
+        /// Print the API's JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make deliveries due now: the ones named, or every dead or failing delivery of a
+    /// subscription that changed since a time. Exits 1 if any was refused.
+    #[command(group(ArgGroup::new("which").required(true).args(["ids", "subscription"])))]
+    Retry {
+        /// Delivery ids.
+        #[arg(value_name = "ID", conflicts_with = "subscription")]
+        ids: Vec<i64>,
+        /// Retry the failed deliveries of this subscription (with --since).
+        #[arg(long, value_name = "NAME", requires = "since")]
+        subscription: Option<String>,
+        /// Failed deliveries last changed since TIME (RFC 3339, unix ms, or 30m/1h/2d
+        /// ago).
+        #[arg(long, value_name = "TIME", value_parser = parse_time_arg, requires = "subscription")]
+        since: Option<i64>,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+}
+
+/// Which deliveries `deliveries list` shows. TIME is RFC 3339, unix ms, or 30m/1h/2d ago.
+#[derive(Debug, Clone, Args)]
+pub struct DeliveryFilterArgs {
+    /// A subscription's name.
+    #[arg(long, value_name = "NAME")]
+    pub subscription: Option<String>,
+    #[arg(long, value_name = "STATE", value_parser = ["pending", "delivered", "dead", "cancelled"])]
+    pub state: Option<String>,
+    /// A conversation id.
+    #[arg(long, value_name = "ID")]
+    pub conversation: Option<String>,
+    /// An event type; `*` stands for any text (conversation.*).
+    #[arg(long, value_name = "TYPE")]
+    pub event_type: Option<String>,
+    /// Created at or after TIME: RFC 3339, unix ms, or 30m/1h/2d ago.
+    #[arg(long, value_name = "TIME", value_parser = parse_time_arg)]
+    pub since: Option<i64>,
+    /// Created before TIME.
+    #[arg(long, value_name = "TIME", value_parser = parse_time_arg)]
+    pub until: Option<i64>,
+    /// Rows per page, 1 to 200 (default 50).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=200))]
+    pub limit: Option<u32>,
+    /// The next page: the cursor the previous page printed.
+    #[arg(long, value_name = "CURSOR")]
+    pub cursor: Option<String>,
 }

@@ -4,6 +4,8 @@
 #![forbid(unsafe_code)]
 
 pub mod cli;
+pub mod client;
+pub mod commands;
 pub mod config;
 pub mod deliver;
 pub mod event;

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser as _;
 use posthorn::cli::{Cli, Command};
-use posthorn::{config, logging, serve, sign};
+use posthorn::{commands, config, logging, serve, sign};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -70,5 +70,13 @@ fn main() -> ExitCode {
             println!("{}", sign::generate_whsec());
             ExitCode::SUCCESS
         }
+        Command::HashPassword => commands::hash_password(),
+        Command::Status { api, json } => commands::status(&api, json),
+        Command::Deliveries { command } => commands::deliveries(&command),
+        Command::Test {
+            subscription,
+            no_wait,
+            api,
+        } => commands::test(&subscription, no_wait, &api),
     }
 }
