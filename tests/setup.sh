@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs what the tests run besides cargo, where missing: the Python package the interop
+# tests verify signatures with, Go for the Go verification snippet, and Debian's Chromium
+# and ChromeDriver for the browser test of the admin page. python3 and node come with the
+# machine. Uses apt-get (as root, or through sudo) and pip; safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+python3 -m pip install --quiet -r tests/requirements.txt
+
+packages=()
+command -v go >/dev/null || packages+=(golang-go)
+command -v chromium >/dev/null || packages+=(chromium)
+command -v chromedriver >/dev/null || packages+=(chromium-driver)
+if [ "${#packages[@]}" -gt 0 ]; then
+    sudo=()
+    [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+    echo "tests/setup.sh: installing ${packages[*]} with apt-get" >&2
+    "${sudo[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends \
+        "${packages[@]}" >/dev/null
+fi
