@@ -6,6 +6,7 @@
 
 pub mod auth;
 mod inlet;
+mod pages;
 mod sources;
 
 use std::future::Future;
@@ -52,6 +53,7 @@ pub fn configure(state: AppState) -> impl Fn(&mut web::ServiceConfig) + Clone + 
             .route("/v1/events", web::post().to(inlet::post_events))
             .route("/v1/sources/{name}", web::post().to(sources::post_source))
             .configure(auth::configure)
+            .configure(pages::configure)
             .default_service(web::to(not_found));
     }
 }
