@@ -156,12 +156,18 @@
     return `${Math.floor(hrs / 24)} d ${hrs % 24} h`;
   }
 
+  // A duration to its largest unit: "12 min", "3 h", "2 d".
+  function coarse(ms) {
+    return duration(ms).replace(/ (\d+ (s|min|h))$/, '');
+  }
+
   function relative(ms) {
     const diff = Date.now() - ms;
     if (Math.abs(diff) < 2000) return 'just now';
-    const coarse = duration(diff).replace(/ (\d+ (s|min|h))$/, '');
-    return diff > 0 ? `${coarse} ago` : `in ${coarse}`;
+    return diff > 0 ? `${coarse(diff)} ago` : `in ${coarse(-diff)}`;
   }
+
+  const count = (n) => (typeof n === 'number' ? n.toLocaleString('en-US') : String(n));
 
   function when(ms) {
     if (ms === null || ms === undefined) return dash();
@@ -169,6 +175,19 @@
     return h('time', { datetime: iso, title: iso },
       h('span', { class: 'nowrap', text: localTime(ms) }), ' ',
       h('span', { class: 'age', text: relative(ms) }));
+  }
+
+  // Only the age ("in 51 s"), the full time on hover: for narrow columns.
+  function age(ms) {
+    if (ms === null || ms === undefined) return dash();
+    return h('time', { datetime: new Date(ms).toISOString(), title: localTime(ms), class: 'nowrap', text: relative(ms) });
+  }
+
+  // A dotted name (an event type) that may break after its dots and nowhere else.
+  function dotted(text) {
+    const parts = String(text).split('.');
+    return h('span', null, parts.map((part, i) => (i < parts.length - 1
+      ? [`${part}.`, h('wbr', null)] : part)));
   }
 
   function percent(rate) {
@@ -383,7 +402,7 @@
     const d = o.deliveries;
     const failures = o.recent_failures.map((f) => h('tr', { test: 'failure-row' },
       cell(when(f.started_at)),
-      cell(link(`#/subscriptions/${encodeURIComponent(f.subscription)}`, f.subscription)),
+      cell(link(`#/subscriptions/${encodeURIComponent(f.subscription)}`, f.subscription), 'nowrap'),
       cell(link(`#/deliveries/${f.delivery_id}`, f.event_id, 'delivery-link'), 'wrap'),
       cell(String(f.attempt), 'num'),
       cell(httpStatus(f.status, f.error)),
@@ -392,17 +411,17 @@
     return [
       h('h1', { text: 'Overview' }),
       h('div', { class: 'cards', test: 'overview' },
-        card('Events in', String(o.events_total), `${o.events_last_24h} in the last 24 h`, 'stat-events'),
-        card('Succeeded', String(d.delivered), 'deliveries delivered', 'stat-delivered', 'ok',
+        card('Events in', count(o.events_total), `${count(o.events_last_24h)} in 24 hours`, 'stat-events'),
+        card('Succeeded', count(d.delivered), 'deliveries delivered', 'stat-delivered', 'ok',
           '#/deliveries?state=delivered'),
-        card('Failing', String(d.failing), 'pending after a failed attempt', 'stat-failing',
+        card('Failing', count(d.failing), 'pending after a failed attempt', 'stat-failing',
           d.failing ? 'warn' : '', '#/deliveries?state=pending'),
-        card('Dead', String(d.dead), 'out of retries', 'stat-dead', d.dead ? 'bad' : '',
+        card('Dead', count(d.dead), 'out of retries', 'stat-dead', d.dead ? 'bad' : '',
           '#/deliveries?state=dead'),
-        card('Queue depth', String(o.queue_depth), `${d.pending} pending`, 'stat-queue'),
-        card('Oldest pending', o.oldest_pending_age_ms === null ? '—' : duration(o.oldest_pending_age_ms),
+        card('Queue depth', count(o.queue_depth), `${count(d.pending)} pending`, 'stat-queue'),
+        card('Oldest pending', o.oldest_pending_age_ms === null ? '—' : coarse(o.oldest_pending_age_ms),
           'waiting the longest', 'stat-oldest'),
-        card('Subscriptions', String(o.subscriptions), 'in the config', 'stat-subscriptions', '',
+        card('Subscriptions', count(o.subscriptions), 'in the config', 'stat-subscriptions', '',
           '#/subscriptions')),
       section('Recent failures',
         table('recent-failures',
@@ -428,9 +447,9 @@
     const rows = items.map((sub) => {
       const health = sub.health;
       return h('tr', { test: 'subscription-row', 'data-name': sub.name },
-        cell(link(`#/subscriptions/${encodeURIComponent(sub.name)}`, sub.name, 'subscription-link')),
+        cell(link(`#/subscriptions/${encodeURIComponent(sub.name)}`, sub.name, 'subscription-link'), 'nowrap'),
         cell(scopeLines(sub), 'wrap'),
-        cell(subscriptionBadges(sub)),
+        cell(subscriptionBadges(sub), 'badges'),
         cell(percent(health.success_rate), 'num'),
         cell(`${ms(health.latency_median_ms)} / ${ms(health.latency_p95_ms)}`, 'num nowrap'),
         cell(lastAttempt(health)),
@@ -558,7 +577,7 @@
       ], 'subscription-fields'),
       section('Health (last 24 h)',
         h('div', { class: 'cards', test: 'health' },
-          card('Success rate', percent(health.success_rate), `${health.attempts_counted} attempts`, 'health-success'),
+          card('Success rate', percent(health.success_rate), `${count(health.attempts_counted)} attempts`, 'health-success'),
           card('Latency median', ms(health.latency_median_ms), `p95 ${ms(health.latency_p95_ms)}`, 'health-latency'),
           card('Failing streak', String(health.failing_streak), 'failed attempts in a row', 'health-streak',
             health.failing_streak ? 'bad' : ''),
@@ -652,7 +671,8 @@
       from: time('from', 'filter-from'),
       to: time('to', 'filter-to'),
     };
-    const label = (title, input) => h('label', null, h('span', { text: title }), input);
+    const label = (title, input) => h('label', { class: input.type === 'datetime-local' ? 'time' : null },
+      h('span', { text: title }), input);
     const form = h('form', {
       class: 'filters',
       test: 'filters',
@@ -699,13 +719,13 @@
       row: (d) => h('tr', { test: 'delivery-row', 'data-id': d.id },
         cell(link(`#/deliveries/${d.id}`, `#${d.id}`, 'delivery-link')),
         cell(when(d.created_at)),
-        cell(link(`#/subscriptions/${encodeURIComponent(d.subscription)}`, d.subscription)),
-        cell(d.event_type, 'wrap-short'),
-        cell(d.conversation_id || dash()),
+        cell(link(`#/subscriptions/${encodeURIComponent(d.subscription)}`, d.subscription), 'nowrap'),
+        cell(dotted(d.event_type)),
+        cell(d.conversation_id || dash(), 'nowrap'),
         cell(stateBadge(d)),
         cell(String(d.attempts), 'num'),
         cell(httpStatus(d.last_status, d.last_error)),
-        cell(d.state === 'pending' ? when(d.next_attempt_at) : dash())),
+        cell(d.state === 'pending' ? age(d.next_attempt_at) : dash())),
     });
     return [
       h('h1', { text: 'Deliveries' }),
@@ -784,7 +804,7 @@
           h('code', { text: `${r.method} ${r.url}` })),
         table('request-headers', ['Header', 'Value'], headerRows, 'No headers.'),
         h('h3', { text: 'Body' }),
-        h('pre', { class: 'code', test: 'request-body' }, h('code', { text: pretty(r.body || '') }))),
+        h('pre', { class: 'code wrap', test: 'request-body' }, h('code', { text: pretty(r.body || '') }))),
       section('Event',
         fields([
           ['Id', h('code', { text: e.id }), 'event-id'],
@@ -798,7 +818,7 @@
         e.body === null
           ? notice(`The body was dropped by retention${e.payload_dropped_at ? ` at ${localTime(e.payload_dropped_at)}` : ''}.`,
             'warn', 'event-body-dropped')
-          : h('pre', { class: 'code', test: 'event-body' }, h('code', { text: pretty(e.body) }))),
+          : h('pre', { class: 'code wrap', test: 'event-body' }, h('code', { text: pretty(e.body) }))),
     ];
   }
 
