@@ -17,6 +17,7 @@ pub mod routing;
 pub mod scheduler;
 pub mod serve;
 pub mod sign;
+pub mod snippets;
 pub mod spool;
 pub mod store;
 pub mod web;

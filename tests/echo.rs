@@ -185,6 +185,17 @@ fn tampered_or_wrongly_signed_echo_webhooks_are_401_and_nothing_is_stored() {
     )
     .expect(401);
     assert_eq!(home.count("SELECT count(*) FROM events"), 0);
+    // Each refusal is kept for the operator, without the secret.
+    let reasons: Vec<String> =
+        home.query("SELECT reason FROM rejections WHERE source = 'source:echo' ORDER BY id");
+    assert_eq!(reasons.len(), 3, "{reasons:?}");
+    assert!(
+        reasons
+            .iter()
+            .all(|r| r.starts_with("signature verification failed")),
+        "{reasons:?}"
+    );
+    assert!(!reasons.iter().any(|r| r.contains(ECHO_SECRET)));
     assert!(
         serve.log().contains("inlet source request refused"),
         "{}",

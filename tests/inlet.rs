@@ -151,6 +151,18 @@ fn a_batch_with_bad_items_names_each_by_index_and_stores_nothing() {
         0,
         "nothing is stored"
     );
+    // Each refused batch is kept for the operator, with what was wrong and its start.
+    let reasons: Vec<String> =
+        home.query("SELECT reason FROM rejections WHERE source = 'inlet' ORDER BY id");
+    assert_eq!(reasons.len(), 4, "{reasons:?}");
+    assert!(
+        reasons[0].contains("item 1: ") && reasons[0].contains("item 3: "),
+        "{reasons:?}"
+    );
+    assert!(reasons[1].contains("item 1 (line 2)"), "{reasons:?}");
+    let snippets: Vec<String> =
+        home.query("SELECT snippet FROM rejections WHERE source = 'inlet' ORDER BY id");
+    assert!(snippets[1].contains("not json"), "{snippets:?}");
 }
 
 #[test]
@@ -173,6 +185,11 @@ fn missing_or_wrong_tokens_are_401_with_www_authenticate() {
         assert!(got.json()["error"].is_string());
     }
     assert_eq!(home.count("SELECT count(*) FROM events"), 0);
+    assert_eq!(
+        home.count("SELECT count(*) FROM rejections"),
+        0,
+        "requests without the token are logged, not stored"
+    );
     assert!(!serve.log().contains(TOKEN), "the token is never logged");
 }
 

@@ -16,7 +16,7 @@ use crate::config::Secret;
 use crate::event::{self, Event};
 use crate::reload::Live;
 use crate::routing;
-use crate::store::{IngestBatch, RoutedEvent, StoreFull, StoreHandle};
+use crate::store::{IngestBatch, Rejection, RoutedEvent, StoreFull, StoreHandle};
 
 /// How the body of `POST /v1/events` is laid out, from its content type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -173,6 +173,47 @@ pub fn store_batch(
         }
     }
     Ok(accepted)
+}
+
+/// Keeps a refused request in `rejections`, where the admin page shows it: its source,
+/// why, and the start of its body. Refusals are the operator's business (a platform
+/// sending a shape posthorn cannot take, a secret that differs on both sides), so they
+/// are stored, not only logged; a failure to store one is logged and goes no further.
+/// Blocks: call it off the async runtime.
+pub fn record_refusal(store: &StoreHandle, source: &str, reason: String, body: &[u8]) {
+    let batch = IngestBatch {
+        source: source.to_string(),
+        rejections: vec![Rejection {
+            source: source.to_string(),
+            line: None,
+            reason,
+            snippet: event::snippet(body),
+        }],
+        ..Default::default()
+    };
+    if let Err(err) = store.ingest(batch) {
+        tracing::warn!(
+            source,
+            "could not keep the refused request in rejections: {err:#}"
+        );
+    }
+}
+
+/// One line naming a batch's bad items (the first few; the 400 answer has them all).
+pub fn describe_items(items: &[ItemError]) -> String {
+    const SHOWN: usize = 5;
+    let mut parts: Vec<String> = items
+        .iter()
+        .take(SHOWN)
+        .map(|item| match item.line {
+            Some(line) => format!("item {} (line {line}): {}", item.index, item.reason),
+            None => format!("item {}: {}", item.index, item.reason),
+        })
+        .collect();
+    if items.len() > SHOWN {
+        parts.push(format!("and {} more", items.len() - SHOWN));
+    }
+    format!("batch refused, nothing stored: {}", parts.join("; "))
 }
 
 /// Why a request to `POST /v1/events` is not authorised.

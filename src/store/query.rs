@@ -609,6 +609,50 @@ impl Reader {
         }))
     }
 
+    /// One event by its id; `None` if there is no such event (or retention removed it).
+    pub fn event(&self, id: &str) -> Result<Option<EventView>, QueryError> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT seq, id, type, conversation_id, project_id, received_at, source, body,
+                        payload_dropped_at
+                 FROM events WHERE id = ?1",
+            )?
+            .query_row(params![id], |row| {
+                let payload_dropped_at: Option<i64> = row.get(8)?;
+                let body: String = row.get(7)?;
+                Ok(EventView {
+                    seq: row.get(0)?,
+                    id: row.get(1)?,
+                    event_type: row.get(2)?,
+                    conversation_id: row.get(3)?,
+                    project_id: row.get(4)?,
+                    received_at: row.get(5)?,
+                    source: row.get(6)?,
+                    body: payload_dropped_at.is_none().then_some(body),
+                    payload_dropped_at,
+                })
+            })
+            .optional()?)
+    }
+
+    /// The id of the delivery of event `event_id` to `subscription`, if there is one
+    /// (there is at most one: `UNIQUE (event_seq, subscription)`).
+    pub fn delivery_of(
+        &self,
+        event_id: &str,
+        subscription: &str,
+    ) -> Result<Option<i64>, QueryError> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT d.id FROM events e JOIN deliveries d ON d.event_seq = e.seq
+                 WHERE e.id = ?1 AND d.subscription = ?2",
+            )?
+            .query_row(params![event_id, subscription], |row| row.get(0))
+            .optional()?)
+    }
+
     /// One page of rejected inputs, newest first.
     pub fn rejections(
         &self,

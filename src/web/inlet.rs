@@ -1,5 +1,7 @@
 //! `POST /v1/events`: bearer token, content type, bounded body, then
-//! `inlet::parse_batch` and `inlet::store_batch`; 202 only after the durable commit.
+//! `inlet::parse_batch` and `inlet::store_batch`; 202 only after the durable commit. A
+//! batch refused for its content is kept in `rejections`; a request without the right
+//! token is only logged (anyone can send one).
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -37,8 +39,12 @@ pub(super) async fn post_events(
 
     let state = state.into_inner();
     let outcome = web::block(move || {
-        let events =
-            inlet::parse_batch(&body, format, limit, OffsetDateTime::now_utc()).map_err(Err)?;
+        let events = inlet::parse_batch(&body, format, limit, OffsetDateTime::now_utc()).map_err(
+            |items| {
+                inlet::record_refusal(&state.store, "inlet", inlet::describe_items(&items), &body);
+                Err(items)
+            },
+        )?;
         inlet::store_batch(&state.store, &state.live, "inlet", events).map_err(Ok)
     })
     .await

@@ -4,6 +4,7 @@
 //! status and a JSON body. [`build_app`] is apart from the server so tests can mount the
 //! real app; [`run`] serves on a listener bound by the caller and stops on a signal.
 
+pub mod api;
 pub mod auth;
 mod inlet;
 mod pages;
@@ -53,6 +54,7 @@ pub fn configure(state: AppState) -> impl Fn(&mut web::ServiceConfig) + Clone + 
             .route("/v1/events", web::post().to(inlet::post_events))
             .route("/v1/sources/{name}", web::post().to(sources::post_source))
             .configure(auth::configure)
+            .configure(api::configure)
             .configure(pages::configure)
             .default_service(web::to(not_found));
     }

@@ -1,6 +1,8 @@
 //! `POST /v1/sources/{name}`: a platform's own webhooks (ECHO, or a generic mapping).
 //! Reads the body within the limit, hands it with the headers to
-//! `inlet::sources::take` (verification and mapping), and stores the one event.
+//! `inlet::sources::take` (verification and mapping), and stores the one event. A
+//! refused request (bad signature or unusable body) is kept in `rejections` with its
+//! reason: a secret that differs between the platform and posthorn shows up there.
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -47,6 +49,11 @@ pub(super) async fn post_source(
             .map_err(|err| {
                 // The reason names headers and pointers, never the secret.
                 tracing::warn!(source = %name, ?peer, reason = %err, "inlet source request refused");
+                let reason = match &err {
+                    SourceError::Unverified(why) => format!("signature verification failed: {why}"),
+                    SourceError::Invalid(why) => format!("not a usable event: {why}"),
+                };
+                inlet::record_refusal(&state.store, &format!("source:{name}"), reason, &body);
                 Err(err)
             })?;
         inlet::store_batch(&state.store, &state.live, &format!("source:{name}"), vec![event])

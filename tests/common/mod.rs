@@ -3,6 +3,7 @@
 //! run against a temporary data dir, and bounded waiting.
 #![allow(dead_code)] // each test file uses a different part of this
 
+pub mod admin;
 mod http;
 
 use std::collections::VecDeque;

@@ -463,6 +463,34 @@ fn a_delivery_shows_its_event_and_every_attempt_or_marks_a_dropped_body() {
 }
 
 #[test]
+fn an_event_and_its_delivery_to_one_subscription_are_found_by_id() {
+    let store = TempStore::new();
+    let conn = store.conn();
+    let seq = event(&conn, "e-1", "conversation.ended", Some("c-9"), NOW - HOUR);
+    let other = event(&conn, "e-2", "conversation.ended", Some("c-9"), NOW - HOUR);
+    delivery(&conn, seq, "crm", "pending", NOW - HOUR);
+    let wiki = delivery(&conn, seq, "wiki", "pending", NOW - HOUR);
+    delivery(&conn, other, "wiki", "pending", NOW - HOUR);
+    let reader = store.reader();
+
+    let found = reader.event("e-1").unwrap().unwrap();
+    assert_eq!(
+        (
+            found.seq,
+            found.event_type.as_str(),
+            found.conversation_id.as_deref()
+        ),
+        (seq, "conversation.ended", Some("c-9"))
+    );
+    assert_eq!(found.body.as_deref(), Some(r#"{"id":"e-1"}"#));
+    assert_eq!(reader.event("e-3").unwrap(), None);
+
+    assert_eq!(reader.delivery_of("e-1", "wiki").unwrap(), Some(wiki));
+    assert_eq!(reader.delivery_of("e-1", "other").unwrap(), None);
+    assert_eq!(reader.delivery_of("e-3", "wiki").unwrap(), None);
+}
+
+#[test]
 fn rejections_and_the_audit_log_page_newest_first_without_gaps() {
     let store = TempStore::new();
     let conn = store.conn();

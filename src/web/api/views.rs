@@ -1,0 +1,252 @@
+//! What the operator API shows of a subscription and of the request a delivery sends:
+//! built from the config in force, with everything that could hold a credential
+//! (user:password and query of a URL, signatures, custom header values) redacted.
+
+use serde::Serialize;
+
+use crate::config::{Signing, Subscription};
+use crate::deliver;
+use crate::logging::url_for_log;
+use crate::store::{EventView, SubscriptionHealth};
+
+/// Shown instead of a value that is made fresh for every attempt.
+pub const COMPUTED_AT_SEND: &str = "[computed at send time]";
+/// Shown instead of a custom header's value: it may be a credential.
+pub const REDACTED: &str = "[redacted]";
+
+/// A subscription as `GET /api/v1/subscriptions` lists it.
+#[derive(Debug, Serialize)]
+pub struct SubscriptionView {
+    pub name: String,
+    pub url: String,
+    pub enabled: bool,
+    pub paused: bool,
+    pub conversations: Vec<String>,
+    pub projects: Vec<String>,
+    pub events: Vec<String>,
+    pub signing: &'static str,
+    pub health: HealthView,
+}
+
+/// A subscription's health over the last 24 h (see `SubscriptionHealth`).
+#[derive(Debug, Serialize)]
+pub struct HealthView {
+    pub attempts_counted: u64,
+    pub success_rate: Option<f64>,
+    pub latency_median_ms: Option<i64>,
+    pub latency_p95_ms: Option<i64>,
+    pub last_attempt_at: Option<i64>,
+    pub last_status: Option<u16>,
+    pub last_error: Option<String>,
+    pub failing_streak: u64,
+    pub pending: u64,
+}
+
+impl From<SubscriptionHealth> for HealthView {
+    fn from(health: SubscriptionHealth) -> HealthView {
+        HealthView {
+            attempts_counted: health.attempts_counted,
+            success_rate: health.success_rate,
+            latency_median_ms: health.latency_median_ms,
+            latency_p95_ms: health.latency_p95_ms,
+            last_attempt_at: health.last_attempt_at,
+            last_status: health.last_status,
+            last_error: health.last_error,
+            failing_streak: health.failing_streak,
+            pending: health.pending,
+        }
+    }
+}
+
+pub fn subscription_view(
+    subscription: &Subscription,
+    paused: bool,
+    health: SubscriptionHealth,
+) -> SubscriptionView {
+    let texts = |patterns: &[crate::routing::Pattern]| {
+        patterns.iter().map(|p| p.as_str().to_string()).collect()
+    };
+    SubscriptionView {
+        name: subscription.name.clone(),
+        url: url_for_log(&subscription.url),
+        enabled: subscription.enabled,
+        paused,
+        conversations: texts(&subscription.conversations),
+        projects: texts(&subscription.projects),
+        events: texts(&subscription.events),
+        signing: match subscription.signing {
+            Signing::Standard { .. } => "standard",
+            Signing::Hex { .. } => "hex",
+        },
+        health: health.into(),
+    }
+}
+
+/// The request a delivery sends, as the delivery page shows it.
+#[derive(Debug, Serialize)]
+pub struct RequestView {
+    pub method: &'static str,
+    pub url: String,
+    /// `[name, value]` pairs in the order they are sent.
+    pub headers: Vec<(String, String)>,
+    /// `None` once retention dropped the event's body.
+    pub body: Option<String>,
+}
+
+/// The request `subscription` (as configured now) sends for `event`. The signature and
+/// its timestamp are made at each attempt, so they are shown as
+/// [`COMPUTED_AT_SEND`]; custom header values as [`REDACTED`].
+pub fn request_view(subscription: &Subscription, event: &EventView) -> RequestView {
+    let body = event.body.as_deref().unwrap_or_default();
+    let signature_header = match &subscription.signing {
+        Signing::Standard { .. } => "webhook-signature",
+        Signing::Hex { header, .. } => header.as_str(),
+    };
+    let headers = deliver::request_headers(subscription, &event.id, 0, body.as_bytes())
+        .into_iter()
+        .map(|(name, value)| {
+            let shown = if name.eq_ignore_ascii_case(signature_header)
+                || name.eq_ignore_ascii_case("webhook-timestamp")
+            {
+                COMPUTED_AT_SEND.to_string()
+            } else if subscription
+                .headers
+                .iter()
+                .any(|(custom, _)| custom.eq_ignore_ascii_case(&name))
+            {
+                REDACTED.to_string()
+            } else {
+                value
+            };
+            (name, shown)
+        })
+        .collect();
+    RequestView {
+        method: "POST",
+        url: url_for_log(&subscription.url),
+        headers,
+        body: event.body.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+    fn subscription(extra: &str) -> Subscription {
+        let text = format!(
+            "[[subscription]]\nname = \"crm\"\nurl = \"https://bot:hunter2@crm.example.org/hook?key=k1\"\n\
+             conversations = [\"c-2*\"]\nprojects = [\"p-9\"]\nevents = [\"conversation.*\"]\n{extra}\n"
+        );
+        crate::config::parse(&text, Path::new("/etc/posthorn/config.toml"))
+            .unwrap_or_else(|err| panic!("{err}"))
+            .subscriptions
+            .remove(0)
+    }
+
+    fn event(body: Option<&str>) -> EventView {
+        EventView {
+            seq: 1,
+            id: "evt_1".into(),
+            event_type: "conversation.ended".into(),
+            conversation_id: Some("c-204".into()),
+            project_id: Some("p-9".into()),
+            received_at: 1_795_000_000_000,
+            source: "inlet".into(),
+            body: body.map(Into::into),
+            payload_dropped_at: body.is_none().then_some(1_795_000_000_001),
+        }
+    }
+
+    fn health() -> SubscriptionHealth {
+        SubscriptionHealth {
+            subscription: "crm".into(),
+            paused: false,
+            attempts_counted: 4,
+            success_rate: Some(0.75),
+            latency_median_ms: Some(12),
+            latency_p95_ms: Some(40),
+            last_attempt_at: Some(1_795_000_000_000),
+            last_status: Some(500),
+            last_error: None,
+            failing_streak: 1,
+            pending: 2,
+        }
+    }
+
+    #[test]
+    fn a_subscription_shows_its_scope_and_a_redacted_url() {
+        let sub = subscription(&format!("secret = {SECRET:?}"));
+        let json = serde_json::to_value(subscription_view(&sub, true, health())).unwrap();
+        assert_eq!(
+            json["url"],
+            "https://[redacted]@crm.example.org/hook?[redacted]"
+        );
+        assert_eq!(json["paused"], true);
+        assert_eq!(json["enabled"], true);
+        assert_eq!(json["conversations"], serde_json::json!(["c-2*"]));
+        assert_eq!(json["projects"], serde_json::json!(["p-9"]));
+        assert_eq!(json["events"], serde_json::json!(["conversation.*"]));
+        assert_eq!(json["signing"], "standard");
+        assert_eq!(json["health"]["success_rate"], 0.75);
+        assert_eq!(json["health"]["pending"], 2);
+        assert!(json["health"].get("subscription").is_none());
+        assert!(!json.to_string().contains("hunter2"));
+        assert!(!json.to_string().contains(SECRET));
+    }
+
+    #[test]
+    fn a_standard_request_hides_signature_timestamp_and_custom_header_values() {
+        let sub = subscription(&format!(
+            "secret = {SECRET:?}\nheaders = {{ \"Authorization\" = \"Bearer crm-token\", \"X-Team\" = \"north\" }}"
+        ));
+        let view = request_view(&sub, &event(Some(r#"{"id":"evt_1"}"#)));
+        let json = serde_json::to_value(&view).unwrap();
+        assert_eq!(json["method"], "POST");
+        assert_eq!(
+            json["url"],
+            "https://[redacted]@crm.example.org/hook?[redacted]"
+        );
+        assert_eq!(json["body"], r#"{"id":"evt_1"}"#);
+        let headers: Vec<(String, String)> = view.headers.clone();
+        let value = |name: &str| {
+            headers
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.as_str())
+                .unwrap_or_else(|| panic!("no {name} in {headers:?}"))
+        };
+        assert_eq!(value("content-type"), "application/json");
+        assert_eq!(value("webhook-id"), "evt_1");
+        assert_eq!(value("webhook-timestamp"), COMPUTED_AT_SEND);
+        assert_eq!(value("webhook-signature"), COMPUTED_AT_SEND);
+        assert_eq!(value("authorization"), REDACTED);
+        assert_eq!(value("x-team"), REDACTED);
+        assert!(!json.to_string().contains("crm-token"));
+        assert_eq!(
+            json["headers"][0],
+            serde_json::json!(["Content-Type", "application/json"])
+        );
+    }
+
+    #[test]
+    fn a_hex_request_hides_its_own_signature_header_and_a_dropped_body_is_null() {
+        let sub = subscription(
+            "secret = \"plain-secret\"\nsignature = \"hex\"\nsignature_header = \"X-Sig\"\nsignature_prefix = \"sha256=\"",
+        );
+        let view = request_view(&sub, &event(None));
+        let sig = view
+            .headers
+            .iter()
+            .find(|(n, _)| n == "X-Sig")
+            .map(|(_, v)| v.as_str());
+        assert_eq!(sig, Some(COMPUTED_AT_SEND));
+        assert_eq!(view.body, None);
+        let json = serde_json::to_value(subscription_view(&sub, false, health())).unwrap();
+        assert_eq!(json["signing"], "hex");
+    }
+}
