@@ -557,8 +557,9 @@
         await act(replayButton, replayOut, async () => {
           const answer = await api('POST', `${path}/replay`, { event_id: eventId });
           return h('p', { class: 'notice ok', test: 'replay-result', role: 'status' },
-            answer.created ? 'Replayed as ' : 'Already queued as ',
-            link(`#/deliveries/${answer.delivery_id}`, `delivery #${answer.delivery_id}`), '.');
+            answer.created ? 'Replaying as a new ' : 'Replaying: its ',
+            link(`#/deliveries/${answer.delivery_id}`, `delivery #${answer.delivery_id}`),
+            answer.created ? '.' : ' is due again.');
         });
       },
     }, 'Replay');
@@ -782,8 +783,8 @@
       h('h1', { test: 'delivery-title' }, h('span', { text: `Delivery #${d.id}` }), stateBadge(d)),
       takeFlash(),
       h('div', { class: 'toolbar' }, retryButton,
-        retryable ? null : h('span', { class: 'muted', text: d.in_flight ? 'An attempt is in flight.' : 'Delivered: nothing to retry.' }),
-        h('button', { type: 'button', test: 'refresh', onclick: () => render() }, 'Refresh')),
+        h('button', { type: 'button', test: 'refresh', onclick: () => render() }, 'Refresh'),
+        retryable ? null : h('span', { class: 'muted', text: d.in_flight ? 'An attempt is in flight.' : 'Delivered: nothing to retry.' })),
       retryOut,
       fields([
         ['Subscription', link(`#/subscriptions/${encodeURIComponent(d.subscription)}`, d.subscription), 'delivery-subscription'],
