@@ -361,6 +361,18 @@ fn reads_answer_with_filters_pages_and_redaction_and_bad_input_names_the_paramet
     let one = api.get("/api/v1/subscriptions/reports").expect(200).json();
     assert_eq!(one["name"], "reports");
     assert_eq!(one["paused"], false);
+    let toml = one["toml"].as_str().unwrap();
+    assert!(toml.contains("name = \"reports\""), "{toml}");
+    assert!(toml.contains("[redacted]"), "{toml}");
+    for language in ["python", "node", "go"] {
+        let code = one["snippets"][language].as_str().unwrap_or_default();
+        assert!(
+            code.to_ascii_lowercase().contains("x-sig"),
+            "the {language} snippet checks X-Sig: {code}"
+        );
+    }
+    assert!(!one.to_string().contains(HEX_SECRET));
+    assert!(!one.to_string().contains("secret-in-query"));
     refused(
         api.get("/api/v1/subscriptions/nope"),
         404,
@@ -1006,4 +1018,36 @@ fn the_test_action_reaches_a_real_receiver_signed_and_is_refused_when_disabled()
         "refused: there is no subscription",
     );
     assert_eq!(receiver.at("/off").len(), 0);
+}
+
+#[test]
+fn the_test_action_is_a_503_with_retry_after_while_the_store_is_full() {
+    let receiver = Receiver::start(204);
+    let home = Home::new();
+    home.write_config(&format!(
+        "{}{}",
+        config(&crm(&receiver.url)),
+        admin::admin_block()
+    ));
+    // Home writes [storage] itself; the limit goes under it. An empty store is over 1 KiB.
+    let text = std::fs::read_to_string(home.config_path()).unwrap();
+    let text = text.replacen("[storage]\n", "[storage]\nmax_size = \"1KiB\"\n", 1);
+    std::fs::write(home.config_path(), text).unwrap();
+    let _serve = Serve::start(&home);
+    common::wait_for_inlet(&home);
+    let api = Api::token(&home, API_TOKEN);
+
+    let response = api.post("/api/v1/subscriptions/crm/test", None);
+    assert!(response.header("retry-after").is_some(), "{response:?}");
+    refused(response, 503, "the store is full");
+    audited(
+        &api,
+        "subscription.test",
+        "subscription crm",
+        "failed: the store is full",
+    );
+    assert_eq!(
+        api.get("/api/v1/deliveries").expect(200).json()["items"],
+        json!([])
+    );
 }

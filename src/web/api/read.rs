@@ -11,6 +11,7 @@ use super::params::{self, Params};
 use super::views::{self, RequestView, SubscriptionView};
 use super::{read_store, unknown_subscription};
 use crate::config::Subscription;
+use crate::snippets::{self, Snippets};
 use crate::store::{now_ms, DeliveryDetail, DeliveryFilter, Overview};
 use crate::web::auth::Operator;
 use crate::web::{ApiError, AppState};
@@ -52,6 +53,9 @@ pub(super) async fn subscriptions(
 struct SubscriptionDetail {
     #[serde(flatten)]
     view: SubscriptionView,
+    /// Its `[[subscription]]` block, secrets shown as `[redacted]`.
+    toml: String,
+    snippets: Snippets,
 }
 
 pub(super) async fn subscription(
@@ -60,11 +64,15 @@ pub(super) async fn subscription(
     _operator: Operator,
 ) -> Result<HttpResponse, ApiError> {
     let subscription = configured(&state, &name)?;
-    let view = views_of(&state, vec![subscription])
+    let view = views_of(&state, vec![Arc::clone(&subscription)])
         .await?
         .pop()
         .ok_or_else(ApiError::internal)?;
-    Ok(HttpResponse::Ok().json(SubscriptionDetail { view }))
+    Ok(HttpResponse::Ok().json(SubscriptionDetail {
+        view,
+        toml: snippets::toml_block(&subscription),
+        snippets: snippets::verification_snippets(&subscription),
+    }))
 }
 
 /// The subscription called `name` in the config in force, or a 404.
