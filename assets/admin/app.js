@@ -775,8 +775,16 @@
       cell(a.error || '', 'wrap'),
       cell(a.response_snippet ? h('pre', { class: 'snippet', text: a.response_snippet }) : dash(), 'wide')));
 
-    const headerRows = (r.headers || []).map(([name, value]) => h('tr', null,
-      cell(h('code', { text: name }), 'nowrap'), cell(h('code', { text: value }), 'wrap')));
+    const headerRows = r ? r.headers.map(([name, value]) => h('tr', null,
+      cell(h('code', { text: name }), 'nowrap'), cell(h('code', { text: value }), 'wrap'))) : [];
+    const request = r
+      ? [h('p', { class: 'request-line', test: 'request-line' }, h('code', { text: `${r.method} ${r.url}` })),
+        table('request-headers', ['Header', 'Value'], headerRows, 'No headers.'),
+        h('h3', { text: 'Body' }),
+        r.body === null
+          ? notice('The body was dropped by retention.', 'warn', 'request-body-dropped')
+          : h('pre', { class: 'code wrap', test: 'request-body' }, h('code', { text: pretty(r.body) }))]
+      : notice(`${d.subscription} is no longer in the config, so nothing more is sent.`, 'warn', 'request-gone');
 
     return [
       h('p', { class: 'crumbs' }, link('#/deliveries', 'Deliveries'), ' / '),
@@ -800,12 +808,7 @@
       section('Attempts',
         table('attempts', ['#', 'Started', 'Took', 'Status', 'Error', 'Response'], attempts,
           'No attempts yet.')),
-      section('Request as sent',
-        h('p', { class: 'request-line', test: 'request-line' },
-          h('code', { text: `${r.method} ${r.url}` })),
-        table('request-headers', ['Header', 'Value'], headerRows, 'No headers.'),
-        h('h3', { text: 'Body' }),
-        h('pre', { class: 'code wrap', test: 'request-body' }, h('code', { text: pretty(r.body || '') }))),
+      section('Request as sent', request),
       section('Event',
         fields([
           ['Id', h('code', { text: e.id }), 'event-id'],
@@ -843,8 +846,15 @@
     ];
   }
 
+  // `applied`, `refused: <why>` or `failed: <why>`: a badge, and the reason beside it.
+  function auditResult(result) {
+    const [word, ...why] = String(result).split(': ');
+    const kinds = { applied: 'ok', refused: 'warn', failed: 'bad' };
+    return [badge(word, kinds[word] || '', 'audit-result'),
+      why.length ? h('div', { class: 'audit-why', text: why.join(': ') }) : null];
+  }
+
   async function auditView() {
-    const kinds = { applied: 'ok', refused: 'bad' };
     const paged = await pagedTable({
       path: '/audit',
       params: {},
@@ -857,7 +867,7 @@
         cell(a.origin || dash(), 'nowrap'),
         cell(h('code', { test: 'audit-action', text: a.action })),
         cell(a.detail, 'wrap'),
-        cell(badge(a.result, kinds[a.result] || '', 'audit-result'))),
+        cell(auditResult(a.result), 'wrap-short')),
     });
     return [
       h('h1', { text: 'Audit log' }),
