@@ -20,6 +20,9 @@
   let afterLogin = '#/';
   // A message for the next render of the current route (after an action re-renders it).
   let flash = null;
+  // The hash whose view `main` shows: a re-render of it keeps the old view until the new
+  // one is ready, so the page does not jump to the top.
+  let shownHash = null;
 
   // ---------------------------------------------------------------- the API
 
@@ -969,7 +972,11 @@
     document.body.classList.toggle('logged-out', loggingIn);
     if (loggingIn) {
       document.title = 'Log in · posthorn';
-      loginView();
+      // One form: the start and a hash change can both ask for it.
+      if (shownHash !== location.hash || !main.querySelector('[data-test="login-form"]')) {
+        shownHash = location.hash;
+        loginView();
+      }
       return;
     }
     const [name, build] = route(parsed, seq);
@@ -978,20 +985,25 @@
     }
     document.title = `${TITLES[name] || 'Not found'} · posthorn`;
     if (!build) {
+      shownHash = null;
       main.replaceChildren(h('h1', { text: 'Not found' }),
         h('p', null, 'No page here. ', link('#/', 'Go to the overview'), '.'));
       return;
     }
-    if (!main.querySelector('[data-test="loading"]')) {
+    const hash = location.hash;
+    if (shownHash !== hash) {
+      shownHash = null;
       main.replaceChildren(h('p', { class: 'muted loading', test: 'loading', text: 'Loading…' }));
     }
     try {
       const nodes = await build();
       if (seq !== renderSeq) return;
       main.replaceChildren(h('div', { class: 'view', test: `view-${name}` }, nodes));
+      shownHash = hash;
     } catch (err) {
       if (seq !== renderSeq || err.redirected) return;
       main.replaceChildren(errorBox(err));
+      shownHash = null;
     }
   }
 
