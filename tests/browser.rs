@@ -59,7 +59,12 @@ fn start_posthorn() -> Setup {
         "bad.ndjson",
         b"{\"id\":\"evt-no-type\",\"conversation_id\":\"c-1\",\"note\":\"<img src=x id=injected>\"}\n",
     );
-    healthy.wait_for_count(1, DELIVERED);
+    // The receiver's answer is recorded a moment after it arrives: wait for the store.
+    wait_for("north-crm's delivery to be delivered", DELIVERED, || {
+        home.count(
+            "SELECT count(*) FROM deliveries WHERE subscription = 'north-crm' AND state = 'delivered'",
+        ) == 1
+    });
     wait_for("flaky-crm's delivery to go dead", DELIVERED, || {
         home.count(
             "SELECT count(*) FROM deliveries WHERE subscription = 'flaky-crm' AND state = 'dead'",
