@@ -8,6 +8,7 @@ pub mod api;
 pub mod auth;
 mod inlet;
 mod ops;
+mod pages;
 mod sources;
 
 use std::future::Future;
@@ -56,6 +57,7 @@ pub fn configure(state: AppState) -> impl Fn(&mut web::ServiceConfig) + Clone + 
             .configure(auth::configure)
             .configure(api::configure)
             .configure(ops::configure)
+            .configure(pages::configure)
             .default_service(web::to(not_found));
     }
 }
