@@ -154,8 +154,8 @@ fn seed(db: &Path) -> anyhow::Result<i64> {
         )?;
         let mut delivery = tx.prepare(
             "INSERT INTO deliveries (event_seq, event_id, subscription, state, attempts,
-                 next_attempt_at, created_at, updated_at, last_status, last_error)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                 next_attempt_at, created_at, updated_at, last_status, last_error, event_type)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         )?;
         let mut attempt = tx.prepare(
             "INSERT INTO attempts (delivery_id, attempt, started_at, duration_ms, status, error,
@@ -200,7 +200,8 @@ fn seed(db: &Path) -> anyhow::Result<i64> {
                 created,
                 created + 1000 * tries as i64,
                 status,
-                error
+                error,
+                kind
             ])?;
             let delivery_id = tx.last_insert_rowid();
             for a in 1..=tries {
@@ -259,24 +260,57 @@ fn measure(port: u16, rounds: usize, delivery: i64) -> anyhow::Result<Vec<Row>> 
     // A cursor deep into the log: 100 pages in.
     let mut cursor = String::new();
     for _ in 0..100 {
-        let page: serde_json::Value = get(&agent, &format!("{base}/api/v1/deliveries?cursor={cursor}"))?.1;
-        cursor = page["next_cursor"].as_str().context("no next_cursor")?.to_string();
+        let page: serde_json::Value =
+            get(&agent, &format!("{base}/api/v1/deliveries?cursor={cursor}"))?.1;
+        cursor = page["next_cursor"]
+            .as_str()
+            .context("no next_cursor")?
+            .to_string();
     }
     let from = posthorn::store::now_ms() - 2 * DAY_MS;
     let routes = [
         ("overview", "/api/v1/overview".to_string()),
-        ("subscriptions (20, with health)", "/api/v1/subscriptions".to_string()),
-        ("one subscription", "/api/v1/subscriptions/sub-07".to_string()),
+        (
+            "subscriptions (20, with health)",
+            "/api/v1/subscriptions".to_string(),
+        ),
+        (
+            "one subscription",
+            "/api/v1/subscriptions/sub-07".to_string(),
+        ),
         ("deliveries, newest", "/api/v1/deliveries".to_string()),
-        ("deliveries, page 101", format!("/api/v1/deliveries?cursor={cursor}")),
-        ("deliveries by subscription", "/api/v1/deliveries?subscription=sub-03".to_string()),
-        ("deliveries dead", "/api/v1/deliveries?state=dead".to_string()),
+        (
+            "deliveries, page 101",
+            format!("/api/v1/deliveries?cursor={cursor}"),
+        ),
+        (
+            "deliveries by subscription",
+            "/api/v1/deliveries?subscription=sub-03".to_string(),
+        ),
+        (
+            "deliveries dead",
+            "/api/v1/deliveries?state=dead".to_string(),
+        ),
         (
             "deliveries by subscription + state",
             "/api/v1/deliveries?subscription=sub-05&state=dead".to_string(),
         ),
-        ("deliveries by conversation", "/api/v1/deliveries?conversation=c-042".to_string()),
-        ("deliveries by type glob", "/api/v1/deliveries?event_type=conversation.*".to_string()),
+        (
+            "deliveries by conversation",
+            "/api/v1/deliveries?conversation=c-042".to_string(),
+        ),
+        (
+            "deliveries by type glob",
+            "/api/v1/deliveries?event_type=conversation.*".to_string(),
+        ),
+        (
+            "deliveries by a glob nothing matches (walks the whole log)",
+            "/api/v1/deliveries?event_type=nothing.*".to_string(),
+        ),
+        (
+            "deliveries by exact type",
+            "/api/v1/deliveries?event_type=report.generated".to_string(),
+        ),
         (
             "deliveries since 2 days, one type",
             format!("/api/v1/deliveries?from={from}&event_type=report.generated"),

@@ -464,8 +464,8 @@ pub fn seed_backlog(
         )?;
         let mut delivery = tx.prepare(
             "INSERT INTO deliveries (event_seq, event_id, subscription, state, next_attempt_at,
-                                     created_at, updated_at)
-             VALUES (?1, ?2, ?3, 'pending', ?4, ?5, ?5)",
+                                     created_at, updated_at, event_type)
+             VALUES (?1, ?2, ?3, 'pending', ?4, ?5, ?5, 'backlog.seeded')",
         )?;
         let now = now_ms();
         for n in 0..count {

@@ -217,8 +217,8 @@ mod tests {
         let next = (state == "pending").then_some(at + 60_000);
         conn.execute(
             "INSERT INTO deliveries (event_seq, event_id, subscription, state, attempts,
-                                     next_attempt_at, created_at, updated_at)
-             SELECT seq, id, ?2, ?3, 1, ?4, received_at, ?5 FROM events WHERE seq = ?1",
+                                     next_attempt_at, created_at, updated_at, event_type)
+             SELECT seq, id, ?2, ?3, 1, ?4, received_at, ?5, type FROM events WHERE seq = ?1",
             params![seq, subscription, state, next, at],
         )
         .unwrap();

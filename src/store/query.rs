@@ -208,12 +208,8 @@ pub struct AuditRow {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TypeFilter {
     Exact(String),
-    /// The literal text before the first `*` (it bounds an index range), and the pattern
-    /// in SQLite `GLOB` syntax with every other glob character escaped.
-    Glob {
-        prefix: String,
-        glob: String,
-    },
+    /// The pattern in SQLite `GLOB` syntax, every glob character but `*` escaped.
+    Glob(String),
 }
 
 impl TypeFilter {
@@ -221,7 +217,6 @@ impl TypeFilter {
         if !pattern.contains('*') {
             return TypeFilter::Exact(pattern.to_string());
         }
-        let prefix = pattern.split('*').next().unwrap_or_default().to_string();
         let mut glob = String::with_capacity(pattern.len());
         for c in pattern.chars() {
             match c {
@@ -230,7 +225,7 @@ impl TypeFilter {
                 c => glob.push(c),
             }
         }
-        TypeFilter::Glob { prefix, glob }
+        TypeFilter::Glob(glob)
     }
 }
 
@@ -299,11 +294,10 @@ pub(super) fn delivery_list_sql(
     size: usize,
 ) -> Result<(String, Vec<Value>), QueryError> {
     let type_filter = filter.event_type.as_deref().map(TypeFilter::parse);
-    // Start from the events when an event index narrows them; otherwise walk the
-    // deliveries newest first and stop at a page.
-    let events_first = filter.conversation_id.is_some()
-        || matches!(&type_filter, Some(TypeFilter::Exact(_)))
-        || matches!(&type_filter, Some(TypeFilter::Glob { prefix, .. }) if !prefix.is_empty());
+    // Start from the conversation's events when one is named (a conversation holds few);
+    // otherwise walk the deliveries newest first through an index in time order and stop
+    // at a page. An event type is on the delivery row (migration 6).
+    let events_first = filter.conversation_id.is_some();
     // Starting from the events, each event's deliveries must be found through
     // UNIQUE (event_seq, subscription). Without statistics the planner may instead take
     // an index on a filtered delivery column for that inner loop (a scan per event);
@@ -334,17 +328,15 @@ pub(super) fn delivery_list_sql(
     match type_filter {
         None => {}
         Some(TypeFilter::Exact(kind)) => {
-            clauses.push("e.type = ?".into());
+            // deliveries_type holds one type's deliveries in time order.
+            clauses.push(format!("{d}event_type = ?"));
             values.push(Value::Text(kind));
         }
-        Some(TypeFilter::Glob { prefix, glob }) => {
-            if !prefix.is_empty() {
-                // Every text starting with `prefix` sorts in [prefix, prefix + U+10FFFF).
-                clauses.push("e.type >= ? AND e.type < ?".into());
-                values.push(Value::Text(prefix.clone()));
-                values.push(Value::Text(format!("{prefix}\u{10FFFF}")));
-            }
-            clauses.push("e.type GLOB ?".into());
+        Some(TypeFilter::Glob(glob)) => {
+            // Checked on each row of the newest-first walk: a glob usually matches many
+            // types, and a range over deliveries_type would have to sort them all. The
+            // `+` keeps the planner from taking that range.
+            clauses.push("+d.event_type GLOB ?".into());
             values.push(Value::Text(glob));
         }
     }

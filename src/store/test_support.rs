@@ -52,8 +52,8 @@ pub fn delivery(
     let next = (state == "pending").then_some(created_at);
     conn.execute(
         "INSERT INTO deliveries (event_seq, event_id, subscription, state, next_attempt_at,
-                                 created_at, updated_at)
-         SELECT seq, id, ?2, ?3, ?4, ?5, ?5 FROM events WHERE seq = ?1",
+                                 created_at, updated_at, event_type)
+         SELECT seq, id, ?2, ?3, ?4, ?5, ?5, type FROM events WHERE seq = ?1",
         params![seq, subscription, state, next, created_at],
     )
     .unwrap();

@@ -578,8 +578,8 @@ fn ingest_batch(tx: &Connection, batch: &IngestBatch) -> rusqlite::Result<Ingest
     )?;
     let mut insert_delivery = tx.prepare_cached(
         "INSERT INTO deliveries (event_seq, event_id, subscription, state, next_attempt_at,
-                                 created_at, updated_at)
-         VALUES (?1, ?2, ?3, 'pending', ?4, ?4, ?4)",
+                                 created_at, updated_at, event_type)
+         VALUES (?1, ?2, ?3, 'pending', ?4, ?4, ?4, ?5)",
     )?;
     for routed in &batch.events {
         let event = &routed.event;
@@ -600,7 +600,7 @@ fn ingest_batch(tx: &Connection, batch: &IngestBatch) -> rusqlite::Result<Ingest
         report.stored += 1;
         let seq = tx.last_insert_rowid();
         for subscription in &routed.subscriptions {
-            insert_delivery.execute(params![seq, event.id, subscription, now])?;
+            insert_delivery.execute(params![seq, event.id, subscription, now, event.kind])?;
             report.deliveries += 1;
         }
     }
