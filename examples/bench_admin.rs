@@ -1,5 +1,5 @@
 //! Admin benchmark: seeds a store with 100,000 deliveries (20 subscriptions, 500
-//! conversations, about 150,000 attempts over the last six days), runs the release
+//! conversations, about 119,000 attempts over the last six days), runs the release
 //! `posthorn` binary on it, and times every page's API call, the page's own files,
 //! /metrics and /healthz over HTTP on 127.0.0.1, as the admin page and a scraper make them.
 //! Prints the median, p95 and worst per route against the 100 ms target.
