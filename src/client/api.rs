@@ -1,7 +1,17 @@
-//! The operator API's answers as the CLI reads them (docs/API.md). Only the fields the
-//! commands print are named; fields the API adds later are ignored.
+//! The operator API's answers as the CLI reads them (docs/API.md). Where the API sends a
+//! store type as it is, that type is used; for the rest only the fields the commands
+//! print are named, and fields the API adds later are ignored.
 
 use serde::Deserialize;
+
+// The API serializes these store types as they are; the CLI, shipped in the same binary,
+// reads them back with the same definitions, so the two cannot drift apart.
+pub use crate::store::{
+    AttemptView as Attempt, DeliveryRow, EventView as Event, Page, StateCounts,
+};
+
+/// `GET /deliveries`.
+pub type DeliveryPage = Page<DeliveryRow>;
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct Overview {
@@ -10,15 +20,6 @@ pub struct Overview {
     pub deliveries: StateCounts,
     pub queue_depth: u64,
     pub oldest_pending_age_ms: Option<i64>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct StateCounts {
-    pub pending: u64,
-    pub delivered: u64,
-    pub dead: u64,
-    pub cancelled: u64,
-    pub failing: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -47,65 +48,11 @@ pub struct Health {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-pub struct DeliveryPage {
-    pub items: Vec<DeliveryRow>,
-    pub next_cursor: Option<String>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct DeliveryRow {
-    pub id: i64,
-    pub event_id: String,
-    pub event_type: String,
-    pub conversation_id: Option<String>,
-    pub subscription: String,
-    pub state: String,
-    pub attempts: u32,
-    pub next_attempt_at: Option<i64>,
-    pub in_flight: bool,
-    pub created_at: i64,
-    pub updated_at: i64,
-    pub last_status: Option<u16>,
-    pub last_error: Option<String>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
 pub struct DeliveryDetail {
     pub delivery: DeliveryRow,
     pub event: Event,
     pub attempts: Vec<Attempt>,
     pub request: Option<Request>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct Event {
-    pub id: String,
-    pub event_type: String,
-    pub conversation_id: Option<String>,
-    pub project_id: Option<String>,
-    pub received_at: i64,
-    pub source: String,
-    /// The delivery body: JSON text, or (depending on how the API carries it) the JSON
-    /// itself; `null` once retention dropped it.
-    pub body: Option<serde_json::Value>,
-    pub payload_dropped_at: Option<i64>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct Attempt {
-    pub attempt: u32,
-    pub started_at: i64,
-    pub duration_ms: i64,
-    pub status: Option<u16>,
-    pub error: Option<String>,
-    pub response_snippet: Option<String>,
-}
-
-impl Attempt {
-    /// A 2xx answer.
-    pub fn succeeded(&self) -> bool {
-        matches!(self.status, Some(200..=299))
-    }
 }
 
 /// The request as posthorn sends it, secrets redacted by the API.

@@ -154,12 +154,9 @@ pub fn delivery_detail(detail: &DeliveryDetail) -> String {
 
     let _ = writeln!(out, "\nevent {}", e.id);
     let body = match (&e.body, e.payload_dropped_at) {
-        (Some(serde_json::Value::String(text)), _) => text.clone(),
-        (Some(serde_json::Value::Null) | None, Some(at)) => {
-            format!("(dropped by retention at {})", format_ms(at))
-        }
-        (Some(serde_json::Value::Null) | None, None) => "(none)".to_string(),
-        (Some(json), _) => json.to_string(),
+        (Some(text), _) => text.clone(),
+        (None, Some(at)) => format!("(dropped by retention at {})", format_ms(at)),
+        (None, None) => "(none)".to_string(),
     };
     push_fields(
         &mut out,
@@ -420,13 +417,14 @@ mod tests {
         let detail = DeliveryDetail {
             delivery: row(12, "dead", Some(500), None),
             event: Event {
+                seq: 12,
                 id: "evt-12".into(),
                 event_type: "conversation.started".into(),
                 conversation_id: Some("c-204".into()),
                 project_id: None,
                 received_at: 1_795_341_600_000,
                 source: "spool:a.ndjson".into(),
-                body: Some(serde_json::Value::String(r#"{"id":"evt-12"}"#.into())),
+                body: Some(r#"{"id":"evt-12"}"#.into()),
                 payload_dropped_at: None,
             },
             attempts: vec![

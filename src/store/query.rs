@@ -10,7 +10,7 @@
 
 use rusqlite::types::Value;
 use rusqlite::{params, params_from_iter, OptionalExtension, Row};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::Reader;
 
@@ -32,7 +32,7 @@ pub enum QueryError {
 }
 
 /// One page of a list, and the cursor of the next page (`None` on the last).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Page<T> {
     pub items: Vec<T>,
     pub next_cursor: Option<String>,
@@ -40,7 +40,7 @@ pub struct Page<T> {
 
 /// Deliveries by state; `failing` are the pending ones that have failed at least once
 /// (they are also counted in `pending`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StateCounts {
     pub pending: u64,
     pub delivered: u64,
@@ -128,7 +128,7 @@ pub struct DeliveryFilter {
 }
 
 /// A row of the delivery log.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeliveryRow {
     pub id: i64,
     pub event_id: String,
@@ -148,7 +148,7 @@ pub struct DeliveryRow {
 }
 
 /// An event as the delivery page shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EventView {
     pub seq: i64,
     pub id: String,
@@ -164,7 +164,7 @@ pub struct EventView {
 }
 
 /// One attempt of a delivery.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AttemptView {
     pub attempt: u32,
     pub started_at: i64,
@@ -172,6 +172,13 @@ pub struct AttemptView {
     pub status: Option<u16>,
     pub error: Option<String>,
     pub response_snippet: Option<String>,
+}
+
+impl AttemptView {
+    /// A 2xx answer.
+    pub fn succeeded(&self) -> bool {
+        is_success(self.status)
+    }
 }
 
 /// A delivery in full: the row, its event and every attempt, oldest first.
