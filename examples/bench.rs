@@ -30,6 +30,10 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _};
 
 // The receiver lives beside this file; the path keeps Cargo from taking it for an example.
+// bench.rs waits for its log line, not the port: it has no HTTP to wait for.
+#[allow(dead_code)]
+#[path = "bench/common.rs"]
+mod common;
 #[path = "bench/receiver.rs"]
 mod receiver;
 use receiver::{unix_us, PhaseStats, Receiver};
@@ -94,36 +98,7 @@ fn main() {
 }
 
 fn plan() -> anyhow::Result<Plan> {
-    let mut quick = false;
-    let mut bin = std::env::var_os("POSTHORN_BIN").map(PathBuf::from);
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--quick" => quick = true,
-            "--bin" => bin = Some(args.next().context("--bin needs a path")?.into()),
-            "-h" | "--help" => {
-                println!("usage: bench [--quick] [--bin PATH]   (or POSTHORN_BIN=PATH)");
-                std::process::exit(0);
-            }
-            other => bail!("unknown argument {other:?}; try --help"),
-        }
-    }
-    let bin = match bin {
-        Some(bin) => bin,
-        None => std::env::current_exe()?
-            .parent()
-            .and_then(Path::parent)
-            .context("cannot locate the target directory from this executable")?
-            .join("posthorn"),
-    };
-    if !bin.is_file() {
-        bail!(
-            "no posthorn binary at {}; build it first with `cargo build --release` \
-             (or pass --bin PATH)",
-            bin.display()
-        );
-    }
-    warn_if_stale(&bin);
+    let common::Args { quick, bin } = common::args("bench")?;
     Ok(Plan {
         quick,
         bin,
@@ -140,34 +115,6 @@ fn plan() -> anyhow::Result<Plan> {
         },
         budget: Duration::from_secs(if quick { 150 } else { 420 }),
     })
-}
-
-/// The benchmark measures whatever binary it finds; say so if `src/` is newer.
-fn warn_if_stale(bin: &Path) {
-    let Ok(built) = fs::metadata(bin).and_then(|m| m.modified()) else {
-        return;
-    };
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let mut stack = vec![src];
-    while let Some(dir) = stack.pop() {
-        for entry in fs::read_dir(&dir).into_iter().flatten().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if entry
-                .metadata()
-                .and_then(|m| m.modified())
-                .is_ok_and(|t| t > built)
-            {
-                eprintln!(
-                    "bench: warning: {} is newer than {}; run `cargo build --release` first",
-                    path.display(),
-                    bin.display()
-                );
-                return;
-            }
-        }
-    }
 }
 
 struct Figures {

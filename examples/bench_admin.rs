@@ -12,11 +12,14 @@
 //! every route's median and p95 were under the target.
 
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
+
+#[path = "bench/common.rs"]
+mod common;
 use rusqlite::params;
 
 const TOKEN: &str = "bench-admin-token-0123456789";
@@ -38,30 +41,7 @@ fn main() {
 }
 
 fn run() -> anyhow::Result<bool> {
-    let mut quick = false;
-    let mut bin = std::env::var_os("POSTHORN_BIN").map(PathBuf::from);
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--quick" => quick = true,
-            "--bin" => bin = Some(args.next().context("--bin needs a path")?.into()),
-            other => bail!("unknown argument {other:?}; usage: bench_admin [--quick] [--bin PATH]"),
-        }
-    }
-    let bin = match bin {
-        Some(bin) => bin,
-        None => std::env::current_exe()?
-            .parent()
-            .and_then(Path::parent)
-            .context("cannot locate the target directory from this executable")?
-            .join("posthorn"),
-    };
-    if !bin.is_file() {
-        bail!(
-            "no posthorn binary at {}; run `cargo build --release` first",
-            bin.display()
-        );
-    }
+    let common::Args { quick, bin } = common::args("bench_admin")?;
     let rounds = if quick { 20 } else { 100 };
 
     let dir = tempfile::tempdir()?;
@@ -104,7 +84,7 @@ fn run() -> anyhow::Result<bool> {
         .spawn()
         .with_context(|| format!("while starting {}", bin.display()))?;
     let outcome = (|| {
-        wait_listening(&mut child, port)?;
+        common::wait_listening(&mut child, port, Duration::from_secs(60))?;
         measure(port, rounds, sample_delivery)
     })();
     let _ = Command::new("kill").arg(child.id().to_string()).status();
@@ -359,18 +339,4 @@ fn get(agent: &ureq::Agent, url: &str) -> anyhow::Result<(usize, serde_json::Val
     }
     let json = serde_json::from_str(&body).unwrap_or(serde_json::Value::Null);
     Ok((body.len(), json))
-}
-
-fn wait_listening(child: &mut Child, port: u16) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        if let Some(status) = child.try_wait()? {
-            bail!("posthorn exited early with {status}");
-        }
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    bail!("posthorn did not listen on {port} within 60 s")
 }

@@ -12,13 +12,15 @@
 //! Exit code 0 means both targets were met.
 
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
+
+#[path = "bench/common.rs"]
+mod common;
 
 const TOKEN: &str = "bench-inlet-token";
 const CONNECTIONS: usize = 32;
@@ -38,30 +40,7 @@ fn main() {
 }
 
 fn run() -> anyhow::Result<bool> {
-    let mut quick = false;
-    let mut bin = std::env::var_os("POSTHORN_BIN").map(PathBuf::from);
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--quick" => quick = true,
-            "--bin" => bin = Some(args.next().context("--bin needs a path")?.into()),
-            other => bail!("unknown argument {other:?}; usage: bench_inlet [--quick] [--bin PATH]"),
-        }
-    }
-    let bin = match bin {
-        Some(bin) => bin,
-        None => std::env::current_exe()?
-            .parent()
-            .and_then(Path::parent)
-            .context("cannot locate the target directory from this executable")?
-            .join("posthorn"),
-    };
-    if !bin.is_file() {
-        bail!(
-            "no posthorn binary at {}; run `cargo build --release` first",
-            bin.display()
-        );
-    }
+    let common::Args { quick, bin } = common::args("bench_inlet")?;
     let (batched_requests, single_requests) = if quick { (500, 5_000) } else { (3_000, 30_000) };
 
     let dir = tempfile::tempdir()?;
@@ -89,7 +68,7 @@ fn run() -> anyhow::Result<bool> {
         .spawn()
         .with_context(|| format!("while starting {}", bin.display()))?;
     let outcome = (|| {
-        wait_listening(&mut child, port)?;
+        common::wait_listening(&mut child, port, Duration::from_secs(30))?;
         let url = format!("http://127.0.0.1:{port}/v1/events");
         println!(
             "posthorn inlet bench ({}): {CONNECTIONS} connections, {} cores",
@@ -128,20 +107,6 @@ fn run() -> anyhow::Result<bool> {
         events_per_sec >= TARGET_EVENTS_PER_SEC && requests_per_sec >= TARGET_REQUESTS_PER_SEC;
     println!("{}", if met { "targets met" } else { "TARGETS MISSED" });
     Ok(met)
-}
-
-fn wait_listening(child: &mut Child, port: u16) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if let Some(status) = child.try_wait()? {
-            bail!("posthorn exited at start ({status})");
-        }
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    bail!("posthorn did not listen on {port} within 30 s")
 }
 
 struct Run {
