@@ -8,6 +8,7 @@ use serde::Deserialize;
 // reads them back with the same definitions, so the two cannot drift apart.
 pub use crate::store::{
     AttemptView as Attempt, DeliveryRow, EventView as Event, Page, StateCounts,
+    SubscriptionHealth as Health,
 };
 
 /// `GET /deliveries`.
@@ -33,18 +34,6 @@ pub struct Subscription {
     pub enabled: bool,
     pub paused: bool,
     pub health: Health,
-}
-
-/// How a subscription did over the last 24 h.
-#[derive(Debug, Clone, Deserialize)]
-pub struct Health {
-    pub success_rate: Option<f64>,
-    pub latency_p95_ms: Option<i64>,
-    pub last_attempt_at: Option<i64>,
-    pub last_status: Option<u16>,
-    pub last_error: Option<String>,
-    pub failing_streak: u64,
-    pub pending: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

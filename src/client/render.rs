@@ -352,13 +352,16 @@ mod tests {
             oldest_pending_age_ms: Some(125_000),
         };
         let health = Health {
+            attempts_counted: 8,
             success_rate: Some(0.875),
+            latency_median_ms: Some(20),
             latency_p95_ms: Some(42),
             last_attempt_at: Some(1_795_341_600_000),
             last_status: Some(500),
             last_error: None,
             failing_streak: 2,
             pending: 1,
+            ..Health::default()
         };
         let subs = vec![
             Subscription {
@@ -372,13 +375,16 @@ mod tests {
                 enabled: false,
                 paused: false,
                 health: Health {
+                    attempts_counted: 0,
                     success_rate: None,
+                    latency_median_ms: None,
                     latency_p95_ms: None,
                     last_attempt_at: None,
                     last_status: None,
                     last_error: None,
                     failing_streak: 0,
                     pending: 0,
+                    ..Health::default()
                 },
             },
         ];

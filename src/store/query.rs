@@ -87,10 +87,13 @@ pub struct Queue {
 }
 
 /// How one subscription is doing. Rates and latencies cover its attempts of the last
-/// 24 h, at most the newest [`HEALTH_WINDOW`]; `None` where there were none.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// 24 h, at most the newest [`HEALTH_WINDOW`]; `None` where there were none. The API's
+/// `health` object is this without the name and pause flag, which it shows beside it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SubscriptionHealth {
+    #[serde(skip)]
     pub subscription: String,
+    #[serde(skip)]
     pub paused: bool,
     /// Attempts the rate and latencies were computed from.
     pub attempts_counted: u64,

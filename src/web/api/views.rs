@@ -25,37 +25,7 @@ pub struct SubscriptionView {
     pub projects: Vec<String>,
     pub events: Vec<String>,
     pub signing: &'static str,
-    pub health: HealthView,
-}
-
-/// A subscription's health over the last 24 h (see `SubscriptionHealth`).
-#[derive(Debug, Serialize)]
-pub struct HealthView {
-    pub attempts_counted: u64,
-    pub success_rate: Option<f64>,
-    pub latency_median_ms: Option<i64>,
-    pub latency_p95_ms: Option<i64>,
-    pub last_attempt_at: Option<i64>,
-    pub last_status: Option<u16>,
-    pub last_error: Option<String>,
-    pub failing_streak: u64,
-    pub pending: u64,
-}
-
-impl From<SubscriptionHealth> for HealthView {
-    fn from(health: SubscriptionHealth) -> HealthView {
-        HealthView {
-            attempts_counted: health.attempts_counted,
-            success_rate: health.success_rate,
-            latency_median_ms: health.latency_median_ms,
-            latency_p95_ms: health.latency_p95_ms,
-            last_attempt_at: health.last_attempt_at,
-            last_status: health.last_status,
-            last_error: health.last_error,
-            failing_streak: health.failing_streak,
-            pending: health.pending,
-        }
-    }
+    pub health: SubscriptionHealth,
 }
 
 pub fn subscription_view(
@@ -78,7 +48,7 @@ pub fn subscription_view(
             Signing::Standard { .. } => "standard",
             Signing::Hex { .. } => "hex",
         },
-        health: health.into(),
+        health,
     }
 }
 
