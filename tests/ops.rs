@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use common::{
-    http_get, http_post, subscription, wait_for, wait_for_inlet, Answer, Home, Receiver, Serve,
+    event_in, http_get, http_post, subscription, wait_for, wait_for_inlet, Home, Receiver, Serve,
 };
 
 const SETTLE: Duration = Duration::from_secs(20);
@@ -264,25 +264,12 @@ fn healthz(home: &Home) -> common::Response {
     http_get(&format!("{}/healthz", home.inlet_url()))
 }
 
-fn event_in(id: &str, conversation: &str) -> String {
-    format!(
-        r#"{{"id":"{id}","type":"conversation.started","conversation_id":"{conversation}","data":{{"n":"{id}"}}}}"#
-    )
-}
-
 #[test]
 fn metrics_count_input_by_source_attempts_by_outcome_and_see_the_queue() {
     let ok = Receiver::start(204);
     let failing = Receiver::start(500);
     // 503 with Retry-After of an hour: the delivery stays pending, the queue is not empty.
-    let waiting = Receiver::with_script(
-        Vec::new(),
-        Answer {
-            status: 503,
-            retry_after: Some("3600".into()),
-            delay: Duration::ZERO,
-        },
-    );
+    let waiting = Receiver::holding_off();
     let home = Home::new();
     let mut config = format!(
         "[inlet]\ntoken = {INLET_TOKEN:?}\n\

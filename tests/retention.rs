@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{catch_all, spool_event, subscription, wait_for, Answer, Home, Receiver, Serve};
+use common::{catch_all, event_in, spool_event, subscription, wait_for, Home, Receiver, Serve};
 
 const SETTLE: Duration = Duration::from_secs(20);
 
@@ -53,24 +53,11 @@ fn state_of(home: &Home, id: &str, subscription: &str) -> Option<String> {
     .next()
 }
 
-fn event_in(id: &str, conversation: &str) -> String {
-    format!(
-        r#"{{"id":"{id}","type":"conversation.started","conversation_id":"{conversation}","data":{{"n":"{id}"}}}}"#
-    )
-}
-
 #[test]
 fn old_rows_go_payload_first_while_pending_and_dead_deliveries_stay() {
     let ok = Receiver::start(204);
     // 503 with Retry-After of an hour: the delivery stays pending.
-    let waiting = Receiver::with_script(
-        Vec::new(),
-        Answer {
-            status: 503,
-            retry_after: Some("3600".into()),
-            delay: Duration::ZERO,
-        },
-    );
+    let waiting = Receiver::holding_off();
     let down = Receiver::start(500);
     let home = Home::new();
     let mut body = String::from(

@@ -181,6 +181,19 @@ impl Receiver {
         Receiver::with_script(Vec::new(), Answer::status(status))
     }
 
+    /// A receiver that answers 503 with `Retry-After: 3600` forever: what it gets stays
+    /// pending, waiting an hour for its next attempt.
+    pub fn holding_off() -> Receiver {
+        Receiver::with_script(
+            Vec::new(),
+            Answer {
+                status: 503,
+                retry_after: Some("3600".into()),
+                delay: Duration::ZERO,
+            },
+        )
+    }
+
     /// A receiver that answers with `queued` in order, then `fallback` forever.
     pub fn with_script(queued: Vec<Answer>, fallback: Answer) -> Receiver {
         let script = Arc::new(Mutex::new(Script {
@@ -594,6 +607,13 @@ impl Serve {
 
 /// A `conversation.started` event for conversation `c-1` as one JSON line (no newline),
 /// carrying its id in `data` too so a delivered body can be checked against it.
+/// An event of `conversation`, with `id` also in its data.
+pub fn event_in(id: &str, conversation: &str) -> String {
+    format!(
+        r#"{{"id":"{id}","type":"conversation.started","conversation_id":"{conversation}","data":{{"n":"{id}"}}}}"#
+    )
+}
+
 pub fn spool_event(id: &str) -> String {
     format!(
         r#"{{"id":"{id}","type":"conversation.started","conversation_id":"c-1","occurred_at":"2026-11-22T10:00:00Z","data":{{"n":"{id}"}}}}"#
