@@ -512,6 +512,9 @@ fn what_changed(old: &Subscription, new: &Subscription) -> Vec<&'static str> {
     if old.headers != new.headers {
         what.push("headers");
     }
+    if old.allow_networks != new.allow_networks {
+        what.push("allow_networks");
+    }
     match (old.enabled, new.enabled) {
         (true, false) => what.push("paused"),
         (false, true) => what.push("resumed"),
