@@ -6,6 +6,8 @@
 //! their own connections; WAL lets them run beside the writer.
 
 mod admin;
+mod faults;
+mod integrity;
 mod prune;
 mod query;
 mod schema;
@@ -14,12 +16,14 @@ mod test_support;
 mod writer;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
+pub use faults::{FailingCommits, Faults, StoreUnavailable};
 pub use query::{
     AttemptView, AuditRow, DeliveryDetail, DeliveryFilter, DeliveryRow, EventView, FailureRow,
     Overview, Page, QueryError, Queue, RejectionRow, StateCounts, SubscriptionHealth, TypeFilter,
@@ -249,7 +253,9 @@ impl Store {
         let lock = lock_exclusively(path)?;
         let conn = open_writer_connection(path)
             .with_context(|| format!("while opening the store at {}", path.display()))?;
-        let (handle, writer) = writer::spawn(conn, new_work)?;
+        let faults = Arc::new(Faults::default());
+        faults.set_integrity(check_integrity(&conn, path));
+        let (handle, writer) = writer::spawn(conn, new_work, faults)?;
         Ok(Store {
             path: path.to_path_buf(),
             handle,
@@ -282,6 +288,36 @@ impl Store {
 impl Drop for Store {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// Runs the integrity check at start and logs what it found; returns the problem for
+/// `/healthz` if the store is corrupt.
+fn check_integrity(conn: &Connection, path: &Path) -> Option<String> {
+    match integrity::quick_check(conn, integrity::CHECK_LIMIT) {
+        integrity::Integrity::Ok(took) => {
+            tracing::info!(
+                took_ms = took.as_millis() as u64,
+                "store integrity check: ok"
+            );
+            None
+        }
+        integrity::Integrity::Unfinished(why) => {
+            tracing::warn!("store integrity check skipped: {why}");
+            None
+        }
+        integrity::Integrity::Corrupt(problems) => {
+            let problem = format!(
+                "the store {} is corrupt (integrity check at start: {}); what it holds may \
+                 be lost: stop posthorn and recover it (sqlite3 {} .recover) or restore a \
+                 backup",
+                path.display(),
+                problems.join("; "),
+                path.display()
+            );
+            tracing::error!("{problem}");
+            Some(problem)
+        }
     }
 }
 
