@@ -5,7 +5,8 @@
 mod common;
 
 use std::fs;
-use std::path::Path;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
@@ -219,4 +220,64 @@ fn a_store_with_corrupt_pages_is_reported_in_the_log_and_healthz() {
         reason.contains(".recover"),
         "healthz says the way out: {json}"
     );
+}
+
+fn mode(path: &Path) -> u32 {
+    fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+#[test]
+fn the_store_and_its_wal_are_created_0600_whatever_the_umask() {
+    let receiver = Receiver::start(204);
+    let home = Home::new();
+    write_config(&home, &home.db(), &receiver);
+    let mut command = Command::new("sh");
+    command
+        .arg("-c")
+        .arg("umask 000; exec \"$0\" serve --config \"$1\"")
+        .arg(common::binary())
+        .arg(home.config_path())
+        .env("POSTHORN_LOG", "posthorn=debug,info");
+    let serve = Serve::start_with(&home, command);
+    post(&home, &event("private", 10)).expect(202);
+    for file in [
+        home.db(),
+        with_suffix(&home.db(), "-wal"),
+        with_suffix(&home.db(), "-shm"),
+    ] {
+        assert_eq!(mode(&file), 0o600, "{} is private", file.display());
+    }
+    assert_eq!(serve.terminate(), Some(0));
+}
+
+#[test]
+fn a_config_holding_secrets_that_others_can_read_is_warned_about() {
+    let receiver = Receiver::start(204);
+    let home = Home::new();
+    home.write_config(&catch_all(&receiver.url));
+    fs::set_permissions(home.config_path(), fs::Permissions::from_mode(0o644)).unwrap();
+    let serve = Serve::start(&home);
+    assert!(
+        serve
+            .log()
+            .contains("holds secrets (subscription.secret) and every user can read it"),
+        "{}",
+        serve.log()
+    );
+    assert_eq!(serve.terminate(), Some(0));
+
+    fs::set_permissions(home.config_path(), fs::Permissions::from_mode(0o600)).unwrap();
+    let serve = Serve::start(&home);
+    assert!(!serve.log().contains("holds secrets"), "{}", serve.log());
+    assert_eq!(serve.terminate(), Some(0));
 }

@@ -4,6 +4,7 @@
 //! or in `Debug` output.
 
 mod egress;
+pub mod exposure;
 mod inlet;
 mod validate;
 mod values;

@@ -356,11 +356,44 @@ fn create_parent_dir(path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Creates the database file readable by its owner only (0600), whatever the umask, so
+/// SQLite, which gives the `-wal` and `-shm` files the database file's mode, creates
+/// them 0600 too. An existing store keeps its mode (an operator may have widened it on
+/// purpose), with a warning when others may read it.
+fn create_private(path: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(file) => file
+            .set_permissions(std::fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("while making {} private", path.display())),
+        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {
+            if let Ok(meta) = std::fs::metadata(path) {
+                let mode = meta.permissions().mode() & 0o777;
+                if mode & 0o077 != 0 {
+                    tracing::warn!(
+                        "the store {} has mode {mode:o}: other users may read the events it \
+                         holds; chmod 600 it unless that is meant",
+                        path.display()
+                    );
+                }
+            }
+            Ok(())
+        }
+        Err(err) => Err(err).with_context(|| format!("while creating {}", path.display())),
+    }
+}
+
 /// Bytes a WAL file may keep after a checkpoint resets it (`journal_size_limit`).
 const WAL_SIZE_LIMIT: i64 = 4 << 20;
 
 fn open_writer_connection(path: &Path) -> anyhow::Result<Connection> {
     create_parent_dir(path)?;
+    create_private(path)?;
     let mut conn = Connection::open(path)?;
     conn.busy_timeout(Duration::from_secs(5))?;
     let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
