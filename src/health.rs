@@ -236,9 +236,9 @@ pub fn store_check(answer: Result<StoreStatus, String>, problems: Vec<String>) -
             }
         }
     };
-    if let Some(first) = problems.first() {
+    if !problems.is_empty() {
         check.status = status(false);
-        check.reason.get_or_insert_with(|| first.clone());
+        check.reason.get_or_insert_with(|| problems.join("; "));
         check.problems = problems;
     }
     check

@@ -145,7 +145,7 @@ fn a_full_disk_answers_503_fails_healthz_and_recovers_with_nothing_acknowledged_
         .as_str()
         .unwrap_or_default();
     assert!(
-        reason.starts_with("commits of ingest fail"),
+        reason.contains("commits of ingest fail"),
         "healthz names the failing commits: {json}"
     );
 
@@ -179,7 +179,9 @@ fn a_store_with_corrupt_pages_is_reported_in_the_log_and_healthz() {
     let serve = Serve::start(&home);
     post(&home, &event("stored", 10)).expect(202);
     receiver.wait_for_count(1, Duration::from_secs(10));
-    assert!(serve.log().contains("store integrity check: ok"));
+    wait_for("the integrity check", Duration::from_secs(20), || {
+        serve.log().contains("store integrity check: ok")
+    });
     assert_eq!(serve.terminate(), Some(0));
 
     // Damage the root page of a table posthorn does not touch at start.
@@ -205,10 +207,14 @@ fn a_store_with_corrupt_pages_is_reported_in_the_log_and_healthz() {
     fs::write(home.db(), bytes).unwrap();
 
     let serve = Serve::start(&home);
-    let log = serve.log();
-    assert!(
-        log.contains("is corrupt (integrity check at start:"),
-        "the log says the store is corrupt:\n{log}"
+    wait_for(
+        "the log to say the store is corrupt",
+        Duration::from_secs(20),
+        || {
+            serve
+                .log()
+                .contains("is corrupt (integrity check at start:")
+        },
     );
     let health = http_get(&format!("{}/healthz", home.inlet_url())).expect(503);
     let json = health.json();
