@@ -347,6 +347,20 @@ impl Policy {
     }
 }
 
+/// The refusal a subscription's `url` meets before any lookup, for a warning at start:
+/// its host is an address (or `localhost`) that `allow` does not open. Host names are
+/// judged only when they resolve, at each connection.
+pub fn refused_literal(url: &str, allow: &[Network]) -> Option<Refusal> {
+    let uri: Uri = url.parse().ok()?;
+    let host = uri.host()?.trim_start_matches('[').trim_end_matches(']');
+    let ip = if host.eq_ignore_ascii_case("localhost") {
+        IpAddr::V4(Ipv4Addr::LOCALHOST)
+    } else {
+        host.parse().ok()?
+    };
+    Policy::new(allow).check(ip).err()
+}
+
 /// A resolver that hands on only the addresses its policy allows, refusing the request
 /// (with the [`Refusal`] inside `ureq::Error::Other`) when none is left.
 #[derive(Debug)]

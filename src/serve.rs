@@ -237,6 +237,14 @@ fn log_startup(config: &Config) {
             enabled = subscription.enabled,
             "subscription"
         );
+        if let Some(refusal) =
+            crate::egress::refused_literal(&subscription.url, &subscription.allow_networks)
+        {
+            tracing::warn!(
+                name = %subscription.name,
+                "every delivery to this subscription will be {refusal}"
+            );
+        }
     }
 }
 

@@ -36,6 +36,13 @@ fn a_receiver_on_loopback_is_refused_without_an_allow_entry_then_reached_once_al
         hook("local", &format!("{}/hook", receiver.url))
     ));
     let serve = Serve::start(&home);
+    assert!(
+        serve.log().contains(
+            "every delivery to this subscription will be refused: 127.0.0.1 is a loopback address"
+        ),
+        "the start warns about a url that will be refused:\n{}",
+        serve.log()
+    );
     home.drop_json("evt_local.json", &spool_event("evt_local"));
 
     wait_for("two refused attempts", Duration::from_secs(15), || {

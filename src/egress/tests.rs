@@ -169,6 +169,31 @@ fn ipv6_forms_of_ipv4_addresses_are_judged_as_ipv4() {
 }
 
 #[test]
+fn literal_urls_that_will_be_refused_are_found_before_any_lookup() {
+    let none: &[Network] = &[];
+    let refused = |url: &str, allow: &[Network]| refused_literal(url, allow).map(|r| r.ip);
+    assert_eq!(
+        refused("http://127.0.0.1:9000/hook", none),
+        Some(ip("127.0.0.1"))
+    );
+    assert_eq!(
+        refused("http://localhost:9000/hook", none),
+        Some(ip("127.0.0.1"))
+    );
+    assert_eq!(refused("https://[::1]/hook", none), Some(ip("::1")));
+    assert_eq!(
+        refused("http://user:pw@169.254.169.254/latest", none),
+        Some(ip("169.254.169.254"))
+    );
+    assert_eq!(
+        refused("http://127.0.0.1:9000/hook", &[net("127.0.0.1")]),
+        None
+    );
+    assert_eq!(refused("https://crm.example.org/hook", none), None);
+    assert_eq!(refused("https://1.1.1.1/hook", none), None);
+}
+
+#[test]
 fn a_guarded_resolver_refuses_when_no_address_is_allowed() {
     use ureq::unversioned::resolver::DefaultResolver;
     let config = ureq::config::Config::default();
