@@ -483,6 +483,10 @@ fn diff(old: &Config, new: &Config) -> Changes {
             "delivery.max_in_flight_per_endpoint",
             old.delivery.max_in_flight_per_endpoint != new.delivery.max_in_flight_per_endpoint,
         ),
+        (
+            "delivery.allow_networks",
+            old.delivery.allow_networks != new.delivery.allow_networks,
+        ),
         ("log.level", old.log.level != new.log.level),
     ];
     changes.settings = settings
