@@ -50,6 +50,12 @@ pub(super) fn storage_fault(
     }
 }
 
+/// Kinds of work posthorn itself tries again (the spool its batch, the scheduler its
+/// claims, the workers' outcomes, the pruner): each stays failing until it succeeds. The
+/// others (an audit row, an operator action, a setting) are not repeated once their
+/// caller has its error, so any later successful commit clears them.
+const RETRIED: &[&str] = &["ingest", "claim", "record", "prune"];
+
 /// One kind of work whose commits fail.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct FailingCommits {
@@ -152,6 +158,12 @@ impl Faults {
                         None => {}
                     }
                 }
+                if !kinds.is_empty() {
+                    self.failing
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .retain(|kind, _| RETRIED.contains(kind) || !own_faults.is_empty());
+                }
             }
         }
     }
@@ -193,6 +205,23 @@ mod tests {
         );
         assert!(faults.succeeded("ingest"));
         assert!(faults.problems().is_empty());
+    }
+
+    #[test]
+    fn one_off_writes_are_cleared_by_any_later_commit_retried_ones_by_their_own() {
+        let faults = Faults::default();
+        let full: rusqlite::Result<()> = Err(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
+            None,
+        ));
+        faults.note(&["audit", "ingest"], &full, &[], 1);
+        assert_eq!(faults.failing().len(), 2);
+        // A claim commits: the audit row is not coming back, the ingest is.
+        faults.note(&["claim"], &Ok(()), &[], 2);
+        let kinds: Vec<_> = faults.failing().iter().map(|f| f.kind).collect();
+        assert_eq!(kinds, ["ingest"]);
+        faults.note(&["ingest"], &Ok(()), &[], 3);
+        assert!(faults.failing().is_empty());
     }
 
     #[test]
