@@ -148,7 +148,8 @@ fn run(plan: &Plan) -> anyhow::Result<bool> {
     fs::write(
         &config,
         format!(
-            "[storage]\npath = {db:?}\n[spool]\ndir = {spool:?}\n[http]\nlisten = \"127.0.0.1:{http}\"\n\n\
+            "[storage]\npath = {db:?}\n[spool]\ndir = {spool:?}\n[http]\nlisten = \"127.0.0.1:{http}\"\n\
+             [delivery]\nallow_networks = [\"127.0.0.1\"]\n\n\
              [[subscription]]\nname = \"{SUBSCRIPTION}\"\nurl = \"http://127.0.0.1:{port}/hook\"\n\
              conversations = [\"*\"]\nevents = [\"*\"]\nsecret = \"{SECRET}\"\n",
             db = db.display().to_string(),
@@ -433,7 +434,8 @@ fn soak(plan: &Plan, dir: &Path, receiver: &Receiver) -> anyhow::Result<SoakFigu
         format!(
             "[storage]\npath = {db:?}\n[spool]\ndir = {spool:?}\n[http]\nlisten = \"127.0.0.1:{http}\"\n\
              [retention]\ndelivered = \"{delivered}s\"\nfailed = \"{delivered}s\"\n\
-             payloads = \"{payloads}s\"\nrejections = \"{delivered}s\"\ninterval = \"1s\"\n\n\
+             payloads = \"{payloads}s\"\nrejections = \"{delivered}s\"\ninterval = \"1s\"\n\
+             [delivery]\nallow_networks = [\"127.0.0.1\"]\n\n\
              [[subscription]]\nname = \"{SUBSCRIPTION}\"\nurl = \"http://127.0.0.1:{port}/hook\"\n\
              conversations = [\"*\"]\nevents = [\"*\"]\nsecret = \"{SECRET}\"\n",
             db = db.display().to_string(),

@@ -14,6 +14,7 @@ use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver
 use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
 
 use crate::config::{DeliveryConfig, Signing, Subscription};
+use crate::egress;
 use crate::metrics::Metrics;
 use crate::retry;
 use crate::sign;
@@ -112,17 +113,21 @@ pub fn spawn_workers(
     finished: Sender<Finished>,
     metrics: Arc<Metrics>,
 ) -> std::io::Result<Vec<std::thread::JoinHandle<()>>> {
-    let agent = build_agent(config);
+    let agent_config = config.clone();
+    let agents = Arc::new(egress::Agents::new(move |policy| {
+        build_agent(&agent_config, policy)
+    }));
     metrics.liveness.workers_started(config.workers);
     (0..config.workers)
         .map(|n| {
-            let (agent, jobs, finished) = (agent.clone(), jobs.clone(), finished.clone());
+            let (agents, jobs, finished) = (agents.clone(), jobs.clone(), finished.clone());
             let metrics = Arc::clone(&metrics);
             std::thread::Builder::new()
                 .name(format!("deliver-{n}"))
                 .spawn(move || {
                     for job in jobs {
                         metrics.liveness.attempt_started(n);
+                        let agent = agents.for_networks(&job.subscription.allow_networks);
                         let record = attempt(&agent, &job);
                         metrics.liveness.attempt_finished(n);
                         let endpoint = job.subscription.url.clone();
@@ -135,8 +140,11 @@ pub fn spawn_workers(
         .collect()
 }
 
-/// One agent for the whole pool, so keep-alive connections are shared and reused.
-fn build_agent(config: &DeliveryConfig) -> ureq::Agent {
+/// One agent per allow list for the whole pool, so keep-alive connections are shared and
+/// reused. Its resolver hands on only the addresses `policy` allows (see `egress`), and it
+/// ignores `HTTP_PROXY`-style variables: through a proxy, the proxy would pick the
+/// address and the guard could not see it.
+fn build_agent(config: &DeliveryConfig, policy: egress::Policy) -> ureq::Agent {
     let config = ureq::Agent::config_builder()
         .timeout_global(Some(config.timeout))
         .max_redirects(0)
@@ -144,11 +152,12 @@ fn build_agent(config: &DeliveryConfig) -> ureq::Agent {
         .user_agent(concat!("posthorn/", env!("CARGO_PKG_VERSION")))
         .max_idle_connections(config.workers.max(16))
         .max_idle_connections_per_host(config.max_in_flight_per_endpoint)
+        .proxy(None)
         .build();
     ureq::Agent::with_parts(
         config,
         DefaultConnector::default(),
-        CachingResolver::default(),
+        egress::GuardedResolver::new(CachingResolver::default(), policy),
     )
 }
 
@@ -285,6 +294,9 @@ fn post(agent: &ureq::Agent, job: &Job, timestamp: i64) -> Response {
 }
 
 fn describe(err: &ureq::Error) -> String {
+    if let Some(refusal) = egress::refusal(err) {
+        return refusal.to_string();
+    }
     match err {
         ureq::Error::Timeout(which) => format!("timed out ({which})"),
         ureq::Error::HostNotFound => "host not found (DNS lookup failed)".into(),
@@ -322,6 +334,7 @@ mod tests {
             signing,
             headers: vec![("X-Team".into(), "north".into())],
             enabled: true,
+            allow_networks: Vec::new(),
         }
     }
 

@@ -1,5 +1,6 @@
 //! Whether posthorn is healthy (`GET /healthz`): the store answers a round trip through
-//! its writer and is not over `[storage] max_size`, and delivery is moving: the scheduler
+//! its writer, is not over `[storage] max_size`, its commits do not fail and the
+//! integrity check at start found nothing wrong; and delivery is moving: the scheduler
 //! turns (it stamps a heartbeat on every loop, at least once a second) and not every
 //! worker is stuck in one attempt. The decisions are pure functions of the stamps and
 //! thresholds, so they are tested without waiting.
@@ -197,6 +198,9 @@ pub struct StoreCheck {
     /// writer did not answer.
     pub used_bytes: Option<u64>,
     pub max_size_bytes: Option<u64>,
+    /// Commits that fail, and corruption found at start, in words.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<String>,
 }
 
 impl StoreCheck {
@@ -206,14 +210,16 @@ impl StoreCheck {
 }
 
 /// The store is healthy when its writer answered (`answer` is its reply, or why there
-/// was none) and it is not over `[storage] max_size`.
-pub fn store_check(answer: Result<StoreStatus, String>) -> StoreCheck {
-    match answer {
+/// was none), it is not over `[storage] max_size`, and there are no `problems` (failing
+/// commits, corruption found at start; see `store::Faults`).
+pub fn store_check(answer: Result<StoreStatus, String>, problems: Vec<String>) -> StoreCheck {
+    let mut check = match answer {
         Err(reason) => StoreCheck {
             status: status(false),
             reason: Some(reason),
             used_bytes: None,
             max_size_bytes: None,
+            problems: Vec::new(),
         },
         Ok(answer) => {
             let full = answer.max_size.is_some_and(|max| answer.used_bytes > max);
@@ -226,9 +232,16 @@ pub fn store_check(answer: Result<StoreStatus, String>) -> StoreCheck {
                 }),
                 used_bytes: Some(answer.used_bytes),
                 max_size_bytes: answer.max_size,
+                problems: Vec::new(),
             }
         }
+    };
+    if !problems.is_empty() {
+        check.status = status(false);
+        check.reason.get_or_insert_with(|| problems.join("; "));
+        check.problems = problems;
     }
+    check
 }
 
 /// The whole answer of `/healthz`.
@@ -323,33 +336,80 @@ mod tests {
 
     #[test]
     fn the_store_is_unhealthy_without_an_answer_or_over_max_size() {
-        let fine = store_check(Ok(StoreStatus {
-            used_bytes: 100,
-            max_size: Some(100),
-        }));
+        let fine = store_check(
+            Ok(StoreStatus {
+                used_bytes: 100,
+                max_size: Some(100),
+            }),
+            Vec::new(),
+        );
         assert!(fine.ok(), "{fine:?}");
-        let unlimited = store_check(Ok(StoreStatus {
-            used_bytes: u64::MAX,
-            max_size: None,
-        }));
+        let unlimited = store_check(
+            Ok(StoreStatus {
+                used_bytes: u64::MAX,
+                max_size: None,
+            }),
+            Vec::new(),
+        );
         assert!(unlimited.ok());
-        let full = store_check(Ok(StoreStatus {
-            used_bytes: 101,
-            max_size: Some(100),
-        }));
+        let full = store_check(
+            Ok(StoreStatus {
+                used_bytes: 101,
+                max_size: Some(100),
+            }),
+            Vec::new(),
+        );
         assert!(!full.ok());
         assert!(full.reason.as_deref().unwrap().contains("max_size"));
-        let silent = store_check(Err("the store writer did not answer within 3 s".into()));
+        let silent = store_check(
+            Err("the store writer did not answer within 3 s".into()),
+            Vec::new(),
+        );
         assert!(!silent.ok());
         assert_eq!(silent.used_bytes, None);
     }
 
     #[test]
+    fn failing_commits_and_corruption_make_the_store_unhealthy() {
+        let answer = || {
+            Ok(StoreStatus {
+                used_bytes: 1,
+                max_size: None,
+            })
+        };
+        let failing = store_check(
+            answer(),
+            vec![
+                "commits of ingest fail (3 in a row, the first 2 s ago): database or disk is full"
+                    .into(),
+            ],
+        );
+        assert!(!failing.ok(), "{failing:?}");
+        assert!(failing
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("commits of ingest fail"));
+        let json = serde_json::to_value(&failing).unwrap();
+        assert_eq!(json["status"], "unhealthy");
+        assert_eq!(json["problems"].as_array().unwrap().len(), 1);
+        let fine = store_check(answer(), Vec::new());
+        assert!(fine.ok());
+        assert!(serde_json::to_value(&fine)
+            .unwrap()
+            .get("problems")
+            .is_none());
+    }
+
+    #[test]
     fn health_is_ok_only_when_both_checks_are() {
-        let store = store_check(Ok(StoreStatus {
-            used_bytes: 1,
-            max_size: None,
-        }));
+        let store = store_check(
+            Ok(StoreStatus {
+                used_bytes: 1,
+                max_size: None,
+            }),
+            Vec::new(),
+        );
         let delivery = delivery_check(NOW, NOW, &[None], LIMITS);
         assert!(Health::new(store.clone(), delivery.clone()).ok());
         let stuck = delivery_check(NOW, 0, &[None], LIMITS);

@@ -8,6 +8,7 @@ pub mod client;
 pub mod commands;
 pub mod config;
 pub mod deliver;
+pub mod egress;
 pub mod event;
 pub mod health;
 pub mod inlet;

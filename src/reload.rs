@@ -483,6 +483,10 @@ fn diff(old: &Config, new: &Config) -> Changes {
             "delivery.max_in_flight_per_endpoint",
             old.delivery.max_in_flight_per_endpoint != new.delivery.max_in_flight_per_endpoint,
         ),
+        (
+            "delivery.allow_networks",
+            old.delivery.allow_networks != new.delivery.allow_networks,
+        ),
         ("log.level", old.log.level != new.log.level),
     ];
     changes.settings = settings
@@ -511,6 +515,9 @@ fn what_changed(old: &Subscription, new: &Subscription) -> Vec<&'static str> {
     }
     if old.headers != new.headers {
         what.push("headers");
+    }
+    if old.allow_networks != new.allow_networks {
+        what.push("allow_networks");
     }
     match (old.enabled, new.enabled) {
         (true, false) => what.push("paused"),

@@ -188,7 +188,12 @@ fn admin_password_hash(config: &Config, store: &Store) -> anyhow::Result<String>
 
 fn log_startup(config: &Config) {
     match &config.source {
-        Some(path) => tracing::info!(config = %path.display(), "loaded configuration"),
+        Some(path) => {
+            tracing::info!(config = %path.display(), "loaded configuration");
+            if let Some(warning) = crate::config::exposure::warning(path) {
+                tracing::warn!("{warning}");
+            }
+        }
         None => tracing::info!("no config file found; running on embedded defaults"),
     }
     tracing::info!(
@@ -232,6 +237,14 @@ fn log_startup(config: &Config) {
             enabled = subscription.enabled,
             "subscription"
         );
+        if let Some(refusal) =
+            crate::egress::refused_literal(&subscription.url, &subscription.allow_networks)
+        {
+            tracing::warn!(
+                name = %subscription.name,
+                "every delivery to this subscription will be {refusal}"
+            );
+        }
     }
 }
 

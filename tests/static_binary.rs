@@ -206,8 +206,9 @@ fn the_static_binary_resolves_names_in_an_empty_root() {
     // Paths as the chrooted binary sees them; the spool and store are the Home's own.
     let url = format!("http://receiver.posthorn.test:{}/hook", port(&receiver));
     let config = format!(
-        "[storage]\npath = \"/posthorn.db\"\n[spool]\ndir = \"/spool\"\nrescan_interval = \"200ms\"\n[http]\nlisten = \"127.0.0.1:{}\"\n[delivery]\nschedule = [\"100ms\", \"200ms\"]\ntimeout = \"2s\"\n{}",
+        "[storage]\npath = \"/posthorn.db\"\n[spool]\ndir = \"/spool\"\nrescan_interval = \"200ms\"\n[http]\nlisten = \"127.0.0.1:{}\"\n[delivery]\nschedule = [\"100ms\", \"200ms\"]\ntimeout = \"2s\"\n{}{}",
         home.port,
+        common::ALLOW_LOOPBACK,
         subscription(
             "by-made-up-name",
             &url,

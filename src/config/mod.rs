@@ -3,6 +3,8 @@
 //! reported with the file, line and column it comes from; secrets never appear in errors
 //! or in `Debug` output.
 
+mod egress;
+pub mod exposure;
 mod inlet;
 mod validate;
 mod values;
@@ -11,6 +13,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::egress::Network;
 use crate::routing::Pattern;
 use crate::sign::SigningKey;
 
@@ -187,6 +190,9 @@ pub struct DeliveryConfig {
     pub timeout: Duration,
     pub workers: usize,
     pub max_in_flight_per_endpoint: usize,
+    /// Networks beyond the public internet that every subscription may reach
+    /// (see `crate::egress`).
+    pub allow_networks: Vec<Network>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -199,6 +205,9 @@ pub struct Subscription {
     pub signing: Signing,
     pub headers: Vec<(String, String)>,
     pub enabled: bool,
+    /// Networks beyond the public internet this subscription may reach: `[delivery]
+    /// allow_networks` and the subscription's own, together.
+    pub allow_networks: Vec<Network>,
 }
 
 /// How requests to a subscription are signed. Keys print as `[redacted]`.
@@ -330,6 +339,7 @@ pub fn embedded_defaults() -> Config {
             timeout: DEFAULT_TIMEOUT,
             workers: DEFAULT_WORKERS,
             max_in_flight_per_endpoint: DEFAULT_MAX_IN_FLIGHT,
+            allow_networks: Vec::new(),
         },
         log: LogConfig {
             level: DEFAULT_LOG_LEVEL.to_string(),

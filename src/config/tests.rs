@@ -35,6 +35,10 @@ fn the_example_config_parses_and_documents_the_defaults() {
     assert_eq!(example.delivery.timeout, defaults.delivery.timeout);
     assert_eq!(example.delivery.workers, defaults.delivery.workers);
     assert_eq!(
+        example.delivery.allow_networks,
+        defaults.delivery.allow_networks
+    );
+    assert_eq!(
         example.delivery.max_in_flight_per_endpoint,
         defaults.delivery.max_in_flight_per_endpoint
     );

@@ -100,6 +100,7 @@ struct RawDelivery {
     timeout: Option<Spanned<HumanDuration>>,
     workers: Option<Spanned<i64>>,
     max_in_flight_per_endpoint: Option<Spanned<i64>>,
+    allow_networks: Option<Vec<Spanned<String>>>,
 }
 
 #[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
@@ -128,6 +129,7 @@ struct RawSubscription {
     #[serde(default)]
     headers: BTreeMap<Spanned<String>, Spanned<String>>,
     enabled: Option<bool>,
+    allow_networks: Option<Vec<Spanned<String>>>,
 }
 
 // ---- validation ----
@@ -220,7 +222,7 @@ impl Validator<'_> {
         let mut names = HashMap::new();
         for raw in raw.subscription {
             self.unique_name(&mut names, &raw.name, "subscription");
-            if let Some(subscription) = self.subscription(raw) {
+            if let Some(subscription) = self.subscription(raw, &delivery.allow_networks) {
                 subscriptions.push(subscription);
             }
         }
@@ -349,10 +351,15 @@ impl Validator<'_> {
                 1..1025,
                 "delivery.max_in_flight_per_endpoint",
             ),
+            allow_networks: self.networks(raw.allow_networks, "delivery.allow_networks"),
         }
     }
 
-    fn subscription(&mut self, raw: RawSubscription) -> Option<Subscription> {
+    fn subscription(
+        &mut self,
+        raw: RawSubscription,
+        global_networks: &[crate::egress::Network],
+    ) -> Option<Subscription> {
         let before = self.problems.len();
         let name = raw.name.get_ref().clone();
         let label = format!("subscription {name:?}");
@@ -401,6 +408,7 @@ impl Validator<'_> {
             }
         };
 
+        let own_networks = self.networks(raw.allow_networks, &format!("{label}: allow_networks"));
         let headers = self.headers(
             raw.headers,
             hex_header.as_ref().map(|h| h.get_ref().as_str()),
@@ -416,6 +424,7 @@ impl Validator<'_> {
             signing: signing?,
             headers,
             enabled: raw.enabled.unwrap_or(true),
+            allow_networks: super::egress::combined(global_networks, own_networks),
         })
     }
 

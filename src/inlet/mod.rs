@@ -16,7 +16,7 @@ use crate::config::Secret;
 use crate::event::{self, Event};
 use crate::reload::Live;
 use crate::routing;
-use crate::store::{IngestBatch, Rejection, RoutedEvent, StoreFull, StoreHandle};
+use crate::store::{IngestBatch, Rejection, RoutedEvent, StoreFull, StoreHandle, StoreUnavailable};
 
 /// How the body of `POST /v1/events` is laid out, from its content type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +62,9 @@ pub enum StoreError {
     /// `[storage] max_size` refuses input for now.
     #[error(transparent)]
     Full(#[from] StoreFull),
+    /// The store cannot write now (disk full, I/O error, read-only): retry later.
+    #[error(transparent)]
+    Unavailable(#[from] StoreUnavailable),
     /// Anything else (logged by the caller, never shown).
     #[error("{0:#}")]
     Internal(anyhow::Error),
@@ -155,7 +158,10 @@ pub fn store_batch(
         .ingest(batch)
         .map_err(|err| match err.downcast::<StoreFull>() {
             Ok(full) => StoreError::Full(full),
-            Err(err) => StoreError::Internal(err),
+            Err(err) => match err.downcast::<StoreUnavailable>() {
+                Ok(unavailable) => StoreError::Unavailable(unavailable),
+                Err(err) => StoreError::Internal(err),
+            },
         })?;
     drop(settings);
     let mut duplicates: HashMap<&str, usize> = HashMap::new();

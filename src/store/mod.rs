@@ -6,6 +6,8 @@
 //! their own connections; WAL lets them run beside the writer.
 
 mod admin;
+mod faults;
+mod integrity;
 mod prune;
 mod query;
 mod schema;
@@ -14,12 +16,14 @@ mod test_support;
 mod writer;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
+pub use faults::{FailingCommits, Faults, StoreUnavailable};
 pub use query::{
     AttemptView, AuditRow, DeliveryDetail, DeliveryFilter, DeliveryRow, EventView, FailureRow,
     Overview, Page, QueryError, Queue, RejectionRow, StateCounts, SubscriptionHealth, TypeFilter,
@@ -249,7 +253,9 @@ impl Store {
         let lock = lock_exclusively(path)?;
         let conn = open_writer_connection(path)
             .with_context(|| format!("while opening the store at {}", path.display()))?;
-        let (handle, writer) = writer::spawn(conn, new_work)?;
+        let faults = Arc::new(Faults::default());
+        let (handle, writer) = writer::spawn(conn, new_work, Arc::clone(&faults))?;
+        spawn_integrity_check(path, faults);
         Ok(Store {
             path: path.to_path_buf(),
             handle,
@@ -282,6 +288,58 @@ impl Store {
 impl Drop for Store {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// Runs the integrity check on a read-only connection of its own, beside the running
+/// store (on a 1.4 GB store it took 4 s with the pages cached and 27 s from a cold disk),
+/// logs what it found and hands a corruption to `faults` for `/healthz`.
+fn spawn_integrity_check(path: &Path, faults: Arc<Faults>) {
+    let path = path.to_path_buf();
+    let spawned = std::thread::Builder::new()
+        .name("store-check".into())
+        .spawn(move || {
+            let conn = match Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY) {
+                Ok(conn) => conn,
+                Err(err) => {
+                    tracing::warn!("store integrity check skipped: {err}");
+                    return;
+                }
+            };
+            faults.set_integrity(check_integrity(&conn, &path));
+        });
+    if let Err(err) = spawned {
+        tracing::warn!("store integrity check skipped: {err}");
+    }
+}
+
+/// Runs the integrity check and logs what it found; returns the problem for `/healthz`
+/// if the store is corrupt.
+fn check_integrity(conn: &Connection, path: &Path) -> Option<String> {
+    match integrity::quick_check(conn, integrity::CHECK_LIMIT) {
+        integrity::Integrity::Ok(took) => {
+            tracing::info!(
+                took_ms = took.as_millis() as u64,
+                "store integrity check: ok"
+            );
+            None
+        }
+        integrity::Integrity::Unfinished(why) => {
+            tracing::warn!("store integrity check skipped: {why}");
+            None
+        }
+        integrity::Integrity::Corrupt(problems) => {
+            let problem = format!(
+                "the store {} is corrupt (integrity check at start: {}); what it holds may \
+                 be lost: stop posthorn and recover it (sqlite3 {} .recover) or restore a \
+                 backup",
+                path.display(),
+                problems.join("; "),
+                path.display()
+            );
+            tracing::error!("{problem}");
+            Some(problem)
+        }
     }
 }
 
@@ -320,11 +378,44 @@ fn create_parent_dir(path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Creates the database file readable by its owner only (0600), whatever the umask, so
+/// SQLite, which gives the `-wal` and `-shm` files the database file's mode, creates
+/// them 0600 too. An existing store keeps its mode (an operator may have widened it on
+/// purpose), with a warning when others may read it.
+fn create_private(path: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(file) => file
+            .set_permissions(std::fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("while making {} private", path.display())),
+        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {
+            if let Ok(meta) = std::fs::metadata(path) {
+                let mode = meta.permissions().mode() & 0o777;
+                if mode & 0o077 != 0 {
+                    tracing::warn!(
+                        "the store {} has mode {mode:o}: other users may read the events it \
+                         holds; chmod 600 it unless that is meant",
+                        path.display()
+                    );
+                }
+            }
+            Ok(())
+        }
+        Err(err) => Err(err).with_context(|| format!("while creating {}", path.display())),
+    }
+}
+
 /// Bytes a WAL file may keep after a checkpoint resets it (`journal_size_limit`).
 const WAL_SIZE_LIMIT: i64 = 4 << 20;
 
 fn open_writer_connection(path: &Path) -> anyhow::Result<Connection> {
     create_parent_dir(path)?;
+    create_private(path)?;
     let mut conn = Connection::open(path)?;
     conn.busy_timeout(Duration::from_secs(5))?;
     let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;

@@ -12,6 +12,7 @@ use crossbeam_channel::{Receiver, Sender};
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
 use super::admin::{replay, retry_failed, retry_one, set_paused};
+use super::faults::{storage_fault, Faults, StoreUnavailable};
 use super::prune::prune;
 use super::{measure, PruneReport, PruneRequest, StoreFull, StoreStatus};
 use super::{
@@ -56,6 +57,22 @@ enum Command {
 }
 
 impl Command {
+    /// The kind of work, as `/healthz` names commits that fail.
+    fn kind(&self) -> Option<&'static str> {
+        Some(match self {
+            Command::Ingest(..) => "ingest",
+            Command::Claim { .. } => "claim",
+            Command::Record(_) => "record",
+            Command::CancelRemoved { .. } => "cancel",
+            Command::Audit(..) => "audit",
+            Command::PutSetting { .. } => "setting",
+            Command::Admin(_) => "admin",
+            Command::ForgetPositions(_) => "spool positions",
+            Command::Prune(..) => "prune",
+            Command::SetMaxSize(_) | Command::Ping(_) | Command::Shutdown => return None,
+        })
+    }
+
     /// Claims and bookkeeping may be lost in a crash without harm (a lost claim leaves the
     /// delivery pending); anything that acknowledges input or records an outcome may not.
     fn needs_durability(&self) -> bool {
@@ -102,6 +119,7 @@ pub struct StoreHandle {
     /// so it is kept in memory beside the durable `subscription_state` rows it mirrors.
     paused: Arc<RwLock<HashSet<String>>>,
     metrics: Arc<Metrics>,
+    faults: Arc<Faults>,
 }
 
 impl StoreHandle {
@@ -260,6 +278,11 @@ impl StoreHandle {
         &self.metrics
     }
 
+    /// Commits that fail and what the integrity check at start found.
+    pub fn faults(&self) -> &Arc<Faults> {
+        &self.faults
+    }
+
     pub(super) fn shutdown(&self) {
         let _ = self.commands.send(Command::Shutdown);
     }
@@ -278,6 +301,7 @@ impl StoreHandle {
 pub(super) fn spawn(
     mut conn: Connection,
     new_work: Sender<()>,
+    faults: Arc<Faults>,
 ) -> anyhow::Result<(StoreHandle, std::thread::JoinHandle<()>)> {
     let recovered = recover_leases(&mut conn)?;
     if recovered > 0 {
@@ -290,6 +314,7 @@ pub(super) fn spawn(
     let metrics = Arc::new(Metrics::new(now_ms()));
     let (commands, inbox) = crossbeam_channel::unbounded();
     let writer_metrics = Arc::clone(&metrics);
+    let writer_faults = Arc::clone(&faults);
     let thread = std::thread::Builder::new()
         .name("store-writer".into())
         .spawn(move || {
@@ -300,6 +325,7 @@ pub(super) fn spawn(
                 max_size: None,
                 used_bytes: 0,
                 metrics: writer_metrics,
+                faults: writer_faults,
             }
             .run(inbox)
         })?;
@@ -307,6 +333,7 @@ pub(super) fn spawn(
         commands,
         paused: Arc::new(RwLock::new(paused)),
         metrics,
+        faults,
     };
     Ok((handle, thread))
 }
@@ -344,6 +371,7 @@ struct Writer {
     /// What the store held after the last commit; measured only under a max_size.
     used_bytes: u64,
     metrics: Arc<Metrics>,
+    faults: Arc<Faults>,
 }
 
 /// An answer held back until the transaction commits.
@@ -401,6 +429,11 @@ impl Writer {
             }
         }
 
+        let mut kinds: Vec<&'static str> = batch.iter().filter_map(Command::kind).collect();
+        kinds.sort_unstable();
+        kinds.dedup();
+        // Kinds whose own work failed for a storage reason although the batch committed.
+        let mut own_faults: Vec<(&'static str, String)> = Vec::new();
         let mut answers = Vec::with_capacity(batch.len());
         let mut created_deliveries = false;
         let mut tally = Tally::default();
@@ -413,7 +446,8 @@ impl Writer {
                             answers.push(Pending::Ingest(reply, Err(full.into())));
                             continue;
                         }
-                        let result = in_savepoint(&mut tx, |tx| ingest_batch(tx, &ingest));
+                        let result = in_savepoint(&mut tx, |tx| ingest_batch(tx, &ingest))
+                            .map_err(|err| storage_fault(err, "ingest", &mut own_faults));
                         if let Ok(report) = &result {
                             created_deliveries |= report.deliveries > 0;
                             tally.ingest(
@@ -443,7 +477,10 @@ impl Writer {
                                     tally.attempt(&r.subscription, r.next, r.duration_ms, finished);
                                 }
                             }
-                            Err(err) => tracing::error!(%err, "could not record delivery attempts"),
+                            Err(err) => {
+                                let err = storage_fault(err, "record", &mut own_faults);
+                                tracing::error!("could not record delivery attempts: {err:#}")
+                            }
                         }
                     }
                     Command::CancelRemoved { keep, when, reply } => {
@@ -483,6 +520,7 @@ impl Writer {
             Ok(()) => self.metrics.add(tally),
             Err(err) => tracing::error!(%err, "store commit failed; the batch is not stored"),
         }
+        self.faults.note(&kinds, &outcome, &own_faults, now_ms());
         for answer in answers {
             match answer {
                 Pending::Ingest(reply, result) => drop(reply.send(settle(&outcome, result))),
@@ -546,11 +584,12 @@ impl Writer {
     }
 }
 
-/// A command's own result stands only if the transaction holding it committed.
+/// A command's own result stands only if the transaction holding it committed; a failed
+/// commit is [`StoreUnavailable`], which callers answer with 503.
 fn settle<T>(commit: &rusqlite::Result<()>, result: anyhow::Result<T>) -> anyhow::Result<T> {
     match commit {
         Ok(()) => result,
-        Err(err) => Err(anyhow::anyhow!("the store could not commit: {err}")),
+        Err(err) => Err(StoreUnavailable(format!("the commit failed: {err}")).into()),
     }
 }
 

@@ -69,6 +69,10 @@ pub(super) async fn post_events(
             tracing::warn!("inlet batch refused: {full}");
             Err(ApiError::store_full())
         }
+        Err(Ok(StoreError::Unavailable(err))) => {
+            tracing::error!("inlet batch not stored: {err}");
+            Err(ApiError::store_unavailable())
+        }
         Err(Ok(StoreError::Internal(err))) => {
             tracing::error!("inlet batch not stored: {err:#}");
             Err(ApiError::internal())

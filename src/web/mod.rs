@@ -198,6 +198,15 @@ impl ApiError {
         )
     }
 
+    /// The store cannot write now (see `/healthz`); the same request may be retried.
+    pub fn store_unavailable() -> ApiError {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the store cannot write now (see /healthz); nothing was stored, try again later",
+        )
+        .header(header::RETRY_AFTER, RETRY_AFTER_SECS.to_string())
+    }
+
     pub fn store_full() -> ApiError {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,

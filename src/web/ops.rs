@@ -57,10 +57,13 @@ async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
 async fn healthz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let state = state.into_inner();
     let health = web::block(move || {
-        let store = health::store_check(state.store.ping(PING_WAIT).map_err(|err| {
-            tracing::warn!("/healthz: {err:#}");
-            format!("{err:#}")
-        }));
+        let store = health::store_check(
+            state.store.ping(PING_WAIT).map_err(|err| {
+                tracing::warn!("/healthz: {err:#}");
+                format!("{err:#}")
+            }),
+            state.store.faults().problems(),
+        );
         let timeout = state.live.load().delivery.timeout;
         let delivery = state
             .store

@@ -78,6 +78,10 @@ pub(super) async fn post_source(
             tracing::warn!("inlet source request refused: {full}");
             Err(ApiError::store_full())
         }
+        Err(Ok(StoreError::Unavailable(err))) => {
+            tracing::error!("inlet source event not stored: {err}");
+            Err(ApiError::store_unavailable())
+        }
         Err(Ok(StoreError::Internal(err))) => {
             tracing::error!("inlet source event not stored: {err:#}");
             Err(ApiError::internal())

@@ -620,6 +620,20 @@ pub fn spool_event(id: &str) -> String {
     )
 }
 
+/// Every receiver in these tests is on 127.0.0.1, which posthorn reaches only when
+/// `allow_networks` holds it; [`Home::write_config`] adds this line to `[delivery]`
+/// unless the test's config says `allow_networks` itself.
+pub const ALLOW_LOOPBACK: &str = "allow_networks = [\"127.0.0.0/8\"]\n";
+
+/// `body` with [`ALLOW_LOOPBACK`] under its `[delivery]` header, if it has one and sets
+/// no `allow_networks` of its own.
+pub fn allow_loopback(body: &str) -> String {
+    if body.contains("allow_networks") {
+        return body.to_string();
+    }
+    body.replacen("[delivery]\n", &format!("[delivery]\n{ALLOW_LOOPBACK}"), 1)
+}
+
 /// One row of the `rejections` table.
 #[derive(Debug, Clone)]
 pub struct RejectionRow {
@@ -646,8 +660,9 @@ impl Home {
         }
         if !body.contains("[delivery]") {
             text.push_str("[delivery]\nschedule = [\"100ms\", \"200ms\"]\ntimeout = \"2s\"\n");
+            text.push_str(ALLOW_LOOPBACK);
         }
-        text.push_str(body);
+        text.push_str(&allow_loopback(body));
         fs::write(self.config_path(), text).expect("write config");
         self.config_path()
     }

@@ -122,6 +122,10 @@ fn store_error(err: anyhow::Error) -> ApiError {
         tracing::warn!("an API action was refused: {full}");
         return ApiError::store_full();
     }
+    if let Some(unavailable) = err.downcast_ref::<crate::store::StoreUnavailable>() {
+        tracing::error!("an API action failed: {unavailable}");
+        return ApiError::store_unavailable();
+    }
     tracing::error!("an API action failed: {err:#}");
     ApiError::internal()
 }
