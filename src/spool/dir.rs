@@ -152,11 +152,14 @@ impl SpoolDir {
         }
     }
 
-    /// Whether `name` is still the entry that was listed.
+    /// Whether `name` still holds the entry that was listed, unchanged. (The inode of a
+    /// file removed meanwhile may already serve a new one: size and time tell them apart.)
     fn still(&self, entry: &Entry) -> std::io::Result<bool> {
-        Ok(self
-            .look(&entry.name)?
-            .is_some_and(|now| now.id == entry.info.id))
+        Ok(self.look(&entry.name)?.is_some_and(|now| {
+            now.id == entry.info.id
+                && now.size == entry.info.size
+                && now.mtime_ns == entry.info.mtime_ns
+        }))
     }
 
     /// Opens a listed regular file for reading: no link followed, no wait on a FIFO, and
@@ -279,5 +282,161 @@ impl OwnDir {
             OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         let fd = rustix::fs::openat(&self.fd, name, flags, Mode::from_raw_mode(0o640))?;
         File::from(fd).write_all(text.as_bytes())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::{symlink, PermissionsExt as _};
+
+    fn spool() -> (tempfile::TempDir, SpoolDir) {
+        let temp = tempfile::tempdir().unwrap();
+        let spool = SpoolDir::open(temp.path()).unwrap();
+        (temp, spool)
+    }
+
+    fn entry(spool: &SpoolDir, name: &str) -> Entry {
+        spool
+            .list()
+            .unwrap()
+            .into_iter()
+            .find(|e| e.name == name)
+            .unwrap_or_else(|| panic!("{name} is not listed"))
+    }
+
+    #[test]
+    fn listing_leaves_out_dot_files_and_does_not_follow_links() {
+        let (temp, spool) = spool();
+        std::fs::write(temp.path().join("b.json"), "{}").unwrap();
+        std::fs::write(temp.path().join(".a.json.tmp"), "{}").unwrap();
+        symlink("/dev/zero", temp.path().join("a.json")).unwrap();
+        let listed: Vec<(String, FileType)> = spool
+            .list()
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.name, e.info.kind))
+            .collect();
+        assert_eq!(
+            listed,
+            [
+                ("a.json".to_string(), FileType::Symlink),
+                ("b.json".to_string(), FileType::RegularFile)
+            ]
+        );
+    }
+
+    #[test]
+    fn only_the_regular_file_that_was_listed_is_opened() {
+        let (temp, spool) = spool();
+        let path = temp.path().join("x.json");
+        std::fs::write(&path, "one").unwrap();
+        let listed = entry(&spool, "x.json");
+        assert!(spool.open_listed(&listed).unwrap().is_some());
+
+        // Swapped for a FIFO: not opened, and no wait for a writer.
+        std::fs::remove_file(&path).unwrap();
+        rustix::fs::mkfifoat(rustix::fs::CWD, &path, Mode::from_raw_mode(0o644)).unwrap();
+        assert!(spool.open_listed(&listed).unwrap().is_none());
+        let fifo = entry(&spool, "x.json");
+        assert!(spool.open_listed(&fifo).unwrap().is_none());
+
+        // Swapped for a link to a regular file: not followed.
+        std::fs::remove_file(&path).unwrap();
+        std::fs::write(temp.path().join("target"), "secret").unwrap();
+        symlink(temp.path().join("target"), &path).unwrap();
+        assert!(spool.open_listed(&listed).unwrap().is_none());
+
+        // Swapped for another regular file: not the one listed.
+        std::fs::remove_file(&path).unwrap();
+        std::fs::write(&path, "two").unwrap();
+        assert!(spool.open_listed(&listed).unwrap().is_none());
+    }
+
+    #[test]
+    fn own_directories_are_made_and_impostors_refused() {
+        let (temp, spool) = spool();
+        assert!(spool.own_dir("done").is_ok());
+        let mode = std::fs::metadata(temp.path().join("done"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o022, 0, "made without group or other write");
+
+        symlink(temp.path().join("done"), temp.path().join("rejected")).unwrap();
+        let why = spool.own_dir("rejected").err().unwrap();
+        assert!(why.contains("symbolic link"), "{why}");
+
+        std::fs::create_dir(temp.path().join("open")).unwrap();
+        std::fs::set_permissions(
+            temp.path().join("open"),
+            std::fs::Permissions::from_mode(0o777),
+        )
+        .unwrap();
+        let why = spool.own_dir("open").err().unwrap();
+        assert!(why.contains("written by group or others"), "{why}");
+
+        std::fs::write(temp.path().join("file"), "").unwrap();
+        let why = spool.own_dir("file").err().unwrap();
+        assert!(why.contains("regular file"), "{why}");
+
+        if rustix::process::geteuid().is_root() {
+            let theirs = temp.path().join("theirs");
+            std::fs::create_dir(&theirs).unwrap();
+            std::os::unix::fs::chown(&theirs, Some(4242), Some(4242)).unwrap();
+            let why = spool.own_dir("theirs").err().unwrap();
+            assert!(why.contains("belongs to uid 4242"), "{why}");
+        }
+    }
+
+    #[test]
+    fn moving_never_replaces_a_name_and_notes_never_follow_links() {
+        let (temp, spool) = spool();
+        let own = spool.own_dir("rejected").unwrap();
+        let rejected = temp.path().join("rejected");
+        std::fs::write(rejected.join("x.json"), "earlier").unwrap();
+        std::fs::write(temp.path().join("x.json"), "now").unwrap();
+        let listed = entry(&spool, "x.json");
+        assert_eq!(
+            spool.move_listed(&listed, &own).unwrap().as_deref(),
+            Some("x.json.1")
+        );
+        assert_eq!(
+            std::fs::read_to_string(rejected.join("x.json")).unwrap(),
+            "earlier"
+        );
+        assert_eq!(
+            std::fs::read_to_string(rejected.join("x.json.1")).unwrap(),
+            "now"
+        );
+        // Already moved: the name no longer holds the listed file.
+        assert_eq!(spool.move_listed(&listed, &own).unwrap(), None);
+
+        let target = temp.path().join("store.db");
+        std::fs::write(&target, "store").unwrap();
+        symlink(&target, rejected.join("x.json.1.reason.txt")).unwrap();
+        assert!(own.write_new("x.json.1.reason.txt", "note").is_err());
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "store");
+    }
+
+    #[test]
+    fn a_file_replaced_since_the_listing_is_not_removed() {
+        let (temp, spool) = spool();
+        let path = temp.path().join("x.json");
+        std::fs::write(&path, "read").unwrap();
+        let listed = entry(&spool, "x.json");
+        // Renamed over it, as a producer writes the next file of the same name.
+        std::fs::write(temp.path().join(".next"), "new, not read yet").unwrap();
+        std::fs::rename(temp.path().join(".next"), &path).unwrap();
+        spool.remove_listed(&listed).unwrap();
+        assert!(path.exists(), "removed a file nobody read");
+        // Rewritten in place.
+        let listed = entry(&spool, "x.json");
+        std::fs::write(&path, "rewritten, longer than before").unwrap();
+        spool.remove_listed(&listed).unwrap();
+        assert!(path.exists(), "removed a file nobody read");
+        let now = entry(&spool, "x.json");
+        spool.remove_listed(&now).unwrap();
+        assert!(!path.exists());
     }
 }
