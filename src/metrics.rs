@@ -204,6 +204,8 @@ pub struct Metrics {
     started_at_ms: i64,
     /// The scheduler's and the workers' signs of life, for `/healthz`.
     pub liveness: Liveness,
+    /// Spool files set aside instead of taken.
+    pub spool_aside: SpoolAside,
 }
 
 impl Metrics {
@@ -223,6 +225,7 @@ impl Metrics {
             max_size: AtomicU64::new(0),
             started_at_ms,
             liveness: Liveness::new(),
+            spool_aside: SpoolAside::default(),
         }
     }
 
@@ -415,7 +418,62 @@ impl Metrics {
             );
             text.sample("posthorn_store_size_bytes", &[], store.size_bytes);
         }
+        self.spool_aside.render(&mut text);
         text.out
+    }
+}
+
+/// Spool files set aside instead of taken (unreadable, not regular files, or done with
+/// but impossible to move away): each counted once when first reported, by why, and how
+/// many are set aside right now.
+#[derive(Debug, Default)]
+pub struct SpoolAside {
+    reported: Mutex<BTreeMap<&'static str, u64>>,
+    now: AtomicU64,
+}
+
+impl SpoolAside {
+    /// The reasons, each shown from the start so a first one is a visible increase.
+    const REASONS: [&'static str; 3] = ["unreadable", "not_regular", "not_moved"];
+
+    pub fn reported(&self, reason: &'static str) {
+        *self
+            .reported
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(reason)
+            .or_default() += 1;
+    }
+
+    pub fn set_now(&self, files: u64) {
+        self.now.store(files, Ordering::Relaxed);
+    }
+
+    fn render(&self, text: &mut Text) {
+        let mut reported = self
+            .reported
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        for reason in Self::REASONS {
+            reported.entry(reason).or_default();
+        }
+        let name = "posthorn_spool_files_set_aside_total";
+        text.family(
+            name,
+            "counter",
+            "Spool files set aside instead of taken, each counted once when first reported, by reason (unreadable, not_regular, not_moved).",
+        );
+        for (reason, n) in reported {
+            text.sample(name, &[("reason", reason)], n);
+        }
+        let name = "posthorn_spool_files_set_aside";
+        text.family(
+            name,
+            "gauge",
+            "Spool files set aside right now: skipped until they can be read, or left where they are.",
+        );
+        text.sample(name, &[], self.now.load(Ordering::Relaxed));
     }
 }
 
