@@ -345,6 +345,20 @@ fn thirty_parallel_wrong_passwords_verify_at_most_the_limit_and_the_right_one_wo
         std::thread::sleep(Duration::from_millis(500));
         api.login_response(PASSWORD).status == 200
     });
+    // The minute's other four wrong passwords are summed up in one audit row.
+    let refused_logins =
+        "SELECT count(*) FROM audit_log WHERE action = 'login' AND result = 'refused'";
+    common::wait_for(
+        "the summary of the minute's wrong passwords",
+        Duration::from_secs(30),
+        || {
+            std::thread::sleep(Duration::from_millis(200));
+            home.count(&format!(
+                "{refused_logins} AND detail LIKE '4 more requests refused (wrong password)%'"
+            )) == 1
+        },
+    );
+    assert_eq!(home.count(refused_logins), 2);
 }
 
 #[test]
