@@ -191,3 +191,31 @@ fn healthz_the_admin_page_and_the_spool_keep_working_with_1100_slow_clients_at_1
         still_attacking
     );
 }
+
+#[test]
+fn a_body_that_stops_arriving_gets_408_after_body_timeout() {
+    let home = Home::new();
+    home.write_config(&format!(
+        "[http]\nlisten = \"127.0.0.1:{}\"\nbody_timeout = \"1s\"\n\
+         [[inlet.source]]\nname = \"hooks\"\nprofile = \"generic\"\ntype_value = \"hook.received\"\n",
+        home.port
+    ));
+    let _serve = Serve::start(&home);
+    common::wait_for_inlet(&home);
+    let mut stream = TcpStream::connect(("127.0.0.1", home.port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    stream
+        .write_all(
+            b"POST /v1/sources/hooks HTTP/1.1\r\nHost: 127.0.0.1\r\n\
+              Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"a\": ",
+        )
+        .unwrap();
+    // Nothing more is sent; the answer comes anyway, and the connection closes.
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer:?}");
+    assert!(answer.contains("body_timeout"), "{answer:?}");
+    assert_eq!(home.count("SELECT count(*) FROM events"), 0);
+}
