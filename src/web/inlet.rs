@@ -4,11 +4,11 @@
 //! token is counted, throttled per client address, and logged once a minute (anyone can
 //! send one).
 
+use std::time::Instant;
+
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use time::OffsetDateTime;
-
-use std::time::Instant;
 
 use super::guard;
 use super::{content_type, read_body, unsupported_type, ApiError, AppState};
