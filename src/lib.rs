@@ -10,6 +10,7 @@ pub mod config;
 pub mod deliver;
 pub mod egress;
 pub mod event;
+pub mod fdlimit;
 pub mod health;
 pub mod inlet;
 pub mod logging;

@@ -613,8 +613,10 @@ mod tests {
 
     #[test]
     fn http_and_inlet_changes_need_a_restart_even_when_only_a_secret_changed() {
-        let old = parsed("[inlet]\ntoken = \"one\"\n");
-        let new = parsed("[http]\nlisten = \"127.0.0.1:9\"\n[inlet]\ntoken = \"two\"\n");
+        let old = parsed("[inlet]\ntoken = \"token-number-one-0123\"\n");
+        let new = parsed(
+            "[http]\nlisten = \"127.0.0.1:9\"\n[inlet]\ntoken = \"token-number-two-0123\"\n",
+        );
         let (applied, restart) = keep_restart_only(&old, new);
         assert_eq!(restart, ["[http]", "[inlet]"]);
         assert_eq!(applied.inlet, old.inlet);

@@ -53,6 +53,17 @@ pub fn serve(config: Config, log: LogControl) -> anyhow::Result<()> {
     let live = Live::new(&config);
     let (spool, spool_control) = Spool::open(live.clone(), store.handle(), positions)?;
 
+    let fd_limit = crate::fdlimit::raise();
+    let connections = crate::fdlimit::connection_budget(
+        fd_limit,
+        config.delivery.workers,
+        config.http.max_connections,
+    );
+    tracing::info!(
+        open_files = ?fd_limit,
+        max_connections = connections,
+        "open file limit; HTTP connections are capped below it"
+    );
     // Bound here, on this thread, so a taken port stops the start with a clear error.
     let listener = std::net::TcpListener::bind(config.http.listen).with_context(|| {
         format!(
@@ -72,6 +83,7 @@ pub fn serve(config: Config, log: LogControl) -> anyhow::Result<()> {
                 &config.admin,
                 admin_password_hash(&config, &store)?,
             )),
+            guard: std::sync::Arc::new(web::guard::Guard::new(&config.http, connections)),
         },
     )
     .context("while starting the HTTP server")?;

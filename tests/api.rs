@@ -175,7 +175,6 @@ fn every_route_needs_a_session_or_the_token_and_posts_with_the_cookie_need_the_c
 
     for (method, path) in GUARDED {
         refused(call(&anonymous, method, path), 401, "log in first");
-        refused(call(&wrong_token, method, path), 401, "API token is wrong");
     }
     // Described without login.
     let openapi = anonymous.get("/api/v1/openapi.json").expect(200).json();
@@ -244,6 +243,26 @@ fn every_route_needs_a_session_or_the_token_and_posts_with_the_cookie_need_the_c
         "password",
     );
     audited(&token, "login", "wrong password", "refused");
+
+    // A wrong token is refused on every route; ten a minute from one address, then that
+    // address must wait, even with the right token (so guessing is slowed down).
+    for (i, (method, path)) in GUARDED.iter().enumerate() {
+        if i < 10 {
+            refused(call(&wrong_token, method, path), 401, "API token is wrong");
+        } else {
+            refused(
+                call(&wrong_token, method, path),
+                429,
+                "too many wrong API tokens",
+            );
+        }
+    }
+    refused(
+        token.get("/api/v1/session"),
+        429,
+        "too many wrong API tokens",
+    );
+    assert!(GUARDED.len() > 10, "the throttle was reached");
 }
 
 #[test]

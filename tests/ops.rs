@@ -14,7 +14,7 @@ use common::{
 };
 
 const SETTLE: Duration = Duration::from_secs(20);
-const INLET_TOKEN: &str = "ops-test-token";
+const INLET_TOKEN: &str = "ops-test-token-0123456789";
 
 /// One sample of the exposition.
 #[derive(Debug, Clone, PartialEq)]

@@ -1,5 +1,5 @@
-//! The `[http]`, `[inlet]` and `[admin]` sections as written, and their validation: the
-//! listen address, the inlet's bearer token, its body limit, the `[[inlet.source]]` blocks
+//! The `[inlet]` and `[admin]` sections as written, and their validation: the inlet's
+//! bearer token, its body limit, the `[[inlet.source]]` blocks
 //! (ECHO and generic profiles with their secrets and JSON pointers), and the admin
 //! password hash and API token.
 
@@ -13,11 +13,8 @@ use super::validate::{is_header_name, is_header_value, looks_like_secret, Valida
 use super::values::{ByteSize, HumanDuration};
 use super::*;
 
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawHttp {
-    listen: Option<Spanned<String>>,
-}
+/// Shortest bearer token taken (`[inlet] token`, `[admin] api_token`).
+const MIN_TOKEN_CHARS: usize = 16;
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -86,25 +83,6 @@ struct SecretKeys<'a> {
 }
 
 impl Validator<'_> {
-    pub(super) fn http(&mut self, raw: RawHttp, defaults: HttpConfig) -> HttpConfig {
-        let Some(listen) = raw.listen else {
-            return defaults;
-        };
-        match listen.get_ref().parse() {
-            Ok(listen) => HttpConfig { listen },
-            Err(_) => {
-                self.problem(
-                    listen.span(),
-                    format!(
-                        "http.listen {:?} is not an address and port like \"{DEFAULT_LISTEN}\"",
-                        listen.get_ref()
-                    ),
-                );
-                defaults
-            }
-        }
-    }
-
     pub(super) fn inlet(&mut self, raw: RawInlet, defaults: InletConfig) -> InletConfig {
         let keys = SecretKeys {
             inline: &raw.token,
@@ -112,9 +90,8 @@ impl Validator<'_> {
             env: &raw.token_env,
             names: ["token", "token_file", "token_env"],
         };
-        let token = self
-            .one_secret(&keys, "[inlet]", None)
-            .map(|(token, _)| Secret::new(token));
+        let token = self.one_secret(&keys, "[inlet]", None);
+        let token = self.bearer_token(token, "inlet.token");
         let max_body_bytes = self.positive_size(
             raw.max_body_bytes,
             defaults.max_body_bytes,
@@ -152,9 +129,8 @@ impl Validator<'_> {
             env: &raw.api_token_env,
             names: ["api_token", "api_token_file", "api_token_env"],
         };
-        let api_token = self
-            .one_secret(&keys, "[admin]", None)
-            .map(|(token, _)| Secret::new(token));
+        let api_token = self.one_secret(&keys, "[admin]", None);
+        let api_token = self.bearer_token(api_token, "admin.api_token");
         AdminConfig {
             password_hash,
             api_token,
@@ -345,6 +321,21 @@ impl Validator<'_> {
             occurred_at,
             verify,
         })
+    }
+
+    /// A bearer token long enough that guessing it is hopeless, even unthrottled.
+    fn bearer_token(&mut self, found: Option<(String, Range<usize>)>, key: &str) -> Option<Secret> {
+        let (token, span) = found?;
+        let length = token.chars().count();
+        if length < MIN_TOKEN_CHARS {
+            // The length only, never the token.
+            self.problem(
+                span,
+                format!("{key} is {length} characters long; use at least {MIN_TOKEN_CHARS} random characters (e.g. `openssl rand -hex 24`)"),
+            );
+            return None;
+        }
+        Some(Secret::new(token))
     }
 
     /// Reads a secret given as at most one of its three keys. `None` when none is given

@@ -5,6 +5,7 @@
 
 mod egress;
 pub mod exposure;
+mod http;
 mod inlet;
 mod validate;
 mod values;
@@ -17,6 +18,7 @@ use crate::egress::Network;
 use crate::routing::Pattern;
 use crate::sign::SigningKey;
 
+pub use http::{default_allowed_hosts, host_without_port};
 pub use values::{parse_duration, parse_size};
 
 /// The resolved configuration.
@@ -49,10 +51,21 @@ pub struct AdminConfig {
     pub secure_cookie: bool,
 }
 
-/// The HTTP server (the inlet).
+/// The HTTP server (the inlet, the admin page and the API).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpConfig {
     pub listen: std::net::SocketAddr,
+    /// `Host` names answered (lower case, no port); `"*"` answers any, `0.0.0.0` or
+    /// `[::]` any IP address. Others get 421 (DNS rebinding).
+    pub allowed_hosts: Vec<String>,
+    /// Peers whose `X-Forwarded-For` names the client; empty: the peer is the client.
+    pub trusted_proxies: Vec<Network>,
+    /// Longest wait for a request's head.
+    pub request_timeout: Duration,
+    /// Longest wait for a whole request body.
+    pub body_timeout: Duration,
+    /// Most open connections; `None`: what the file descriptor limit leaves room for.
+    pub max_connections: Option<usize>,
 }
 
 /// `POST /v1/events` and the inlet sources.
@@ -344,8 +357,16 @@ pub fn embedded_defaults() -> Config {
         log: LogConfig {
             level: DEFAULT_LOG_LEVEL.to_string(),
         },
-        http: HttpConfig {
-            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 8425)),
+        http: {
+            let listen = std::net::SocketAddr::from(([127, 0, 0, 1], 8425));
+            HttpConfig {
+                listen,
+                allowed_hosts: default_allowed_hosts(listen),
+                trusted_proxies: Vec::new(),
+                request_timeout: http::DEFAULT_REQUEST_TIMEOUT,
+                body_timeout: http::DEFAULT_BODY_TIMEOUT,
+                max_connections: None,
+            }
         },
         inlet: InletConfig {
             token: None,

@@ -367,7 +367,7 @@ fn retention_and_max_size_are_read_and_checked() {
 #[test]
 fn inlet_token_and_sources_resolve_and_secrets_stay_hidden() {
     let config = parse_text(
-        "[http]\nlisten = \"127.0.0.1:9999\"\n[inlet]\ntoken = \"tok-123\"\n\
+        "[http]\nlisten = \"127.0.0.1:9999\"\n[inlet]\ntoken = \"tok-123-0123456789\"\n\
          [[inlet.source]]\nname = \"echo\"\nprofile = \"echo\"\nsecret = \"echo-secret\"\n\
          [[inlet.source]]\nname = \"g\"\nprofile = \"generic\"\ntype_value = \"x\"\n\
          verify = \"standard\"\nsecret = \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"\n",
@@ -376,12 +376,12 @@ fn inlet_token_and_sources_resolve_and_secrets_stay_hidden() {
     assert_eq!(config.http.listen.port(), 9999);
     assert_eq!(
         config.inlet.token.as_ref().map(Secret::expose),
-        Some("tok-123")
+        Some("tok-123-0123456789")
     );
     assert_eq!(config.inlet.sources.len(), 2);
     let debug = format!("{:?}", config.inlet);
     assert!(
-        !debug.contains("tok-123") && !debug.contains("echo-secret"),
+        !debug.contains("tok-123-0123456789") && !debug.contains("echo-secret"),
         "{debug}"
     );
 }
@@ -420,14 +420,14 @@ fn inlet_mistakes_are_located() {
 fn admin_settings_are_read_and_a_bad_hash_is_named_without_quoting_it() {
     let hash = crate::password::hash("a long enough password");
     let config = parse_text(&format!(
-        "[admin]\npassword_hash = \"{hash}\"\napi_token = \"tok-1234567890abcdef\"\n\
+        "[admin]\npassword_hash = \"{hash}\"\napi_token = \"tok-123-01234567894567890abcdef\"\n\
          session_ttl = \"30m\"\nsecure_cookie = true\n"
     ))
     .unwrap();
     assert_eq!(config.admin.password_hash.as_deref(), Some(hash.as_str()));
     assert_eq!(
         config.admin.api_token.as_ref().map(|t| t.expose()),
-        Some("tok-1234567890abcdef")
+        Some("tok-123-01234567894567890abcdef")
     );
     assert_eq!(config.admin.session_ttl, Duration::from_secs(1800));
     assert!(config.admin.secure_cookie);
@@ -441,4 +441,59 @@ fn admin_settings_are_read_and_a_bad_hash_is_named_without_quoting_it() {
     );
     assert!(err.contains(":2:"), "located: {err}");
     assert!(!err.contains("hunter2"), "the value is never echoed: {err}");
+}
+
+#[test]
+fn short_bearer_tokens_are_refused_where_they_are_written_without_echoing_them() {
+    let problem = only_problem("[inlet]\ntoken = \"short-token\"\n");
+    assert!(
+        problem.starts_with("2:9: inlet.token is 11 characters long; use at least 16"),
+        "{problem}"
+    );
+    assert!(!problem.contains("short-token"), "{problem}");
+    let problem = only_problem("[admin]\napi_token = \"0123456789abcde\"\n");
+    assert!(
+        problem.starts_with("2:13: admin.api_token is 15 characters long"),
+        "{problem}"
+    );
+    assert!(parse_text("[admin]\napi_token = \"0123456789abcdef\"\n").is_ok());
+}
+
+#[test]
+fn argon2_costs_out_of_bounds_are_refused_where_the_hash_is_written() {
+    let hash = "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHRzYWx0$\
+                O4RlRU7AUWXn3/BwC8Cw2ZtrE/mM/A3MYLj23xRwPSw";
+    let problem = only_problem(&format!("[admin]\npassword_hash = \"{hash}\"\n"));
+    assert!(
+        problem.starts_with("2:17: admin.password_hash asks for m=8,t=1,p=1; allowed are m"),
+        "{problem}"
+    );
+}
+
+#[test]
+fn http_guard_keys_resolve_and_mistakes_are_located() {
+    let config = parse_text(
+        "[http]\nlisten = \"0.0.0.0:8425\"\nallowed_hosts = [\"Posthorn.Example.org\", \"[::1]\"]\n\
+         trusted_proxies = [\"127.0.0.1\", \"10.0.0.0/8\"]\nrequest_timeout = \"2s\"\n\
+         body_timeout = \"10s\"\nmax_connections = 300\n",
+    )
+    .unwrap();
+    assert_eq!(config.http.allowed_hosts, ["posthorn.example.org", "[::1]"]);
+    assert_eq!(config.http.trusted_proxies.len(), 2);
+    assert_eq!(config.http.request_timeout, Duration::from_secs(2));
+    assert_eq!(config.http.body_timeout, Duration::from_secs(10));
+    assert_eq!(config.http.max_connections, Some(300));
+    let defaults = parse_text("[http]\nlisten = \"0.0.0.0:8425\"\n").unwrap();
+    assert!(defaults.http.allowed_hosts.contains(&"0.0.0.0".to_string()));
+
+    assert_eq!(
+        only_problem("[http]\nallowed_hosts = [\"example.org:8425\"]\n"),
+        "2:18: http.allowed_hosts: write \"example.org:8425\" without a port; the port is not checked"
+    );
+    assert!(only_problem("[http]\nallowed_hosts = []\n")
+        .starts_with("2:17: http.allowed_hosts is empty"));
+    assert!(only_problem("[http]\ntrusted_proxies = [\"proxy\"]\n")
+        .starts_with("2:20: http.trusted_proxies: \"proxy\" is not an IP address"));
+    assert!(only_problem("[http]\nmax_connections = 0\n")
+        .starts_with("2:19: http.max_connections is 0; expected a whole number from 1"));
 }

@@ -8,7 +8,8 @@ use std::ops::Range;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::inlet::{RawAdmin, RawHttp, RawInlet};
+use super::http::RawHttp;
+use super::inlet::{RawAdmin, RawInlet};
 use super::values::{ByteSize, HumanDuration};
 use super::*;
 

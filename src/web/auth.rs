@@ -21,15 +21,13 @@ use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
+use super::guard::{self, Guard};
 use super::{ApiError, AppState};
 use crate::config::{AdminConfig, Secret};
 use crate::inlet::constant_time_eq;
 
 pub const SESSION_COOKIE: &str = "posthorn_session";
 pub const CSRF_HEADER: &str = "x-csrf-token";
-/// Wrong passwords one address may try within [`FAILURE_WINDOW`] before it must wait.
-const MAX_FAILURES: usize = 5;
-const FAILURE_WINDOW: Duration = Duration::from_secs(60);
 /// Longest password body read; argon2 work is bounded by it too.
 const MAX_LOGIN_BODY: usize = 4096;
 
@@ -40,7 +38,6 @@ pub struct Auth {
     session_ttl: Duration,
     secure_cookie: bool,
     sessions: Mutex<HashMap<[u8; 32], Session>>,
-    failures: Mutex<HashMap<IpAddr, Vec<Instant>>>,
 }
 
 struct Session {
@@ -65,15 +62,19 @@ impl Auth {
             session_ttl: config.session_ttl,
             secure_cookie: config.secure_cookie,
             sessions: Mutex::new(HashMap::new()),
-            failures: Mutex::new(HashMap::new()),
         }
     }
 
     /// The operator behind `request`, if any. With a session cookie, a request that
     /// changes something must carry the session's CSRF token.
-    fn operator(&self, request: &HttpRequest) -> Result<Operator, ApiError> {
+    fn operator(&self, request: &HttpRequest, guard: &Guard) -> Result<Operator, ApiError> {
         let origin = client_address(request);
         if let Some(presented) = bearer(request) {
+            let address = guard::client_ip(request).unwrap_or(UNKNOWN_ADDRESS);
+            if let Err(wait) = guard.limits.tokens.check(address) {
+                guard.refusals.count("api", "throttled");
+                return Err(too_many("wrong API tokens", address, wait));
+            }
             return match &self.api_token {
                 Some(token)
                     if constant_time_eq(presented.as_bytes(), token.expose().as_bytes()) =>
@@ -83,7 +84,13 @@ impl Auth {
                         origin,
                     })
                 }
-                _ => Err(unauthorized("the API token is wrong")),
+                _ => {
+                    guard.limits.tokens.fail(address);
+                    if guard.refusals.note("api", "wrong token", Instant::now()) {
+                        tracing::warn!(%origin, "API request refused: wrong token (further ones this minute are counted, not logged)");
+                    }
+                    Err(unauthorized("the API token is wrong"))
+                }
             };
         }
         let Some(cookie) = request.cookie(SESSION_COOKIE) else {
@@ -128,29 +135,6 @@ impl Auth {
             "expires_at": session.expires_at_ms,
             "via": "session",
         }))
-    }
-
-    /// Counts a wrong password; `Err` with the seconds to wait once there were too many.
-    fn throttled(&self, address: IpAddr) -> Result<(), u64> {
-        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
-        failures.retain(|_, times| {
-            times.retain(|t| now.duration_since(*t) < FAILURE_WINDOW);
-            !times.is_empty()
-        });
-        match failures.get(&address) {
-            Some(times) if times.len() >= MAX_FAILURES => {
-                let oldest = times[0];
-                let wait = FAILURE_WINDOW.saturating_sub(now.duration_since(oldest));
-                Err(wait.as_secs().max(1))
-            }
-            _ => Ok(()),
-        }
-    }
-
-    fn record_failure(&self, address: IpAddr) {
-        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        failures.entry(address).or_default().push(Instant::now());
     }
 
     fn start_session(&self) -> (String, serde_json::Value) {
@@ -198,7 +182,7 @@ impl FromRequest for Operator {
 
     fn from_request(request: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
         let result = match request.app_data::<web::Data<AppState>>() {
-            Some(state) => state.auth.operator(request),
+            Some(state) => state.auth.operator(request, &state.guard),
             None => Err(ApiError::internal()),
         };
         ready(result)
@@ -222,16 +206,11 @@ async fn login(
     request: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let address = request
-        .peer_addr()
-        .map(|a| a.ip())
-        .unwrap_or(IpAddr::from([0, 0, 0, 0]));
-    if let Err(wait) = state.auth.throttled(address) {
-        return Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            format!("too many wrong passwords from {address}; try again in {wait} s"),
-        )
-        .header(header::RETRY_AFTER, wait.to_string()));
+    let limits = &state.guard.limits;
+    let address = guard::client_ip(&request).unwrap_or(UNKNOWN_ADDRESS);
+    if let Err(wait) = limits.logins.check(address) {
+        state.guard.refusals.count("login", "throttled");
+        return Err(too_many("wrong passwords", address, wait));
     }
     if super::content_type(&request) != "application/json" {
         return Err(super::unsupported_type(
@@ -246,21 +225,47 @@ async fn login(
             format!("the body must be {{\"password\": \"...\"}}: {err}"),
         )
     })?;
+    // Counted as a failure before it is verified, so attempts sent at once cannot all
+    // pass the check before any of them failed; taken back if the password is right.
+    if let Err(wait) = limits.logins.attempt(address) {
+        state.guard.refusals.count("login", "throttled");
+        return Err(too_many("wrong passwords", address, wait));
+    }
+    let Some(slot) = limits.verification_slot() else {
+        limits.logins.forgive(address);
+        state.guard.refusals.count("login", "busy");
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "other logins are being checked; try again in a second",
+        )
+        .header(header::RETRY_AFTER, "1"));
+    };
     let auth = state.clone();
-    let matches =
-        web::block(move || crate::password::verify(&auth.auth.password_hash, &login.password))
-            .await
-            .map_err(|_| ApiError::internal())?;
+    let matches = web::block(move || {
+        let matches = crate::password::verify(&auth.auth.password_hash, &login.password);
+        drop(slot);
+        matches
+    })
+    .await
+    .map_err(|_| ApiError::internal())?;
     let operator = Operator {
         via: "password",
         origin: client_address(&request),
     };
     if !matches {
-        state.auth.record_failure(address);
-        tracing::warn!(origin = %operator.origin, "admin login refused: wrong password");
-        audit(&state, &operator, "login", "wrong password", "refused").await;
+        // One audit row per minute for wrong passwords, and one summing up the rest of
+        // that minute: anyone can send them.
+        if state
+            .guard
+            .refusals
+            .note("login", "wrong password", Instant::now())
+        {
+            tracing::warn!(origin = %operator.origin, "admin login refused: wrong password");
+            audit(&state, &operator, "login", "wrong password", "refused").await;
+        }
         return Err(unauthorized("wrong password"));
     }
+    limits.logins.forgive(address);
     let (id, body) = state.auth.start_session();
     tracing::info!(origin = %operator.origin, "admin login");
     audit(&state, &operator, "login", "a session started", "applied").await;
@@ -322,26 +327,40 @@ fn unauthorized(message: &str) -> ApiError {
     ApiError::new(StatusCode::UNAUTHORIZED, message)
 }
 
+/// Counted against when a request has no peer address (only tests calling the app).
+const UNKNOWN_ADDRESS: IpAddr = IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED);
+
+/// 429 for an address that used up its failures.
+pub(super) fn too_many(what: &str, address: IpAddr, wait: u64) -> ApiError {
+    ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        format!("too many {what} from {address}; try again in {wait} s"),
+    )
+    .header(header::RETRY_AFTER, wait.to_string())
+}
+
 fn changes_something(method: &Method) -> bool {
     !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
 }
 
+/// The token of an `Authorization: Bearer <token>` header; the scheme name in any case
+/// (RFC 9110 makes it case-insensitive).
 fn bearer(request: &HttpRequest) -> Option<&str> {
-    request
+    let value = request
         .headers()
         .get(header::AUTHORIZATION)?
         .to_str()
-        .ok()?
-        .strip_prefix("Bearer ")
-        .map(str::trim)
+        .ok()?;
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
-/// The peer address. posthorn does not trust `X-Forwarded-For`: behind a proxy, the
-/// audit names the proxy.
+/// The client address, as the audit shows it: the peer, or behind a proxy listed in
+/// `[http] trusted_proxies`, the client it names in `X-Forwarded-For`.
 pub fn client_address(request: &HttpRequest) -> String {
-    request
-        .peer_addr()
-        .map(|a| a.ip().to_string())
+    guard::client_ip(request)
+        .or_else(|| request.peer_addr().map(|a| a.ip()))
+        .map(|ip| ip.to_string())
         .unwrap_or_else(|| "unknown".into())
 }
 

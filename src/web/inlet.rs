@@ -1,12 +1,16 @@
 //! `POST /v1/events`: bearer token, content type, bounded body, then
 //! `inlet::parse_batch` and `inlet::store_batch`; 202 only after the durable commit. A
 //! batch refused for its content is kept in `rejections`; a request without the right
-//! token is only logged (anyone can send one).
+//! token is counted, throttled per client address, and logged once a minute (anyone can
+//! send one).
+
+use std::time::Instant;
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use time::OffsetDateTime;
 
+use super::guard;
 use super::{content_type, read_body, unsupported_type, ApiError, AppState};
 use crate::inlet::{self, AuthError, BodyFormat, StoreError};
 
@@ -19,10 +23,25 @@ pub(super) async fn post_events(
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
+    let guard = &state.guard;
+    let address = guard::client_ip(&request);
+    if let Some(address) = address {
+        if let Err(wait) = guard.limits.tokens.check(address) {
+            guard.refusals.count("inlet", "throttled");
+            return Err(super::auth::too_many("wrong tokens", address, wait));
+        }
+    }
     inlet::check_token(state.inlet.token.as_ref(), authorization).map_err(|err| match err {
         AuthError::NotConfigured => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, err.to_string()),
         AuthError::Missing | AuthError::Wrong => {
-            tracing::warn!(peer = ?request.peer_addr(), reason = %err, "inlet request refused");
+            if let (AuthError::Wrong, Some(address)) = (err, address) {
+                guard.limits.tokens.fail(address);
+            }
+            let reason = if err == AuthError::Wrong { "wrong token" } else { "missing token" };
+            // Anyone can send these: the first of each minute is logged, the rest summed.
+            if guard.refusals.note("inlet", reason, Instant::now()) {
+                tracing::warn!(?address, reason = %err, "inlet request refused (further ones this minute are counted, not logged)");
+            }
             ApiError::new(StatusCode::UNAUTHORIZED, err.to_string())
                 .header(header::WWW_AUTHENTICATE, "Bearer realm=\"posthorn\"")
         }

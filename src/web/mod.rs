@@ -6,9 +6,12 @@
 
 pub mod api;
 pub mod auth;
+pub mod guard;
 mod inlet;
+pub mod limits;
 mod ops;
 mod pages;
+pub mod refusals;
 mod sources;
 
 use std::future::Future;
@@ -33,6 +36,10 @@ const WORKERS: usize = 2;
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// What a 503 from a full store asks the client to wait.
 const RETRY_AFTER_SECS: u64 = 30;
+/// How long a closing connection may take to go.
+const CLIENT_DISCONNECT: Duration = Duration::from_secs(1);
+/// How often refusal summaries are looked for.
+const SUMMARY_EVERY: Duration = Duration::from_secs(5);
 
 /// Everything the handlers need. Cheap to clone.
 #[derive(Clone)]
@@ -46,6 +53,8 @@ pub struct AppState {
     pub reader: ReaderPool,
     /// Login, sessions and the API token.
     pub auth: Arc<auth::Auth>,
+    /// Host check, client address, limits and refusal counts (`[http]`).
+    pub guard: Arc<guard::Guard>,
 }
 
 /// Mounts every route on an actix service config; for [`build_app`] and tests.
@@ -75,6 +84,7 @@ pub fn build_app(
     >,
 > {
     App::new()
+        .wrap(actix_web::middleware::from_fn(guard::check_host))
         .wrap(security_headers())
         .configure(configure(state))
 }
@@ -104,8 +114,16 @@ pub async fn run(
     state: AppState,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
+    let connections = state.guard.max_connections;
+    let summaries = actix_web::rt::spawn(keep_summaries(state.clone()));
+    let request_timeout = state.guard.request_timeout;
     let server = HttpServer::new(move || build_app(state.clone()))
         .workers(WORKERS)
+        // Past the cap a worker stops accepting: new connections wait in the kernel's
+        // queue instead of taking descriptors the store and the spool need.
+        .max_connections(connections.div_ceil(WORKERS).max(1))
+        .client_request_timeout(request_timeout)
+        .client_disconnect_timeout(CLIENT_DISCONNECT)
         .disable_signals()
         .shutdown_timeout(SHUTDOWN_GRACE.as_secs())
         .listen(listener)?
@@ -117,7 +135,36 @@ pub async fn run(
     };
     // The server future ends once the stopper has stopped it.
     let (served, ()) = tokio::join!(server, stopper);
+    summaries.abort();
     served
+}
+
+/// Every few seconds, keeps the summaries of refusal minutes that are over (see
+/// [`refusals`]): a rejections row for a source, an audit row for logins, a log line for
+/// the rest.
+async fn keep_summaries(state: AppState) {
+    let mut tick = tokio::time::interval(SUMMARY_EVERY);
+    loop {
+        tick.tick().await;
+        for summary in state.guard.refusals.closed(std::time::Instant::now()) {
+            let description = summary.describe();
+            tracing::warn!(route = %summary.route, "{description}");
+            let store = state.store.clone();
+            if summary.route.starts_with("source:") {
+                let route = summary.route.clone();
+                let _ = web::block(move || {
+                    crate::inlet::record_refusal(&store, &route, description, b"")
+                })
+                .await;
+            } else if summary.route == "login" {
+                let operator = auth::Operator {
+                    via: "password",
+                    origin: "various".into(),
+                };
+                auth::audit(&state, &operator, "login", &description, "refused").await;
+            }
+        }
+    }
 }
 
 /// The running server, on its own thread.
@@ -261,13 +308,27 @@ pub(crate) async fn read_body(
     if declared.is_some_and(|len| len > limit as u64) {
         return Err(too_large());
     }
-    match payload.to_bytes_limited(limit).await {
-        Ok(Ok(bytes)) => Ok(bytes),
-        Ok(Err(err)) => Err(ApiError::new(
+    let deadline = request
+        .app_data::<web::Data<AppState>>()
+        .map_or(limits::DEFAULT_BODY_TIMEOUT, |state| {
+            state.guard.limits.body_timeout
+        });
+    let read = tokio::time::timeout(deadline, payload.to_bytes_limited(limit));
+    match read.await {
+        Ok(Ok(Ok(bytes))) => Ok(bytes),
+        Ok(Ok(Err(err))) => Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             format!("could not read the body: {err}"),
         )),
-        Err(_) => Err(too_large()),
+        Ok(Err(_)) => Err(too_large()),
+        Err(_) => Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "the body did not arrive within {} s ([http] body_timeout)",
+                deadline.as_secs_f64()
+            ),
+        )
+        .header(header::CONNECTION, "close")),
     }
 }
 

@@ -44,7 +44,9 @@ async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
                 )
             })
             .ok();
-        state.store.metrics().render(gauges.as_ref())
+        let mut text = state.store.metrics().render(gauges.as_ref());
+        state.guard.render(&mut text);
+        text
     })
     .await
     .map_err(|err| {

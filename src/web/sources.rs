@@ -2,7 +2,11 @@
 //! Reads the body within the limit, hands it with the headers to
 //! `inlet::sources::take` (verification and mapping), and stores the one event. A
 //! refused request (bad signature or unusable body) is kept in `rejections` with its
-//! reason: a secret that differs between the platform and posthorn shows up there.
+//! reason: a secret that differs between the platform and posthorn shows up there. Only
+//! the first of each minute is kept whole; the rest of that minute is one summary row
+//! with its count (`web::refusals`), so a flood cannot fill the store.
+
+use std::time::Instant;
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -35,6 +39,7 @@ pub(super) async fn post_source(
     let peer = request.peer_addr();
 
     let state = state.into_inner();
+    let now = Instant::now();
     let outcome = web::block(move || {
         let Some(source) = state.inlet.sources.iter().find(|s| s.name == name) else {
             return Err(Err(SourceError::Invalid("unknown source".into())));
@@ -47,13 +52,20 @@ pub(super) async fn post_source(
         };
         let event = sources::take(source, &header, &body, limit, OffsetDateTime::now_utc())
             .map_err(|err| {
-                // The reason names headers and pointers, never the secret.
-                tracing::warn!(source = %name, ?peer, reason = %err, "inlet source request refused");
-                let reason = match &err {
-                    SourceError::Unverified(why) => format!("signature verification failed: {why}"),
-                    SourceError::Invalid(why) => format!("not a usable event: {why}"),
+                // Anyone can send these, as fast as they like: only the first of each
+                // minute per source and kind is kept, the rest is summed (web::refusals).
+                let route = format!("source:{name}");
+                let (kind, reason) = match &err {
+                    SourceError::Unverified(why) => {
+                        ("unverified", format!("signature verification failed: {why}"))
+                    }
+                    SourceError::Invalid(why) => ("invalid", format!("not a usable event: {why}")),
                 };
-                inlet::record_refusal(&state.store, &format!("source:{name}"), reason, &body);
+                if state.guard.refusals.note(&route, kind, now) {
+                    // The reason names headers and pointers, never the secret.
+                    tracing::warn!(source = %name, ?peer, reason = %err, "inlet source request refused (further ones this minute are counted and summed up)");
+                    inlet::record_refusal(&state.store, &route, reason, &body);
+                }
                 Err(err)
             })?;
         inlet::store_batch(&state.store, &state.live, &format!("source:{name}"), vec![event])

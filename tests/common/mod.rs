@@ -740,6 +740,17 @@ pub fn http_get(url: &str) -> Response {
     http_request("GET", url, &[], b"", false)
 }
 
+/// Sends `method` with `headers` (a `Host` among them replaces the default) and `body`;
+/// bounded like [`http_post`].
+pub fn http_request_with(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Response {
+    http_request(method, url, headers, body, false)
+}
+
 fn http_request(
     method: &str,
     url: &str,
@@ -757,7 +768,10 @@ fn http_request(
     stream
         .set_write_timeout(Some(Duration::from_secs(10)))
         .unwrap();
-    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
+    let mut head = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\n");
+    if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("host")) {
+        head.push_str(&format!("Host: {host}\r\n"));
+    }
     for (name, value) in headers {
         head.push_str(&format!("{name}: {value}\r\n"));
     }

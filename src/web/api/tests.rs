@@ -82,6 +82,7 @@ fn fixture() -> Fixture {
         reader: ReaderPool::new(&db),
         // Never verified here: no test logs in.
         auth: Arc::new(auth::Auth::new(&config.admin, "not-a-hash".into())),
+        guard: Arc::new(super::super::guard::Guard::new(&config.http, 100)),
     };
     Fixture {
         state,
