@@ -493,7 +493,7 @@ fn http_guard_keys_resolve_and_mistakes_are_located() {
     assert!(only_problem("[http]\nallowed_hosts = []\n")
         .starts_with("2:17: http.allowed_hosts is empty"));
     assert!(only_problem("[http]\ntrusted_proxies = [\"proxy\"]\n")
-        .starts_with("2:20: http.trusted_proxies: \"proxy\" is not an IP address"));
+        .starts_with("2:20: http.trusted_proxies: \"proxy\" is not a network"));
     assert!(only_problem("[http]\nmax_connections = 0\n")
         .starts_with("2:19: http.max_connections is 0; expected a whole number from 1"));
 }
