@@ -204,6 +204,8 @@ pub struct Metrics {
     started_at_ms: i64,
     /// The scheduler's and the workers' signs of life, for `/healthz`.
     pub liveness: Liveness,
+    /// Receiver health: breakers, pauses and deaths (`receivers.rs`).
+    pub receivers: crate::receivers::Board,
 }
 
 impl Metrics {
@@ -223,6 +225,7 @@ impl Metrics {
             max_size: AtomicU64::new(0),
             started_at_ms,
             liveness: Liveness::new(),
+            receivers: Default::default(),
         }
     }
 
@@ -372,6 +375,8 @@ impl Metrics {
         );
         text.sample("posthorn_workers_busy", &[], busy);
 
+        self.render_receivers(&mut text);
+
         let max_size = self.max_size.load(Ordering::Relaxed);
         if max_size > 0 {
             text.family(
@@ -416,6 +421,41 @@ impl Metrics {
             text.sample("posthorn_store_size_bytes", &[], store.size_bytes);
         }
         text.out
+    }
+}
+
+impl Metrics {
+    fn render_receivers(&self, text: &mut Text) {
+        let board = &self.receivers;
+        text.family(
+            "posthorn_delivery_enabled",
+            "gauge",
+            "1 while delivery runs; 0 while it is switched off ([delivery] enabled = false or pause all).",
+        );
+        text.sample(
+            "posthorn_delivery_enabled",
+            &[],
+            u8::from(!board.delivery_off()),
+        );
+        text.family(
+            "posthorn_endpoints_tripped",
+            "gauge",
+            "Endpoints whose circuit breaker is open or probing.",
+        );
+        text.sample("posthorn_endpoints_tripped", &[], board.tripped_endpoints());
+        let name = "posthorn_receiver_health_changes_total";
+        text.family(
+            name,
+            "counter",
+            "Receiver health changes by kind: failing (breaker opened), recovered, paused_gone (410), paused_failing (auto-pause), dead (a delivery died).",
+        );
+        for ((change, subscription), count) in board.changes() {
+            text.sample(
+                name,
+                &[("change", change), ("subscription", &subscription)],
+                count,
+            );
+        }
     }
 }
 

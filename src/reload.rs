@@ -484,6 +484,22 @@ fn diff(old: &Config, new: &Config) -> Changes {
             old.delivery.max_in_flight_per_endpoint != new.delivery.max_in_flight_per_endpoint,
         ),
         ("log.level", old.log.level != new.log.level),
+        (
+            "delivery.enabled",
+            old.delivery.enabled != new.delivery.enabled,
+        ),
+        (
+            "delivery.auto_pause_after",
+            old.delivery.auto_pause_after != new.delivery.auto_pause_after,
+        ),
+        (
+            "delivery.breaker_after",
+            old.delivery.breaker_after != new.delivery.breaker_after,
+        ),
+        (
+            "delivery.breaker_backoff",
+            old.delivery.breaker_backoff != new.delivery.breaker_backoff,
+        ),
     ];
     changes.settings = settings
         .into_iter()

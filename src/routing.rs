@@ -154,6 +154,8 @@ mod tests {
             },
             headers: Vec::new(),
             enabled: true,
+            timeout: None,
+            auto_pause_after: None,
         }
     }
 

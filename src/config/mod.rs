@@ -187,6 +187,14 @@ pub struct DeliveryConfig {
     pub timeout: Duration,
     pub workers: usize,
     pub max_in_flight_per_endpoint: usize,
+    /// `false` stops all delivery (intake and storage go on); see `receivers.rs`.
+    pub enabled: bool,
+    /// A subscription failing this long without a success is paused.
+    pub auto_pause_after: Duration,
+    /// Consecutive failures that open an endpoint's circuit breaker.
+    pub breaker_after: usize,
+    /// How long an opened breaker holds back; doubled after each failed probe.
+    pub breaker_backoff: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -199,6 +207,35 @@ pub struct Subscription {
     pub signing: Signing,
     pub headers: Vec<(String, String)>,
     pub enabled: bool,
+    /// Overrides `[delivery] timeout` for this subscription's attempts.
+    pub timeout: Option<Duration>,
+    /// Overrides `[delivery] auto_pause_after`.
+    pub auto_pause_after: Option<Duration>,
+}
+
+impl Subscription {
+    /// How long one attempt to this subscription may take.
+    pub fn timeout(&self, delivery: &DeliveryConfig) -> Duration {
+        self.timeout.unwrap_or(delivery.timeout)
+    }
+}
+
+impl Config {
+    /// The longest any attempt may take (`[delivery] timeout` or a subscription's own):
+    /// leases and the shutdown grace must cover it.
+    pub fn longest_timeout(&self) -> Duration {
+        longest_timeout(&self.delivery, self.subscriptions.iter())
+    }
+}
+
+/// The longest of `[delivery] timeout` and the `subscriptions`' own timeouts.
+pub fn longest_timeout<'a>(
+    delivery: &DeliveryConfig,
+    subscriptions: impl Iterator<Item = &'a Subscription>,
+) -> Duration {
+    subscriptions
+        .filter_map(|s| s.timeout)
+        .fold(delivery.timeout, Duration::max)
 }
 
 /// How requests to a subscription are signed. Keys print as `[redacted]`.
@@ -218,6 +255,10 @@ pub const DEFAULT_SCHEDULE: [&str; 7] = ["5s", "5m", "30m", "2h", "5h", "10h", "
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_WORKERS: usize = 32;
 const DEFAULT_MAX_IN_FLIGHT: usize = 10;
+/// Five days failing pauses a subscription (Svix disables an endpoint after five days).
+const DEFAULT_AUTO_PAUSE_AFTER: Duration = Duration::from_secs(5 * 86_400);
+const DEFAULT_BREAKER_AFTER: usize = 5;
+const DEFAULT_BREAKER_BACKOFF: Duration = Duration::from_secs(30);
 const DEFAULT_MAX_EVENT_BYTES: usize = 1 << 20;
 const DEFAULT_MAX_FILE_BYTES: usize = 64 << 20;
 const DEFAULT_RESCAN: Duration = Duration::from_secs(2);
@@ -330,6 +371,10 @@ pub fn embedded_defaults() -> Config {
             timeout: DEFAULT_TIMEOUT,
             workers: DEFAULT_WORKERS,
             max_in_flight_per_endpoint: DEFAULT_MAX_IN_FLIGHT,
+            enabled: true,
+            auto_pause_after: DEFAULT_AUTO_PAUSE_AFTER,
+            breaker_after: DEFAULT_BREAKER_AFTER,
+            breaker_backoff: DEFAULT_BREAKER_BACKOFF,
         },
         log: LogConfig {
             level: DEFAULT_LOG_LEVEL.to_string(),

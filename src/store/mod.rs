@@ -6,6 +6,7 @@
 //! their own connections; WAL lets them run beside the writer.
 
 mod admin;
+mod health;
 mod prune;
 mod query;
 mod schema;
