@@ -33,6 +33,9 @@ pub fn status(base: &str, overview: &Overview, subscriptions: &[Subscription]) -
         None => "nothing pending".to_string(),
     };
     let _ = writeln!(out, "queue:       {} deep, {oldest}", overview.queue_depth);
+    if let Some(reason) = overview.delivery.as_ref().and_then(|d| d.reason.as_deref()) {
+        let _ = writeln!(out, "delivery:    OFF: {reason}");
+    }
     let _ = writeln!(out);
     if subscriptions.is_empty() {
         let _ = writeln!(out, "no subscriptions");
@@ -68,14 +71,21 @@ pub fn status(base: &str, overview: &Overview, subscriptions: &[Subscription]) -
         ]);
     }
     out.push_str(&table.render());
+    for sub in subscriptions {
+        if let Some(reason) = &sub.health.pause_reason {
+            let _ = writeln!(out, "{} paused by posthorn: {reason}", sub.name);
+        }
+    }
     out
 }
 
 fn subscription_state(sub: &Subscription) -> &'static str {
-    match (sub.enabled, sub.paused) {
-        (false, _) => "disabled",
-        (true, true) => "paused",
-        (true, false) => "enabled",
+    match (sub.enabled, sub.paused, sub.health.breaker.as_deref()) {
+        (false, _, _) => "disabled",
+        (true, true, _) => "paused",
+        (true, false, Some("open")) => "held back",
+        (true, false, Some(_)) => "probing",
+        (true, false, None) => "enabled",
     }
 }
 
