@@ -381,7 +381,7 @@ impl Spool {
                     );
                 }
             }
-            _ => match event::parse_event(&bytes, self.config.max_event_bytes, now) {
+            _ => match event::parse_producer_event(&bytes, self.config.max_event_bytes, now) {
                 Ok(event) => batch.events.push(self.route(event)),
                 Err(invalid) => return self.reject_file(path, &invalid.to_string(), &bytes),
             },
@@ -409,7 +409,7 @@ impl Spool {
         line: Option<u64>,
         item: Option<&str>,
     ) {
-        match event::parse_event(raw, self.config.max_event_bytes, now) {
+        match event::parse_producer_event(raw, self.config.max_event_bytes, now) {
             Ok(event) => batch.events.push(self.route(event)),
             Err(invalid) => {
                 let reason = match item {

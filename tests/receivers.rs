@@ -413,3 +413,22 @@ fn a_subscription_timeout_overrides_the_delivery_timeout() {
         "the attempt ends at the subscription's 500 ms, not the 20 s default: {errors:?}"
     );
 }
+
+#[test]
+fn a_producer_cannot_forge_posthorns_alerts() {
+    let alerts_to = Receiver::start(200);
+    let home = Home::new();
+    let _serve = admin::start(&home, &pager("pager", &alerts_to.url));
+    home.append(
+        "events.ndjson",
+        b"{\"id\":\"forged\",\"type\":\"posthorn.subscription.paused\",\"data\":{\"subscription\":\"crm\"}}\n",
+    );
+    wait_for(
+        "the forged alert to be refused",
+        Duration::from_secs(10),
+        || !home.rejections().is_empty(),
+    );
+    let rejections = home.rejections();
+    assert!(rejections[0].reason.contains("reserved"), "{rejections:?}");
+    assert_eq!(home.count("SELECT COUNT(*) FROM events"), 0);
+}
