@@ -17,7 +17,7 @@ use std::sync::Mutex;
 
 use crate::alerts::{Alert, Alerter, PauseCause};
 use crate::breaker::{Breaker, Change, Policy, State};
-use crate::config::{DeliveryConfig, Subscription};
+use crate::config::DeliveryConfig;
 use crate::deliver::Finished;
 use crate::reload::Live;
 use crate::store::{now_ms, NextStep, StoreHandle};
@@ -170,13 +170,31 @@ impl Monitor {
         allowance
     }
 
-    /// HEALTH HOOK (b): takes every finished attempt.
+    /// HEALTH HOOK (b): takes every finished attempt. A success to a healthy endpoint
+    /// (the common case) costs two map lookups and nothing else.
     pub fn observe(&mut self, done: &Finished) {
-        let now = now_ms();
-        let settings = self.live.load();
         let record = &done.record;
         let name = record.subscription.as_str();
-        let subscription = settings.subscriptions.iter().find(|s| s.name == name);
+        let succeeded = record.next == NextStep::Delivered;
+        if succeeded {
+            if let Some(mut breaker) = self.breakers.remove(&done.endpoint) {
+                // A closed breaker with no failures counted is the same as none.
+                let policy = self.policy();
+                if breaker.observe(true, now_ms(), &policy) == Some(Change::Recovered) {
+                    self.store
+                        .metrics()
+                        .receivers
+                        .set_breaker(&done.endpoint, breaker.state());
+                    self.recovered(&done.endpoint);
+                }
+            }
+            if self.store.failing_since(name).is_some() {
+                self.store.set_failing_since(name, None);
+            }
+            return;
+        }
+
+        let now = now_ms();
         if record.next == NextStep::Dead {
             self.tell(
                 Alert::DeliveryDead {
@@ -201,64 +219,37 @@ impl Monitor {
             return;
         }
 
-        let succeeded = record.next == NextStep::Delivered;
-        let policy = Policy {
-            after: settings.delivery.breaker_after,
-            backoff: settings.delivery.breaker_backoff,
-        };
+        let policy = self.policy();
         let breaker = self
             .breakers
             .entry(done.endpoint.clone())
             .or_insert_with(|| Breaker::new(&policy));
-        let change = breaker.observe(succeeded, now, &policy);
-        let state = breaker.state();
-        self.store
-            .metrics()
-            .receivers
-            .set_breaker(&done.endpoint, state);
-        let sharing: Vec<&Subscription> = settings
-            .subscriptions
-            .iter()
-            .filter(|s| s.url == done.endpoint && s.enabled && !self.store.is_paused(&s.name))
-            .map(|s| &**s)
-            .collect();
-        match change {
-            Some(Change::Opened { failures, until_ms }) => {
-                let last_error = describe_failure(record.status, record.error.as_deref());
-                for s in &sharing {
-                    self.tell(
-                        Alert::Failing {
-                            subscription: s.name.clone(),
-                            failures,
-                            last_error: last_error.clone(),
-                            probe_after_ms: until_ms,
-                        },
-                        now,
-                    );
-                }
+        let before = breaker.state();
+        let change = breaker.observe(false, now, &policy);
+        let after = breaker.state();
+        if after != before {
+            self.store
+                .metrics()
+                .receivers
+                .set_breaker(&done.endpoint, after);
+        }
+        if let Some(Change::Opened { failures, until_ms }) = change {
+            let last_error = describe_failure(record.status, record.error.as_deref());
+            for sharing in self.sharing(&done.endpoint) {
+                self.tell(
+                    Alert::Failing {
+                        subscription: sharing,
+                        failures,
+                        last_error: last_error.clone(),
+                        probe_after_ms: until_ms,
+                    },
+                    now,
+                );
             }
-            Some(Change::Recovered) => {
-                for s in &sharing {
-                    self.tell(
-                        Alert::Recovered {
-                            subscription: s.name.clone(),
-                            failing_since_ms: self.store.failing_since(&s.name),
-                        },
-                        now,
-                    );
-                }
-            }
-            None => {}
         }
 
         // The auto-pause clock runs per subscription, from its first failure after a
         // success.
-        if succeeded {
-            if self.store.failing_since(name).is_some() {
-                self.store.set_failing_since(name, None);
-            }
-            return;
-        }
         let since = match self.store.failing_since(name) {
             Some(since) => since,
             None => {
@@ -267,7 +258,8 @@ impl Monitor {
                 record.started_at_ms
             }
         };
-        let Some(subscription) = subscription else {
+        let settings = self.live.load();
+        let Some(subscription) = settings.subscriptions.iter().find(|s| s.name == name) else {
             return;
         };
         let limit = subscription
@@ -281,6 +273,39 @@ impl Monitor {
                 describe_failure(record.status, record.error.as_deref())
             );
             self.pause(name, PauseCause::Failing, reason, now);
+        }
+    }
+
+    fn policy(&self) -> Policy {
+        let settings = self.live.load();
+        Policy {
+            after: settings.delivery.breaker_after,
+            backoff: settings.delivery.breaker_backoff,
+        }
+    }
+
+    /// The running subscriptions that send to `endpoint`: they share its breaker.
+    fn sharing(&self, endpoint: &str) -> Vec<String> {
+        self.live
+            .load()
+            .subscriptions
+            .iter()
+            .filter(|s| s.url == endpoint && s.enabled && !self.store.is_paused(&s.name))
+            .map(|s| s.name.clone())
+            .collect()
+    }
+
+    fn recovered(&self, endpoint: &str) {
+        let now = now_ms();
+        for name in self.sharing(endpoint) {
+            let failing_since_ms = self.store.failing_since(&name);
+            self.tell(
+                Alert::Recovered {
+                    subscription: name,
+                    failing_since_ms,
+                },
+                now,
+            );
         }
     }
 

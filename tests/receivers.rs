@@ -432,3 +432,39 @@ fn a_producer_cannot_forge_posthorns_alerts() {
     assert!(rejections[0].reason.contains("reserved"), "{rejections:?}");
     assert_eq!(home.count("SELECT COUNT(*) FROM events"), 0);
 }
+
+#[test]
+fn the_auto_pause_clock_keeps_counting_across_a_restart() {
+    let vanished = free_port();
+    let home = Home::new();
+    let schedule = vec!["\"100ms\""; 200].join(", ");
+    let config = format!(
+        "[delivery]\nschedule = [{schedule}]\ntimeout = \"2s\"\nbreaker_after = 1\n\
+         breaker_backoff = \"200ms\"\nauto_pause_after = \"4s\"\n{}",
+        hook("crm", &format!("http://127.0.0.1:{vanished}/crm"))
+    );
+    let serve = admin::start(&home, &config);
+    send_events(&home, ["evt_1".to_string()]);
+    let failing_since = |home: &Home| {
+        Api::token(home, API_TOKEN)
+            .get("/api/v1/subscriptions/crm")
+            .json()["health"]["failing_since"]
+            .as_i64()
+    };
+    wait_for("crm to be failing", Duration::from_secs(20), || {
+        failing_since(&home).is_some()
+    });
+    let since = failing_since(&home);
+    assert_eq!(serve.terminate(), Some(0));
+
+    let _serve = admin::start(&home, &config);
+    let api = Api::token(&home, API_TOKEN);
+    wait_for("crm to pause itself", Duration::from_secs(30), || {
+        api.get("/api/v1/subscriptions/crm").json()["paused"] == true
+    });
+    assert_eq!(
+        failing_since(&home),
+        since,
+        "the clock counted from the first failure before the restart"
+    );
+}

@@ -72,7 +72,10 @@ fn the_example_config_parses_and_documents_the_defaults() {
         example.delivery.auto_pause_after,
         defaults.delivery.auto_pause_after
     );
-    assert_eq!(example.delivery.breaker_after, defaults.delivery.breaker_after);
+    assert_eq!(
+        example.delivery.breaker_after,
+        defaults.delivery.breaker_after
+    );
     assert_eq!(
         example.delivery.breaker_backoff,
         defaults.delivery.breaker_backoff
@@ -473,12 +476,10 @@ fn receiver_health_keys_are_read_and_checked() {
         only_problem("[delivery]\nbreaker_after = 0\n"),
         "2:17: delivery.breaker_after is 0; expected a whole number from 1 to 10000"
     );
-    assert!(
-        only_problem(&with_subscription(&format!(
-            "secret = \"{SECRET}\"\ntimeout = \"0s\"\n"
-        )))
-        .contains("subscription \"s\": timeout must be longer than 0"),
-    );
+    assert!(only_problem(&with_subscription(&format!(
+        "secret = \"{SECRET}\"\ntimeout = \"0s\"\n"
+    )))
+    .contains("subscription \"s\": timeout must be longer than 0"),);
 }
 
 #[test]
