@@ -6,7 +6,8 @@
 //! - an alert about subscription S is never delivered through S;
 //! - a delivery of posthorn's own event that dies raises no `posthorn.delivery.dead`.
 //!
-//! The events belong to no conversation or project, so a subscription scoped to
+//! An alert no subscription takes is not stored as an event (the audit log, the log and
+//! the metrics have it). The events belong to no conversation or project, so a subscription scoped to
 //! conversations never takes them; one that takes only `posthorn.*` needs no scope.
 
 use std::sync::Arc;
@@ -308,6 +309,11 @@ fn run(store: StoreHandle, live: Live, inbox: Receiver<(Alert, i64)>) {
         // deliveries of a subscription between routing and storing.
         let settings = live.load();
         let subscriptions = recipients(&settings.subscriptions, alert.subject(), &event);
+        if subscriptions.is_empty() {
+            // Nobody takes it: the log, the audit log and the metrics have it already,
+            // and the event log is left to the producers' events.
+            continue;
+        }
         let batch = IngestBatch {
             source: SOURCE.into(),
             events: vec![RoutedEvent {

@@ -439,6 +439,7 @@
       cell(ms(f.duration_ms), 'num nowrap')));
     return [
       h('h1', { text: 'Overview' }),
+      takeFlash(),
       deliverySwitch(o.delivery),
       h('div', { class: 'cards', test: 'overview' },
         card('Events in', count(o.events_total), `${count(o.events_last_24h)} in 24 hours`, 'stat-events'),
