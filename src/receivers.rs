@@ -145,7 +145,12 @@ impl Monitor {
         if switch.enabled != self.was_on {
             match switch.reason() {
                 Some(reason) => tracing::warn!("{reason}; events are still taken in and stored"),
-                None => tracing::warn!("delivery is switched on again"),
+                None => {
+                    tracing::warn!("delivery is switched on again");
+                    // Nothing could fail while it was off: that time does not count
+                    // towards auto-pause.
+                    self.store.forget_failing();
+                }
             }
             self.was_on = switch.enabled;
         }

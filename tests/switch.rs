@@ -153,3 +153,42 @@ fn delivery_enabled_false_in_the_config_sends_nothing_until_the_config_says_othe
     let (code, out) = delivery_cli(&home, "status");
     assert_eq!((code, out.trim()), (0, "delivery is on"));
 }
+
+#[test]
+fn time_switched_off_does_not_count_towards_auto_pause() {
+    let vanished = free_port();
+    let home = Home::new();
+    let schedule = vec!["\"100ms\""; 200].join(", ");
+    let _serve = admin::start(
+        &home,
+        &format!(
+            "[delivery]\nschedule = [{schedule}]\ntimeout = \"2s\"\nbreaker_after = 1\n\
+             breaker_backoff = \"200ms\"\nauto_pause_after = \"3s\"\n{}",
+            hook("crm", &format!("http://127.0.0.1:{vanished}/crm"))
+        ),
+    );
+    send_events(&home, 0..1);
+    let api = Api::token(&home, API_TOKEN);
+    let crm = || api.get("/api/v1/subscriptions/crm").json();
+    wait_for("crm to be failing", Duration::from_secs(20), || {
+        crm()["health"]["failing_since"].is_i64()
+    });
+    let first = crm()["health"]["failing_since"].as_i64();
+    assert_eq!(api.post("/api/v1/delivery/pause", None).status, 200);
+    // Switched off for longer than auto_pause_after.
+    std::thread::sleep(Duration::from_millis(3500));
+    assert_eq!(api.post("/api/v1/delivery/resume", None).status, 200);
+    wait_for(
+        "crm to fail again after the resume",
+        Duration::from_secs(20),
+        || {
+            let since = crm()["health"]["failing_since"].as_i64();
+            since.is_some() && since != first
+        },
+    );
+    assert_eq!(
+        crm()["paused"],
+        false,
+        "crm was paused at its first failure after delivery came back on"
+    );
+}

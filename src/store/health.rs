@@ -26,6 +26,8 @@ pub(super) enum HealthCommand {
         subscription: String,
         since_ms: Option<i64>,
     },
+    /// Every subscription's failing clock starts again.
+    ForgetFailing,
 }
 
 impl StoreHandle {
@@ -58,6 +60,13 @@ impl StoreHandle {
             subscription: subscription.to_string(),
             since_ms,
         }));
+    }
+
+    /// Starts every subscription's auto-pause clock again: while delivery was switched
+    /// off nothing could fail, so that time does not count.
+    pub fn forget_failing(&self) {
+        self.failing_map().clear();
+        let _ = self.send(Command::Health(HealthCommand::ForgetFailing));
     }
 
     /// Since when `subscription` has been failing without a success (kept across
@@ -105,6 +114,15 @@ pub(super) fn run(
         } => {
             if let Err(err) = set_failing(tx, &subscription, since_ms, now) {
                 tracing::error!(%err, subscription, "could not record since when it fails");
+            }
+            None
+        }
+        HealthCommand::ForgetFailing => {
+            if let Err(err) = tx.execute(
+                "UPDATE subscription_state SET failing_since = NULL WHERE failing_since IS NOT NULL",
+                [],
+            ) {
+                tracing::error!(%err, "could not restart the failing clocks");
             }
             None
         }
@@ -226,6 +244,13 @@ mod tests {
         assert_eq!(handle.failing_since("crm"), None);
         let health = reader.subscription_health(&["crm".into()], 100).unwrap();
         assert_eq!(health[0].pause_reason, None);
+        assert_eq!(health[0].failing_since, None);
+
+        handle.forget_failing();
+        assert_eq!(handle.failing_since("wiki"), None);
+        // A round trip through the writer: everything queued before it is committed.
+        handle.ping(std::time::Duration::from_secs(5)).unwrap();
+        let health = reader.subscription_health(&["wiki".into()], 100).unwrap();
         assert_eq!(health[0].failing_since, None);
     }
 }
