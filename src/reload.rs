@@ -528,6 +528,12 @@ fn what_changed(old: &Subscription, new: &Subscription) -> Vec<&'static str> {
     if old.headers != new.headers {
         what.push("headers");
     }
+    if old.timeout != new.timeout {
+        what.push("timeout");
+    }
+    if old.auto_pause_after != new.auto_pause_after {
+        what.push("auto_pause_after");
+    }
     match (old.enabled, new.enabled) {
         (true, false) => what.push("paused"),
         (false, true) => what.push("resumed"),
@@ -587,6 +593,29 @@ mod tests {
              changed moved (url, secret or signature); settings changed: delivery.schedule"
         );
         assert!(!summary.contains("whsec_"));
+    }
+
+    #[test]
+    fn a_reload_names_receiver_health_settings() {
+        let old = parsed(&sub("s", "http://a/", SECRET, ""));
+        let new = parsed(&format!(
+            "[delivery]\nenabled = false\nbreaker_after = 2\n{}",
+            sub(
+                "s",
+                "http://a/",
+                SECRET,
+                "timeout = \"5s\"\nauto_pause_after = \"1h\""
+            )
+        ));
+        let changes = diff(&old, &new);
+        assert_eq!(
+            changes.changed,
+            [("s".to_string(), vec!["timeout", "auto_pause_after"])]
+        );
+        assert_eq!(
+            changes.settings,
+            ["delivery.enabled", "delivery.breaker_after"]
+        );
     }
 
     #[test]
