@@ -53,6 +53,12 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Switch all delivery off (pause) or on again (resume), kept across restarts, or
+    /// show whether it runs. Events are still taken in and stored while it is off.
+    Delivery {
+        #[command(subcommand)]
+        command: DeliveryCommand,
+    },
     /// List, show and retry deliveries.
     Deliveries {
         #[command(subcommand)]
@@ -82,6 +88,25 @@ pub struct ApiArgs {
     /// The API's base URL (default: http:// and `[http] listen` from the config).
     #[arg(long, value_name = "URL")]
     pub url: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeliveryCommand {
+    /// Pause all delivery.
+    Pause {
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Resume all delivery (exits 1 while `[delivery] enabled = false` keeps it off).
+    Resume {
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Say whether delivery runs, and why not.
+    Status {
+        #[command(flatten)]
+        api: ApiArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]

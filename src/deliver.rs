@@ -37,6 +37,8 @@ pub struct Job {
 /// A finished attempt, with the endpoint it occupied so the scheduler can free it.
 pub struct Finished {
     pub endpoint: String,
+    /// The delivered event's id (receiver health tells posthorn's own events apart).
+    pub event_id: String,
     pub record: AttemptRecord,
 }
 
@@ -86,6 +88,9 @@ pub fn request_headers(
 
 /// Decides what follows an attempt: 2xx is delivered; anything else retries per the
 /// schedule, honouring `Retry-After` on 429 and 503, until the schedule is used up.
+/// 410 Gone never kills a delivery: it pauses the subscription (`receivers.rs`), and the
+/// delivery waits its next retry (the last wait once the schedule is used up), to be
+/// sent once the subscription is resumed.
 pub fn next_step(
     response: &Response,
     schedule: &[Duration],
@@ -100,7 +105,12 @@ pub fn next_step(
         Some(429 | 503) => response.retry_after,
         _ => None,
     };
-    match retry::next_retry_delay(schedule, attempt, retry_after, jitter) {
+    let wait = retry::next_retry_delay(schedule, attempt, retry_after, jitter);
+    let wait = match (wait, response.status) {
+        (None, Some(410)) => Some(schedule.last().copied().unwrap_or_default()),
+        (wait, _) => wait,
+    };
+    match wait {
         Some(wait) => NextStep::RetryAt(finished_at_ms + wait.as_millis() as i64),
         None => NextStep::Dead,
     }
@@ -131,7 +141,13 @@ pub fn spawn_workers(
                         let record = attempt(&agent, &job);
                         metrics.liveness.attempt_finished(n);
                         let endpoint = job.subscription.url.clone();
-                        if finished.send(Finished { endpoint, record }).is_err() {
+                        let event_id = job.claimed.event_id.clone();
+                        let done = Finished {
+                            endpoint,
+                            event_id,
+                            record,
+                        };
+                        if finished.send(done).is_err() {
                             break;
                         }
                     }
@@ -245,6 +261,10 @@ fn attempt(agent: &ureq::Agent, job: &Job) -> AttemptRecord {
 fn post(agent: &ureq::Agent, job: &Job, timestamp: i64) -> Response {
     let body = job.claimed.body.as_bytes();
     let mut request = agent.post(&job.subscription.url);
+    if let Some(timeout) = job.subscription.timeout {
+        // The subscription's own `timeout` replaces `[delivery] timeout` for its attempts.
+        request = request.config().timeout_global(Some(timeout)).build();
+    }
     for (name, value) in request_headers(&job.subscription, &job.claimed.event_id, timestamp, body)
     {
         request = request.header(name, value);
@@ -335,6 +355,8 @@ mod tests {
             headers: vec![("X-Team".into(), "north".into())],
             enabled: true,
             allow_networks: Vec::new(),
+            timeout: None,
+            auto_pause_after: None,
         }
     }
 
@@ -432,6 +454,19 @@ mod tests {
         assert_eq!(
             next_step(&response(Some(500), later), &schedule, 1, 0, 0.5),
             NextStep::RetryAt(10_000)
+        );
+        // 410 Gone pauses the subscription instead of killing the delivery.
+        assert_eq!(
+            next_step(&response(Some(410), None), &schedule, 1, 0, 0.5),
+            NextStep::RetryAt(10_000)
+        );
+        assert_eq!(
+            next_step(&response(Some(410), None), &schedule, 3, 5, 0.5),
+            NextStep::RetryAt(20_005)
+        );
+        assert_eq!(
+            next_step(&response(Some(410), None), &[], 1, 5, 0.5),
+            NextStep::RetryAt(5)
         );
     }
 }

@@ -45,6 +45,8 @@ pub enum Invalid {
     MissingConversation(String),
     #[error("\"occurred_at\" {0:?} is not an RFC 3339 time like 2026-11-22T10:00:00Z")]
     BadTime(String),
+    #[error("\"type\" {0:?} is reserved: posthorn.* events are posthorn's own alerts")]
+    Reserved(String),
 }
 
 #[derive(Deserialize)]
@@ -67,6 +69,20 @@ struct DeliveryBody<'a> {
     project_id: Option<&'a str>,
     timestamp: &'a str,
     data: Option<&'a RawValue>,
+}
+
+/// Parses one event from a producer (spool, inlet, inlet source): like [`parse_event`],
+/// but refuses the `posthorn.` types, so nobody can forge posthorn's own alerts.
+pub fn parse_producer_event(
+    raw: &[u8],
+    max_bytes: usize,
+    received_at: OffsetDateTime,
+) -> Result<Event, Invalid> {
+    let event = parse_event(raw, max_bytes, received_at)?;
+    if event.kind.starts_with(crate::alerts::OWN_EVENT_PREFIX) {
+        return Err(Invalid::Reserved(event.kind));
+    }
+    Ok(event)
 }
 
 /// Parses one event. `received_at` stands in for `occurred_at` when the producer gave none.
@@ -184,6 +200,19 @@ mod tests {
 
     fn parse(text: &str) -> Result<Event, Invalid> {
         parse_event(text.as_bytes(), LIMIT, now())
+    }
+
+    #[test]
+    fn producers_cannot_send_posthorns_own_types() {
+        let raw = br#"{"id":"e","type":"posthorn.subscription.paused","data":{}}"#;
+        assert!(parse_event(raw, LIMIT, now()).is_ok());
+        let err = parse_producer_event(raw, LIMIT, now()).unwrap_err();
+        assert_eq!(
+            err,
+            Invalid::Reserved("posthorn.subscription.paused".into())
+        );
+        let fine = br#"{"id":"e","type":"posthornish.x","data":{}}"#;
+        assert!(parse_producer_event(fine, LIMIT, now()).is_ok());
     }
 
     #[test]

@@ -135,6 +135,12 @@ pub struct DeliveryCheck {
     pub busy_workers: usize,
     /// The longest-running attempt in flight; `None` with none in flight.
     pub longest_attempt_ms: Option<u64>,
+    /// `false` while delivery is switched off (`[delivery] enabled = false` or "pause
+    /// all"); events are still taken in. Not a fault: the status stays `ok`.
+    pub enabled: bool,
+    /// Why delivery is switched off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub switched_off: Option<&'static str>,
 }
 
 impl DeliveryCheck {
@@ -185,6 +191,8 @@ pub fn delivery_check(
         workers: busy_since_ms.len(),
         busy_workers: running.len(),
         longest_attempt_ms: running.iter().copied().max(),
+        enabled: true,
+        switched_off: None,
     }
 }
 

@@ -3,6 +3,8 @@
 //! HTTP POSTs with retries. Each module below is one box of the data flow in the README.
 #![forbid(unsafe_code)]
 
+pub mod alerts;
+pub mod breaker;
 pub mod cli;
 pub mod client;
 pub mod commands;
@@ -16,6 +18,7 @@ pub mod inlet;
 pub mod logging;
 pub mod metrics;
 pub mod password;
+pub mod receivers;
 pub mod reload;
 pub mod retention;
 pub mod retry;

@@ -73,6 +73,7 @@ fn main() -> ExitCode {
         Command::HashPassword => commands::hash_password(),
         Command::Status { api, json } => commands::status(&api, json),
         Command::Deliveries { command } => commands::deliveries(&command),
+        Command::Delivery { command } => commands::delivery(&command),
         Command::Test {
             subscription,
             no_wait,

@@ -206,6 +206,8 @@ pub struct Metrics {
     pub liveness: Liveness,
     /// Spool files set aside instead of taken.
     pub spool_aside: SpoolAside,
+    /// Receiver health: breakers, pauses and deaths (`receivers.rs`).
+    pub receivers: crate::receivers::Board,
 }
 
 impl Metrics {
@@ -226,6 +228,7 @@ impl Metrics {
             started_at_ms,
             liveness: Liveness::new(),
             spool_aside: SpoolAside::default(),
+            receivers: Default::default(),
         }
     }
 
@@ -375,6 +378,8 @@ impl Metrics {
         );
         text.sample("posthorn_workers_busy", &[], busy);
 
+        self.render_receivers(&mut text);
+
         let max_size = self.max_size.load(Ordering::Relaxed);
         if max_size > 0 {
             text.family(
@@ -474,6 +479,41 @@ impl SpoolAside {
             "Spool files set aside right now: skipped until they can be read, or left where they are.",
         );
         text.sample(name, &[], self.now.load(Ordering::Relaxed));
+    }
+}
+
+impl Metrics {
+    fn render_receivers(&self, text: &mut Text) {
+        let board = &self.receivers;
+        text.family(
+            "posthorn_delivery_enabled",
+            "gauge",
+            "1 while delivery runs; 0 while it is switched off ([delivery] enabled = false or pause all).",
+        );
+        text.sample(
+            "posthorn_delivery_enabled",
+            &[],
+            u8::from(!board.delivery_off()),
+        );
+        text.family(
+            "posthorn_endpoints_tripped",
+            "gauge",
+            "Endpoints whose circuit breaker is open or probing.",
+        );
+        text.sample("posthorn_endpoints_tripped", &[], board.tripped_endpoints());
+        let name = "posthorn_receiver_health_changes_total";
+        text.family(
+            name,
+            "counter",
+            "Receiver health changes by kind: failing (breaker opened), recovered, paused_gone (410), paused_failing (auto-pause), dead (a delivery died).",
+        );
+        for ((change, subscription), count) in board.changes() {
+            text.sample(
+                name,
+                &[("change", change), ("subscription", &subscription)],
+                count,
+            );
+        }
     }
 }
 

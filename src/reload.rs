@@ -488,6 +488,22 @@ fn diff(old: &Config, new: &Config) -> Changes {
             old.delivery.allow_networks != new.delivery.allow_networks,
         ),
         ("log.level", old.log.level != new.log.level),
+        (
+            "delivery.enabled",
+            old.delivery.enabled != new.delivery.enabled,
+        ),
+        (
+            "delivery.auto_pause_after",
+            old.delivery.auto_pause_after != new.delivery.auto_pause_after,
+        ),
+        (
+            "delivery.breaker_after",
+            old.delivery.breaker_after != new.delivery.breaker_after,
+        ),
+        (
+            "delivery.breaker_backoff",
+            old.delivery.breaker_backoff != new.delivery.breaker_backoff,
+        ),
     ];
     changes.settings = settings
         .into_iter()
@@ -518,6 +534,12 @@ fn what_changed(old: &Subscription, new: &Subscription) -> Vec<&'static str> {
     }
     if old.allow_networks != new.allow_networks {
         what.push("allow_networks");
+    }
+    if old.timeout != new.timeout {
+        what.push("timeout");
+    }
+    if old.auto_pause_after != new.auto_pause_after {
+        what.push("auto_pause_after");
     }
     match (old.enabled, new.enabled) {
         (true, false) => what.push("paused"),
@@ -578,6 +600,29 @@ mod tests {
              changed moved (url, secret or signature); settings changed: delivery.schedule"
         );
         assert!(!summary.contains("whsec_"));
+    }
+
+    #[test]
+    fn a_reload_names_receiver_health_settings() {
+        let old = parsed(&sub("s", "http://a/", SECRET, ""));
+        let new = parsed(&format!(
+            "[delivery]\nenabled = false\nbreaker_after = 2\n{}",
+            sub(
+                "s",
+                "http://a/",
+                SECRET,
+                "timeout = \"5s\"\nauto_pause_after = \"1h\""
+            )
+        ));
+        let changes = diff(&old, &new);
+        assert_eq!(
+            changes.changed,
+            [("s".to_string(), vec!["timeout", "auto_pause_after"])]
+        );
+        assert_eq!(
+            changes.settings,
+            ["delivery.enabled", "delivery.breaker_after"]
+        );
     }
 
     #[test]

@@ -155,6 +155,8 @@ mod tests {
             headers: Vec::new(),
             enabled: true,
             allow_networks: Vec::new(),
+            timeout: None,
+            auto_pause_after: None,
         }
     }
 

@@ -11,6 +11,7 @@ use crossbeam_channel::{select, Receiver, Sender};
 
 use crate::config::Subscription;
 use crate::deliver::{Finished, Job};
+use crate::receivers::Monitor;
 use crate::reload::Live;
 use crate::store::{ClaimRequest, StoreHandle};
 
@@ -27,6 +28,8 @@ pub struct Scheduler {
     in_flight_by_endpoint: HashMap<String, usize>,
     /// Rotates which subscription is offered capacity first, for fairness.
     round: usize,
+    /// Receiver health: breakers, 410 and auto-pause, the global switch.
+    health: Monitor,
 }
 
 /// How the scheduler is told to stop: it stops claiming, waits up to `grace` for
@@ -38,12 +41,13 @@ pub struct Stop {
 impl Scheduler {
     pub fn new(store: StoreHandle, live: Live, jobs: Sender<Job>) -> Self {
         Scheduler {
-            store,
-            live,
+            store: store.clone(),
+            live: live.clone(),
             jobs,
             in_flight: 0,
             in_flight_by_endpoint: HashMap::new(),
             round: 0,
+            health: Monitor::new(store.clone(), live.clone()),
         }
     }
 
@@ -61,7 +65,7 @@ impl Scheduler {
             select! {
                 recv(new_work) -> _ => next_look = Instant::now(),
                 recv(finished) -> done => if let Ok(done) = done {
-                    self.release(&done.endpoint);
+                    self.release(&done);
                     records.push(done.record);
                 },
                 recv(stop) -> stop => {
@@ -72,7 +76,7 @@ impl Scheduler {
                 default(wait) => {},
             }
             records.extend(finished.try_iter().map(|done| {
-                self.release(&done.endpoint);
+                self.release(&done);
                 done.record
             }));
             let freed = !records.is_empty();
@@ -88,6 +92,11 @@ impl Scheduler {
         let now_ms = crate::store::now_ms();
         let settings = self.live.load();
         let config = &settings.delivery;
+        // HEALTH HOOK (c): delivery switched off (config or "pause all"): claim nothing;
+        // events are still taken in and stored.
+        if !self.health.delivery_on(config) {
+            return Instant::now() + IDLE_POLL;
+        }
         // Disabled (config) and paused (admin page) subscriptions keep their pending
         // deliveries but get none sent.
         let subscriptions: Vec<&Arc<Subscription>> = settings
@@ -95,7 +104,10 @@ impl Scheduler {
             .iter()
             .filter(|s| s.enabled && !self.store.is_paused(&s.name))
             .collect();
-        let lease = config.timeout * 2 + Duration::from_secs(30);
+        // The lease covers the longest attempt any subscription may make.
+        let longest =
+            crate::config::longest_timeout(config, settings.subscriptions.iter().map(|s| &**s));
+        let lease = longest * 2 + Duration::from_secs(30);
         let mut free = config.workers.saturating_sub(self.in_flight);
         let mut free_by_endpoint: HashMap<&str, usize> = HashMap::new();
         let mut requests = Vec::new();
@@ -110,7 +122,12 @@ impl Scheduler {
                         .get(&subscription.url)
                         .copied()
                         .unwrap_or(0);
-                    config.max_in_flight_per_endpoint.saturating_sub(used)
+                    // HEALTH HOOK (a): the breaker limits the endpoint's cap (0 while
+                    // open, 1 probe while half-open).
+                    let cap = self
+                        .health
+                        .endpoint_allowance(&subscription.url, config.max_in_flight_per_endpoint);
+                    cap.saturating_sub(used)
                 });
             let limit = free.min(*endpoint_free);
             *endpoint_free -= limit;
@@ -171,9 +188,11 @@ impl Scheduler {
         Instant::now() + next_due.min(IDLE_POLL)
     }
 
-    fn release(&mut self, endpoint: &str) {
+    fn release(&mut self, done: &Finished) {
+        // HEALTH HOOK (b): every finished attempt feeds breakers, 410 and auto-pause.
+        self.health.observe(done);
         self.in_flight = self.in_flight.saturating_sub(1);
-        if let Some(count) = self.in_flight_by_endpoint.get_mut(endpoint) {
+        if let Some(count) = self.in_flight_by_endpoint.get_mut(&done.endpoint) {
             *count = count.saturating_sub(1);
         }
     }
@@ -185,7 +204,7 @@ impl Scheduler {
             let left = deadline.saturating_duration_since(Instant::now());
             match finished.recv_timeout(left) {
                 Ok(done) => {
-                    self.release(&done.endpoint);
+                    self.release(&done);
                     self.store.record(vec![done.record]);
                 }
                 Err(_) => {

@@ -153,7 +153,7 @@ pub fn serve(config: Config, log: LogControl) -> anyhow::Result<()> {
     spool_control.stop();
     let _ = spool.join();
     let _ = stop_tx.send(Stop {
-        grace: config.delivery.timeout + SHUTDOWN_SLACK,
+        grace: config.longest_timeout() + SHUTDOWN_SLACK,
     });
     let _ = scheduler.join();
     // The scheduler held the only job sender, so idle workers end now; one still stuck

@@ -94,6 +94,7 @@ fn the_admin_page_shows_real_data_and_its_actions_work_in_a_real_browser() {
 
     log_in(&browser, &base);
     check_overview(&browser);
+    pause_and_resume_all(&browser);
     check_subscriptions(&browser);
     send_a_test_event(&browser, &setup);
     pause_resume_retry_and_replay(&browser, &setup);
@@ -163,6 +164,17 @@ fn check_overview(browser: &Browser) {
             && row.contains("HTTP 500")),
         "{failures:?}"
     );
+}
+
+/// The overview's global switch: pause all says delivery is off, resume all undoes it.
+fn pause_and_resume_all(browser: &Browser) {
+    browser.wait_for(&t("delivery-on"), SHOWN);
+    browser.click(&browser.wait_for(&t("toggle-delivery"), SHOWN));
+    browser.wait_for_text(&t("delivery-off"), "paused by an operator", SHOWN);
+    browser.wait_for_text(&t("toggle-delivery"), "Resume all", SHOWN);
+    browser.click(&browser.wait_for(&t("toggle-delivery"), SHOWN));
+    browser.wait_for_text(&t("flash"), "Delivery is on again", SHOWN);
+    browser.wait_for(&t("delivery-on"), SHOWN);
 }
 
 fn check_subscriptions(browser: &Browser) {
@@ -453,6 +465,9 @@ fn check_audit(browser: &Browser) {
         );
     }
     assert!(has(&["delivery.retry", "applied"]), "the retry: {rows:#?}");
+    for action in ["delivery.pause_all", "delivery.resume_all"] {
+        assert!(has(&[action, "applied"]), "{action}: {rows:#?}");
+    }
     assert!(has(&["config.reload", "applied"]), "the reload: {rows:#?}");
 }
 

@@ -224,10 +224,36 @@
   }
 
   function subscriptionBadges(sub) {
+    const health = sub.health || {};
+    const breaker = { open: 'held back', probing: 'probing' }[health.breaker];
     return [
       sub.enabled ? badge('enabled', 'ok', 'enabled') : badge('disabled', 'muted', 'enabled'),
       sub.paused ? badge('paused', 'warn', 'paused') : null,
+      breaker && !sub.paused ? badge(breaker, 'bad', 'breaker') : null,
+      health.pause_reason ? h('div', { class: 'muted', test: 'pause-reason', text: health.pause_reason }) : null,
     ];
+  }
+
+  // The global delivery switch: whether delivery runs, and "pause all" / "resume all".
+  function deliverySwitch(sw) {
+    if (!sw) return null;
+    const out = h('div', { class: 'action-out' });
+    const button = h('button', {
+      type: 'button',
+      test: 'toggle-delivery',
+      onclick: () => act(button, out, async () => {
+        const answer = await api('POST', `/delivery/${sw.paused_by_operator ? 'resume' : 'pause'}`);
+        flash = answer.enabled
+          ? { message: 'Delivery is on again.', kind: 'ok' }
+          : { message: `Delivery is off: ${answer.reason}`, kind: 'warn' };
+        render();
+      }),
+    }, sw.paused_by_operator ? 'Resume all' : 'Pause all');
+    return h('div', { class: 'action', test: 'delivery-switch' },
+      sw.enabled
+        ? h('p', { class: 'muted', test: 'delivery-on', text: 'Delivery is on. Pausing all holds every delivery; events are still taken in.' })
+        : notice(`Delivery is off: ${sw.reason} Events are still taken in and stored.`, 'warn', 'delivery-off'),
+      h('div', { class: 'inline-form' }, button), out);
   }
 
   // A JSON text pretty-printed when it parses, as is otherwise.
@@ -413,6 +439,8 @@
       cell(ms(f.duration_ms), 'num nowrap')));
     return [
       h('h1', { text: 'Overview' }),
+      takeFlash(),
+      deliverySwitch(o.delivery),
       h('div', { class: 'cards', test: 'overview' },
         card('Events in', count(o.events_total), `${count(o.events_last_24h)} in 24 hours`, 'stat-events'),
         card('Succeeded', count(d.delivered), 'deliveries delivered', 'stat-delivered', 'ok',
@@ -602,6 +630,8 @@
             h('h3', { text: sub.paused ? 'Paused' : 'Running' }),
             h('p', { class: 'muted', text: sub.paused ? 'Deliveries wait until you resume.'
               : 'Pausing holds deliveries; nothing is lost.' }),
+            health.pause_reason ? notice(`Paused by posthorn: ${health.pause_reason}`, 'warn', 'pause-reason') : null,
+            health.failing_since ? h('p', { class: 'muted', test: 'failing-since' }, 'Failing since ', when(health.failing_since)) : null,
             h('div', { class: 'inline-form' }, pauseButton), pauseOut),
           h('div', { class: 'action' },
             h('h3', { text: 'Retry failed deliveries' }),

@@ -21,6 +21,17 @@ pub struct Overview {
     pub deliveries: StateCounts,
     pub queue_depth: u64,
     pub oldest_pending_age_ms: Option<i64>,
+    /// The global switch; absent from a posthorn that predates it.
+    #[serde(default)]
+    pub delivery: Option<DeliverySwitch>,
+}
+
+/// `GET /delivery`, and the answer to pause and resume all.
+#[derive(Debug, Clone, Deserialize)]
+pub struct DeliverySwitch {
+    pub enabled: bool,
+    /// Why delivery is off; `None` while it runs.
+    pub reason: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -33,6 +33,9 @@ pub fn status(base: &str, overview: &Overview, subscriptions: &[Subscription]) -
         None => "nothing pending".to_string(),
     };
     let _ = writeln!(out, "queue:       {} deep, {oldest}", overview.queue_depth);
+    if let Some(reason) = overview.delivery.as_ref().and_then(|d| d.reason.as_deref()) {
+        let _ = writeln!(out, "delivery:    OFF: {reason}");
+    }
     let _ = writeln!(out);
     if subscriptions.is_empty() {
         let _ = writeln!(out, "no subscriptions");
@@ -68,14 +71,21 @@ pub fn status(base: &str, overview: &Overview, subscriptions: &[Subscription]) -
         ]);
     }
     out.push_str(&table.render());
+    for sub in subscriptions {
+        if let Some(reason) = &sub.health.pause_reason {
+            let _ = writeln!(out, "{} paused by posthorn: {reason}", sub.name);
+        }
+    }
     out
 }
 
 fn subscription_state(sub: &Subscription) -> &'static str {
-    match (sub.enabled, sub.paused) {
-        (false, _) => "disabled",
-        (true, true) => "paused",
-        (true, false) => "enabled",
+    match (sub.enabled, sub.paused, sub.health.breaker.as_deref()) {
+        (false, _, _) => "disabled",
+        (true, true, _) => "paused",
+        (true, false, Some("open")) => "held back",
+        (true, false, Some(_)) => "probing",
+        (true, false, None) => "enabled",
     }
 }
 
@@ -287,7 +297,7 @@ impl Table {
 
 #[cfg(test)]
 mod tests {
-    use super::super::api::{Event, Health, StateCounts};
+    use super::super::api::{DeliverySwitch, Event, Health, StateCounts};
     use super::*;
 
     fn row(id: i64, state: &str, status: Option<u16>, error: Option<&str>) -> DeliveryRow {
@@ -350,6 +360,7 @@ mod tests {
             },
             queue_depth: 3,
             oldest_pending_age_ms: Some(125_000),
+            delivery: None,
         };
         let health = Health {
             attempts_counted: 8,
@@ -416,6 +427,53 @@ mod tests {
         let idle = text.lines().find(|l| l.starts_with("idle")).unwrap();
         let words: Vec<&str> = idle.split_whitespace().collect();
         assert_eq!(words, ["idle", "disabled", "-", "-", "0", "0", "-", "-"]);
+        assert!(!text.contains("delivery:"), "{text}");
+    }
+
+    #[test]
+    fn status_says_why_delivery_is_off_and_why_posthorn_paused_or_holds_back() {
+        let overview = Overview {
+            events_total: 0,
+            events_last_24h: 0,
+            deliveries: StateCounts::default(),
+            queue_depth: 0,
+            oldest_pending_age_ms: None,
+            delivery: Some(DeliverySwitch {
+                enabled: false,
+                reason: Some("delivery is paused by an operator (pause all)".into()),
+            }),
+        };
+        let subs = vec![
+            Subscription {
+                name: "gone".into(),
+                enabled: true,
+                paused: true,
+                health: Health {
+                    pause_reason: Some("the receiver answered 410 Gone".into()),
+                    ..Health::default()
+                },
+            },
+            Subscription {
+                name: "sick".into(),
+                enabled: true,
+                paused: false,
+                health: Health {
+                    breaker: Some("open".into()),
+                    ..Health::default()
+                },
+            },
+        ];
+        let text = status("http://127.0.0.1:8425", &overview, &subs);
+        assert!(
+            text.contains("delivery:    OFF: delivery is paused by an operator (pause all)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("gone paused by posthorn: the receiver answered 410 Gone"),
+            "{text}"
+        );
+        let sick = text.lines().find(|l| l.starts_with("sick")).unwrap();
+        assert!(sick.contains("held back"), "{text}");
     }
 
     #[test]

@@ -206,6 +206,14 @@ pub struct DeliveryConfig {
     /// Networks beyond the public internet that every subscription may reach
     /// (see `crate::egress`).
     pub allow_networks: Vec<Network>,
+    /// `false` stops all delivery (intake and storage go on); see `receivers.rs`.
+    pub enabled: bool,
+    /// A subscription failing this long without a success is paused.
+    pub auto_pause_after: Duration,
+    /// Consecutive failures that open an endpoint's circuit breaker.
+    pub breaker_after: usize,
+    /// How long an opened breaker holds back; doubled after each failed probe.
+    pub breaker_backoff: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -221,6 +229,35 @@ pub struct Subscription {
     /// Networks beyond the public internet this subscription may reach: `[delivery]
     /// allow_networks` and the subscription's own, together.
     pub allow_networks: Vec<Network>,
+    /// Overrides `[delivery] timeout` for this subscription's attempts.
+    pub timeout: Option<Duration>,
+    /// Overrides `[delivery] auto_pause_after`.
+    pub auto_pause_after: Option<Duration>,
+}
+
+impl Subscription {
+    /// How long one attempt to this subscription may take.
+    pub fn timeout(&self, delivery: &DeliveryConfig) -> Duration {
+        self.timeout.unwrap_or(delivery.timeout)
+    }
+}
+
+impl Config {
+    /// The longest any attempt may take (`[delivery] timeout` or a subscription's own):
+    /// leases and the shutdown grace must cover it.
+    pub fn longest_timeout(&self) -> Duration {
+        longest_timeout(&self.delivery, self.subscriptions.iter())
+    }
+}
+
+/// The longest of `[delivery] timeout` and the `subscriptions`' own timeouts.
+pub fn longest_timeout<'a>(
+    delivery: &DeliveryConfig,
+    subscriptions: impl Iterator<Item = &'a Subscription>,
+) -> Duration {
+    subscriptions
+        .filter_map(|s| s.timeout)
+        .fold(delivery.timeout, Duration::max)
 }
 
 /// How requests to a subscription are signed. Keys print as `[redacted]`.
@@ -240,6 +277,10 @@ pub const DEFAULT_SCHEDULE: [&str; 7] = ["5s", "5m", "30m", "2h", "5h", "10h", "
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_WORKERS: usize = 32;
 const DEFAULT_MAX_IN_FLIGHT: usize = 10;
+/// Five days failing pauses a subscription (Svix disables an endpoint after five days).
+const DEFAULT_AUTO_PAUSE_AFTER: Duration = Duration::from_secs(5 * 86_400);
+const DEFAULT_BREAKER_AFTER: usize = 5;
+const DEFAULT_BREAKER_BACKOFF: Duration = Duration::from_secs(30);
 const DEFAULT_MAX_EVENT_BYTES: usize = 1 << 20;
 const DEFAULT_MAX_FILE_BYTES: usize = 64 << 20;
 const DEFAULT_RESCAN: Duration = Duration::from_secs(2);
@@ -353,6 +394,10 @@ pub fn embedded_defaults() -> Config {
             workers: DEFAULT_WORKERS,
             max_in_flight_per_endpoint: DEFAULT_MAX_IN_FLIGHT,
             allow_networks: Vec::new(),
+            enabled: true,
+            auto_pause_after: DEFAULT_AUTO_PAUSE_AFTER,
+            breaker_after: DEFAULT_BREAKER_AFTER,
+            breaker_backoff: DEFAULT_BREAKER_BACKOFF,
         },
         log: LogConfig {
             level: DEFAULT_LOG_LEVEL.to_string(),

@@ -70,7 +70,20 @@ fn the_example_config_parses_and_documents_the_defaults() {
         .iter()
         .map(|s| s.name.as_str())
         .collect();
-    assert_eq!(names, ["north-crm", "south-dashboard"]);
+    assert_eq!(names, ["north-crm", "south-dashboard", "ops-pager"]);
+    assert_eq!(example.delivery.enabled, defaults.delivery.enabled);
+    assert_eq!(
+        example.delivery.auto_pause_after,
+        defaults.delivery.auto_pause_after
+    );
+    assert_eq!(
+        example.delivery.breaker_after,
+        defaults.delivery.breaker_after
+    );
+    assert_eq!(
+        example.delivery.breaker_backoff,
+        defaults.delivery.breaker_backoff
+    );
     assert!(matches!(
         example.subscriptions[1].signing,
         Signing::Hex { .. }
@@ -496,4 +509,49 @@ fn http_guard_keys_resolve_and_mistakes_are_located() {
         .starts_with("2:20: http.trusted_proxies: \"proxy\" is not a network"));
     assert!(only_problem("[http]\nmax_connections = 0\n")
         .starts_with("2:19: http.max_connections is 0; expected a whole number from 1"));
+}
+
+#[test]
+fn receiver_health_keys_are_read_and_checked() {
+    let config = parse_text(&format!(
+        "[delivery]\nenabled = false\nauto_pause_after = \"2h\"\nbreaker_after = 3\n\
+         breaker_backoff = \"10s\"\n{}",
+        with_subscription(&format!(
+            "secret = \"{SECRET}\"\ntimeout = \"5s\"\nauto_pause_after = \"1d\"\n"
+        ))
+    ))
+    .unwrap();
+    assert!(!config.delivery.enabled);
+    assert_eq!(config.delivery.auto_pause_after, Duration::from_secs(7200));
+    assert_eq!(config.delivery.breaker_after, 3);
+    assert_eq!(config.delivery.breaker_backoff, Duration::from_secs(10));
+    let sub = &config.subscriptions[0];
+    assert_eq!(sub.timeout, Some(Duration::from_secs(5)));
+    assert_eq!(sub.auto_pause_after, Some(Duration::from_secs(86_400)));
+    // Leases and the shutdown grace cover the longest timeout.
+    assert_eq!(config.longest_timeout(), Duration::from_secs(30));
+
+    assert_eq!(
+        only_problem("[delivery]\nbreaker_after = 0\n"),
+        "2:17: delivery.breaker_after is 0; expected a whole number from 1 to 10000"
+    );
+    assert!(only_problem(&with_subscription(&format!(
+        "secret = \"{SECRET}\"\ntimeout = \"0s\"\n"
+    )))
+    .contains("subscription \"s\": timeout must be longer than 0"),);
+}
+
+#[test]
+fn a_subscription_taking_only_posthorns_own_events_needs_no_scope() {
+    let alerts = format!(
+        "[[subscription]]\nname = \"pager\"\nurl = \"http://127.0.0.1:9000/a\"\n\
+         events = [\"posthorn.*\"]\nsecret = \"{SECRET}\"\n"
+    );
+    let config = parse_text(&alerts).unwrap();
+    assert!(config.subscriptions[0].conversations.is_empty());
+    // Anything else beside posthorn.* still needs a scope.
+    let mixed = alerts.replace("[\"posthorn.*\"]", "[\"posthorn.*\", \"report.*\"]");
+    assert!(only_problem(&mixed).contains("needs conversations or projects"));
+    let everything = alerts.replace("[\"posthorn.*\"]", "[\"*\"]");
+    assert!(only_problem(&everything).contains("needs conversations or projects"));
 }

@@ -102,6 +102,10 @@ struct RawDelivery {
     workers: Option<Spanned<i64>>,
     max_in_flight_per_endpoint: Option<Spanned<i64>>,
     allow_networks: Option<Vec<Spanned<String>>>,
+    enabled: Option<bool>,
+    auto_pause_after: Option<Spanned<HumanDuration>>,
+    breaker_after: Option<Spanned<i64>>,
+    breaker_backoff: Option<Spanned<HumanDuration>>,
 }
 
 #[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
@@ -131,6 +135,8 @@ struct RawSubscription {
     headers: BTreeMap<Spanned<String>, Spanned<String>>,
     enabled: Option<bool>,
     allow_networks: Option<Vec<Spanned<String>>>,
+    timeout: Option<Spanned<HumanDuration>>,
+    auto_pause_after: Option<Spanned<HumanDuration>>,
 }
 
 // ---- validation ----
@@ -353,6 +359,23 @@ impl Validator<'_> {
                 "delivery.max_in_flight_per_endpoint",
             ),
             allow_networks: self.networks(raw.allow_networks, "delivery.allow_networks"),
+            enabled: raw.enabled.unwrap_or(true),
+            auto_pause_after: self.positive_duration(
+                raw.auto_pause_after,
+                DEFAULT_AUTO_PAUSE_AFTER,
+                "delivery.auto_pause_after",
+            ),
+            breaker_after: self.count(
+                raw.breaker_after,
+                DEFAULT_BREAKER_AFTER,
+                1..10_001,
+                "delivery.breaker_after",
+            ),
+            breaker_backoff: self.positive_duration(
+                raw.breaker_backoff,
+                DEFAULT_BREAKER_BACKOFF,
+                "delivery.breaker_backoff",
+            ),
         }
     }
 
@@ -377,15 +400,7 @@ impl Validator<'_> {
 
         let conversations = self.patterns(raw.conversations, &label, "conversations");
         let projects = self.patterns(raw.projects, &label, "projects");
-        if conversations.is_empty() && projects.is_empty() {
-            self.problem(
-                raw.name.span(),
-                format!(
-                    "{label} needs conversations or projects to scope it; \
-                     write conversations = [\"*\"] to take every conversation"
-                ),
-            );
-        }
+        let name_span = raw.name.span();
         let events = match raw.events {
             Some(events) if !events.get_ref().is_empty() => {
                 self.patterns(events.into_inner(), &label, "events")
@@ -410,6 +425,33 @@ impl Validator<'_> {
         };
 
         let own_networks = self.networks(raw.allow_networks, &format!("{label}: allow_networks"));
+        // posthorn's own events belong to no conversation, so a subscription that takes
+        // nothing else needs no scope (see `alerts.rs`).
+        let only_own_events = !events.is_empty()
+            && events
+                .iter()
+                .all(|p| p.as_str().starts_with(crate::alerts::OWN_EVENT_PREFIX));
+        if conversations.is_empty() && projects.is_empty() && !only_own_events {
+            self.problem(
+                name_span,
+                format!(
+                    "{label} needs conversations or projects to scope it; \
+                     write conversations = [\"*\"] to take every conversation \
+                     (a subscription taking only posthorn.* events needs none)"
+                ),
+            );
+        }
+        let timeout = raw.timeout.map(|t| {
+            self.positive_duration(Some(t), DEFAULT_TIMEOUT, &format!("{label}: timeout"))
+        });
+        let auto_pause_after = raw.auto_pause_after.map(|t| {
+            self.positive_duration(
+                Some(t),
+                DEFAULT_AUTO_PAUSE_AFTER,
+                &format!("{label}: auto_pause_after"),
+            )
+        });
+
         let headers = self.headers(
             raw.headers,
             hex_header.as_ref().map(|h| h.get_ref().as_str()),
@@ -426,6 +468,8 @@ impl Validator<'_> {
             headers,
             enabled: raw.enabled.unwrap_or(true),
             allow_networks: super::egress::combined(global_networks, own_networks),
+            timeout,
+            auto_pause_after,
         })
     }
 

@@ -114,7 +114,7 @@ pub fn parse_batch(
     let mut events = Vec::with_capacity(items.len());
     let mut problems = Vec::new();
     for (index, (line, raw)) in items.into_iter().enumerate() {
-        match event::parse_event(raw, max_event_bytes, received_at) {
+        match event::parse_producer_event(raw, max_event_bytes, received_at) {
             Ok(event) => events.push(event),
             Err(invalid) => problems.push(ItemError {
                 index,

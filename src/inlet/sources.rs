@@ -173,7 +173,7 @@ fn envelope(
         "data": data,
     });
     let bytes = serde_json::to_vec(&envelope).map_err(|e| SourceError::Invalid(e.to_string()))?;
-    event::parse_event(&bytes, max_event_bytes.saturating_mul(2), now)
+    event::parse_producer_event(&bytes, max_event_bytes.saturating_mul(2), now)
         .map_err(|e| SourceError::Invalid(e.to_string()))
 }
 

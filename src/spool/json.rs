@@ -82,7 +82,7 @@ impl Spool {
                     );
                 }
             }
-            _ => match event::parse_event(&bytes, self.config.max_event_bytes, now) {
+            _ => match event::parse_producer_event(&bytes, self.config.max_event_bytes, now) {
                 Ok(event) => batch.events.push(self.route(event)),
                 Err(invalid) => return self.reject_file(entry, &invalid.to_string(), &bytes),
             },

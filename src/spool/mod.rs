@@ -291,7 +291,7 @@ impl Spool {
         line: Option<u64>,
         item: Option<&str>,
     ) {
-        match event::parse_event(raw, self.config.max_event_bytes, now) {
+        match event::parse_producer_event(raw, self.config.max_event_bytes, now) {
             Ok(event) => batch.events.push(self.route(event)),
             Err(invalid) => {
                 let reason = match item {

@@ -149,10 +149,13 @@ pub(super) fn set_paused(
     if was == paused {
         return Ok(false);
     }
+    // A resume clears why it was paused, and restarts the clock of auto-pause: the
+    // operator gives the receiver a fresh chance.
     tx.prepare_cached(
         "INSERT INTO subscription_state (subscription, paused, updated_at) VALUES (?1, ?2, ?3)
          ON CONFLICT (subscription) DO UPDATE SET
-             paused = excluded.paused, updated_at = excluded.updated_at",
+             paused = excluded.paused, updated_at = excluded.updated_at,
+             pause_reason = NULL, failing_since = NULL",
     )?
     .execute(params![subscription, paused, now])?;
     Ok(true)

@@ -8,6 +8,7 @@
 mod admin;
 mod faults;
 mod integrity;
+mod health;
 mod prune;
 mod query;
 mod schema;

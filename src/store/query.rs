@@ -109,6 +109,16 @@ pub struct SubscriptionHealth {
     /// Failed attempts since the last successful one (all of them if none succeeded).
     pub failing_streak: u64,
     pub pending: u64,
+    /// Why posthorn paused it (410 Gone, failing too long); `None` when running or
+    /// paused by an operator.
+    #[serde(default)]
+    pub pause_reason: Option<String>,
+    /// Failing without a success since (unix ms); auto-pause counts from here.
+    #[serde(default)]
+    pub failing_since: Option<i64>,
+    /// Its endpoint's circuit breaker when not closed: `open` (held back) or `probing`.
+    #[serde(default)]
+    pub breaker: Option<String>,
 }
 
 /// Which deliveries to list. Empty fields do not filter.
@@ -481,11 +491,21 @@ impl Reader {
         now_ms: i64,
     ) -> Result<Vec<SubscriptionHealth>, QueryError> {
         let paused = self.paused_subscriptions()?;
+        let mut state = self.conn.prepare_cached(
+            "SELECT pause_reason, failing_since FROM subscription_state WHERE subscription = ?1",
+        )?;
         names
             .iter()
             .map(|name| {
                 let mut health = self.health_of(name, now_ms)?;
                 health.paused = paused.contains(name);
+                if let Some((reason, since)) = state
+                    .query_row(params![name], |row| Ok((row.get(0)?, row.get(1)?)))
+                    .optional()?
+                {
+                    health.pause_reason = reason;
+                    health.failing_since = since;
+                }
                 Ok(health)
             })
             .collect()
@@ -553,6 +573,7 @@ impl Reader {
             last_error,
             failing_streak,
             pending,
+            ..SubscriptionHealth::default()
         })
     }
 

@@ -147,6 +147,13 @@ CREATE INDEX deliveries_type ON deliveries (event_type, created_at);
 -- Nothing reads events by type any more; each ingest paid for keeping it.
 DROP INDEX events_type;
 "#,
+    // 7: receiver health (store/health.rs): why a subscription was paused (410 Gone,
+    // failing too long; NULL when an operator paused it) and since when it has been
+    // failing without a success, so auto-pause keeps counting across restarts.
+    r#"
+ALTER TABLE subscription_state ADD COLUMN pause_reason TEXT;
+ALTER TABLE subscription_state ADD COLUMN failing_since INTEGER;
+"#,
 ];
 
 /// Brings the database up to the newest schema. Refuses a database written by a newer

@@ -4,7 +4,8 @@
 //! answers. Many small writers thus share one fsync (group commit). What a commit did is
 //! counted in the metrics only once it has committed.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -13,6 +14,7 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
 use super::admin::{replay, retry_failed, retry_one, set_paused};
 use super::faults::{storage_fault, Faults, StoreUnavailable};
+use super::health::{self, HealthCommand};
 use super::prune::prune;
 use super::{measure, PruneReport, PruneRequest, StoreFull, StoreStatus};
 use super::{
@@ -26,7 +28,9 @@ const MAX_COMMANDS_PER_COMMIT: usize = 512;
 
 type Reply<T> = Sender<anyhow::Result<T>>;
 
-enum Command {
+pub(super) enum Command {
+    /// Receiver health and the delivery switch (`health.rs`).
+    Health(HealthCommand),
     Ingest(IngestBatch, Reply<IngestReport>),
     Claim {
         requests: Vec<ClaimRequest>,
@@ -61,6 +65,7 @@ impl Command {
     fn kind(&self) -> Option<&'static str> {
         Some(match self {
             Command::Ingest(..) => "ingest",
+            Command::Health(_) => "receiver health",
             Command::Claim { .. } => "claim",
             Command::Record(_) => "record",
             Command::CancelRemoved { .. } => "cancel",
@@ -89,7 +94,7 @@ impl Command {
 }
 
 /// Operator actions from the admin page and CLI (`store/query.rs` has their reads).
-enum AdminCommand {
+pub(super) enum AdminCommand {
     Retry {
         delivery_id: i64,
         reply: Reply<()>,
@@ -118,6 +123,10 @@ pub struct StoreHandle {
     /// Subscriptions paused from the admin page: read by the scheduler at every claim,
     /// so it is kept in memory beside the durable `subscription_state` rows it mirrors.
     paused: Arc<RwLock<HashSet<String>>>,
+    /// Since when each failing subscription has failed (see `health.rs`).
+    failing: Arc<RwLock<HashMap<String, i64>>>,
+    /// The operator's "pause all" (see `health.rs`).
+    delivery_paused: Arc<AtomicBool>,
     metrics: Arc<Metrics>,
     faults: Arc<Faults>,
 }
@@ -218,13 +227,33 @@ impl StoreHandle {
                 reply,
             })
         })?;
-        let mut set = self.paused.write().unwrap_or_else(|e| e.into_inner());
         if paused {
-            set.insert(name);
+            self.paused_set().insert(name);
         } else {
-            set.remove(&name);
+            // A resume restarts the clock of auto-pause (see `admin::set_paused`).
+            self.failing_map().remove(&name);
+            self.paused_set().remove(&name);
         }
         Ok(changed)
+    }
+
+    pub(super) fn paused_set(&self) -> std::sync::RwLockWriteGuard<'_, HashSet<String>> {
+        self.paused.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(super) fn failing_map(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, i64>> {
+        self.failing.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(super) fn delivery_paused_flag(&self) -> &AtomicBool {
+        &self.delivery_paused
+    }
+
+    /// Queues a command nobody waits for.
+    pub(super) fn send(&self, command: Command) -> anyhow::Result<()> {
+        self.commands
+            .send(command)
+            .map_err(|_| anyhow::anyhow!("the store writer has stopped"))
     }
 
     /// Whether `subscription` is paused (kept across restarts).
@@ -287,7 +316,7 @@ impl StoreHandle {
         let _ = self.commands.send(Command::Shutdown);
     }
 
-    fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> anyhow::Result<T> {
+    pub(super) fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> anyhow::Result<T> {
         let (reply, answer) = crossbeam_channel::bounded(1);
         self.commands
             .send(make(reply))
@@ -311,6 +340,7 @@ pub(super) fn spawn(
         );
     }
     let paused = load_paused(&conn)?;
+    let loaded = health::load(&conn)?;
     let metrics = Arc::new(Metrics::new(now_ms()));
     let (commands, inbox) = crossbeam_channel::unbounded();
     let writer_metrics = Arc::clone(&metrics);
@@ -332,6 +362,8 @@ pub(super) fn spawn(
     let handle = StoreHandle {
         commands,
         paused: Arc::new(RwLock::new(paused)),
+        failing: Arc::new(RwLock::new(loaded.failing)),
+        delivery_paused: Arc::new(AtomicBool::new(loaded.delivery_paused)),
         metrics,
         faults,
     };
@@ -441,6 +473,15 @@ impl Writer {
             let mut tx = self.conn.transaction()?;
             for command in batch {
                 match command {
+                    Command::Health(command) => {
+                        let result =
+                            in_savepoint(&mut tx, |tx| Ok(health::run(tx, command, now_ms())));
+                        match result {
+                            Ok(Some((reply, answer))) => answers.push(Pending::Flag(reply, answer)),
+                            Ok(None) => {}
+                            Err(err) => tracing::error!("{err:#}"),
+                        }
+                    }
                     Command::Ingest(ingest, reply) => {
                         if let Some(full) = refusal(self.max_size, self.used_bytes, &ingest) {
                             answers.push(Pending::Ingest(reply, Err(full.into())));

@@ -10,6 +10,7 @@ use actix_web::{web, HttpResponse};
 use super::{ApiError, AppState};
 use crate::health::{self, Health, Thresholds};
 use crate::metrics::StoreGauges;
+use crate::receivers::Switch;
 use crate::store::now_ms;
 
 /// How long `/healthz` waits for the store writer's answer. A commit normally takes
@@ -66,12 +67,20 @@ async fn healthz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
             }),
             state.store.faults().problems(),
         );
-        let timeout = state.live.load().delivery.timeout;
-        let delivery = state
+        let settings = state.live.load();
+        let timeout = crate::config::longest_timeout(
+            &settings.delivery,
+            settings.subscriptions.iter().map(|s| &**s),
+        );
+        let mut delivery = state
             .store
             .metrics()
             .liveness
             .delivery_check(Thresholds::for_timeout(timeout));
+        // Switched off is a choice, not a fault: /healthz stays 200 and says so.
+        let switch = Switch::of(&settings.delivery, &state.store);
+        delivery.enabled = switch.enabled;
+        delivery.switched_off = switch.reason();
         Health::new(store, delivery)
     })
     .await

@@ -29,7 +29,7 @@ const MAX_ACTION_BODY: usize = 16 * 1024;
 /// Writes the audit row for an action and passes its outcome on. `detail` names what was
 /// acted on; the result is `applied`, `refused: <the error's sentence>`, or `failed` for
 /// an internal error (whose details are only in the log).
-async fn audited<T>(
+pub(super) async fn audited<T>(
     state: &AppState,
     operator: &Operator,
     action: &str,

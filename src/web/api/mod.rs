@@ -1,5 +1,5 @@
 //! The operator API under `/api/v1` (docs/API.md), which the admin page and the CLI use:
-//! reads of the store (`read`) and operator actions (`act`), every one behind an
+//! reads of the store (`read`), operator actions (`act`) and the global delivery switch (`switch`), every one behind an
 //! [`Operator`](super::auth::Operator). Handlers parse (`params`), call the store on a
 //! blocking thread, and map the result to a status; `views` shapes what is shown of the
 //! config. Login, logout and the session are `auth`'s.
@@ -10,6 +10,7 @@
 mod act;
 mod params;
 mod read;
+mod switch;
 mod views;
 
 #[cfg(test)]
@@ -53,6 +54,9 @@ routes! {
     post "/api/v1/subscriptions/{name}/retry-failed" => act::retry_failed,
     post "/api/v1/subscriptions/{name}/replay" => act::replay,
     post "/api/v1/deliveries/{id}/retry" => act::retry,
+    get "/api/v1/delivery" => switch::show,
+    post "/api/v1/delivery/pause" => switch::pause_all,
+    post "/api/v1/delivery/resume" => switch::resume_all,
 }
 
 /// No login needed: it describes the API, nothing of the store.

@@ -25,6 +25,8 @@ struct OverviewBody {
     overview: Overview,
     /// Subscriptions in the config in force.
     subscriptions: usize,
+    /// Whether delivery runs (the global switch).
+    delivery: super::switch::SwitchView,
 }
 
 pub(super) async fn overview(
@@ -36,6 +38,7 @@ pub(super) async fn overview(
     Ok(HttpResponse::Ok().json(OverviewBody {
         overview,
         subscriptions,
+        delivery: super::switch::view(&state),
     }))
 }
 
@@ -96,7 +99,13 @@ async fn views_of(
     Ok(subscriptions
         .iter()
         .zip(health)
-        .map(|(subscription, health)| {
+        .map(|(subscription, mut health)| {
+            health.breaker = state
+                .store
+                .metrics()
+                .receivers
+                .breaker(&subscription.url)
+                .map(Into::into);
             views::subscription_view(
                 subscription,
                 state.store.is_paused(&subscription.name),

@@ -145,6 +145,7 @@ mod tests {
             last_error: None,
             failing_streak: 1,
             pending: 2,
+            ..SubscriptionHealth::default()
         }
     }
 

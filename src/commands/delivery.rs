@@ -1,0 +1,37 @@
+//! `posthorn delivery pause|resume|status`: the global delivery switch from a shell
+//! (`/api/v1/delivery`). While delivery is paused, events are still taken in and stored.
+
+use std::process::ExitCode;
+
+use super::{connect, finish, out, Failure};
+use crate::cli::{ApiArgs, DeliveryCommand};
+use crate::client::api::DeliverySwitch;
+use crate::client::Answer;
+
+/// `posthorn delivery ...`.
+pub fn delivery(command: &DeliveryCommand) -> ExitCode {
+    finish(match command {
+        DeliveryCommand::Pause { api } => switch(api, Some(true)),
+        DeliveryCommand::Resume { api } => switch(api, Some(false)),
+        DeliveryCommand::Status { api } => switch(api, None),
+    })
+}
+
+fn switch(api: &ApiArgs, pause: Option<bool>) -> Result<ExitCode, Failure> {
+    let connection = connect(api)?;
+    let answer: Answer<DeliverySwitch> = match pause {
+        Some(true) => connection.client.post("/delivery/pause", None)?,
+        Some(false) => connection.client.post("/delivery/resume", None)?,
+        None => connection.client.get("/delivery", &[])?,
+    };
+    let switch = answer.value;
+    match &switch.reason {
+        None => out("delivery is on"),
+        Some(reason) => out(&format!("delivery is off: {reason}")),
+    }
+    // "Resume all" cannot override `[delivery] enabled = false`: say so by the exit code.
+    Ok(match pause {
+        Some(false) if !switch.enabled => ExitCode::FAILURE,
+        _ => ExitCode::SUCCESS,
+    })
+}
