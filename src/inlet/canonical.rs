@@ -1,39 +1,33 @@
 //! Python's `json.dumps(payload, separators=(",", ":"), sort_keys=True)`, byte for byte:
-//! the bytes ECHO signs. Keys sorted at every level by code point, no whitespace,
-//! everything outside printable ASCII escaped as `\uXXXX` (lower-case hex, surrogate
-//! pairs above U+FFFF), floats as Python's `repr` prints them.
+//! the bytes ECHO signs. Keys sorted at every level by code point (a repeated key keeps its
+//! last value, as a Python dict does), no whitespace, everything outside printable ASCII
+//! escaped as `\uXXXX` (lower-case hex, surrogate pairs above U+FFFF), integers exactly
+//! as written (Python's `int` has any size), floats as Python's `repr` prints the
+//! correctly rounded double.
 //!
-//! Known edges that cannot match: integers outside i64/u64 (serde_json reads them as
-//! floats, Python keeps them exact), and `NaN`/`Infinity` or overflowing literals like
-//! `1e400` (Python reads them, serde_json refuses the body, so the request is a 400).
+//! Works on the exact tree of `super::json`, so no number is rounded before it is printed.
+//! What `json` refuses (`NaN`, `Infinity`, `1e400`, lone surrogates) Python would take;
+//! such a request is a 400.
 
 use std::fmt::Write as _;
 
-use serde_json::Value;
+use super::json::Json;
 
 /// The canonical bytes of `value`.
-pub fn dumps(value: &Value) -> String {
+pub fn dumps(value: &Json) -> String {
     let mut out = String::new();
     write_value(&mut out, value);
     out
 }
 
-fn write_value(out: &mut String, value: &Value) {
+fn write_value(out: &mut String, value: &Json) {
     match value {
-        Value::Null => out.push_str("null"),
-        Value::Bool(true) => out.push_str("true"),
-        Value::Bool(false) => out.push_str("false"),
-        Value::Number(n) => {
-            if let Some(i) = n.as_i64() {
-                let _ = write!(out, "{i}");
-            } else if let Some(u) = n.as_u64() {
-                let _ = write!(out, "{u}");
-            } else if let Some(f) = n.as_f64() {
-                out.push_str(&float_repr(f));
-            }
-        }
-        Value::String(s) => write_string(out, s),
-        Value::Array(items) => {
+        Json::Null => out.push_str("null"),
+        Json::Bool(true) => out.push_str("true"),
+        Json::Bool(false) => out.push_str("false"),
+        Json::Number(text) => write_number(out, text),
+        Json::String(s) => write_string(out, s),
+        Json::Array(items) => {
             out.push('[');
             for (i, item) in items.iter().enumerate() {
                 if i > 0 {
@@ -43,21 +37,43 @@ fn write_value(out: &mut String, value: &Value) {
             }
             out.push(']');
         }
-        Value::Object(map) => {
-            // Rust orders `str` by UTF-8 bytes, which is code point order: Python's.
-            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
-            entries.sort_by(|a, b| a.0.cmp(b.0));
+        Json::Object(members) => {
+            // Rust orders `str` by UTF-8 bytes, which is code point order: Python's. The
+            // sort is stable, so of a repeated key the last written comes last.
+            let mut entries: Vec<&(String, Json)> = members.iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
             out.push('{');
-            for (i, (key, item)) in entries.into_iter().enumerate() {
-                if i > 0 {
+            let mut first = true;
+            for (i, (key, item)) in entries.iter().map(|e| (&e.0, &e.1)).enumerate() {
+                if entries.get(i + 1).is_some_and(|next| &next.0 == key) {
+                    continue;
+                }
+                if !first {
                     out.push(',');
                 }
+                first = false;
                 write_string(out, key);
                 out.push(':');
                 write_value(out, item);
             }
             out.push('}');
         }
+    }
+}
+
+/// A JSON number as Python prints what `json.loads` made of it: an integer keeps its
+/// digits (`-0` is the int 0), anything with a fraction or exponent is a float.
+fn write_number(out: &mut String, text: &str) {
+    if text.bytes().any(|b| matches!(b, b'.' | b'e' | b'E')) {
+        match text.parse::<f64>() {
+            Ok(f) => out.push_str(&float_repr(f)),
+            // The parser only keeps numbers that read as finite doubles.
+            Err(_) => out.push_str(text),
+        }
+    } else if text == "-0" {
+        out.push('0');
+    } else {
+        out.push_str(text);
     }
 }
 
@@ -132,7 +148,7 @@ mod tests {
     use super::*;
 
     fn canon(text: &str) -> String {
-        dumps(&serde_json::from_str(text).unwrap())
+        dumps(&super::super::json::parse(text.as_bytes()).unwrap())
     }
 
     /// Expected values printed by CPython 3 (`json.dumps(json.loads(x),
