@@ -111,11 +111,12 @@ pub fn float_repr(f: f64) -> String {
     if f.is_infinite() {
         return if f > 0.0 { "Infinity" } else { "-Infinity" }.into();
     }
-    // Rust's `{:e}` gives the same shortest round-trip digits: "d.ddde<exp>".
+    // Rust's `{:e}` gives the shortest round-trip digits: "d.ddde<exp>".
     let sci = format!("{:e}", f.abs());
     let (mantissa, exponent) = sci.split_once('e').unwrap_or((&sci, "0"));
     let exponent: i32 = exponent.parse().unwrap_or(0);
     let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
+    let (digits, exponent) = half_even_tie(f.abs(), digits, exponent);
     let sign = if f.is_sign_negative() { "-" } else { "" };
     if f == 0.0 {
         return format!("{sign}0.0");
@@ -140,6 +141,44 @@ pub fn float_repr(f: f64) -> String {
         };
         let exp_sign = if exponent < 0 { '-' } else { '+' };
         format!("{sign}{mantissa}e{exp_sign}{:02}", exponent.abs())
+    }
+}
+
+/// When the double lies exactly halfway between two shortest candidates (889291992000119.25
+/// between ...119.2 and ...119.3), Python's dtoa takes the one with the even last digit;
+/// Rust's formatter takes the other. Only a shortest form ending in an odd digit can be
+/// the wrong one of a tie; the exact expansion (at most 767 significant digits) says.
+fn half_even_tie(f: f64, digits: String, exponent: i32) -> (String, i32) {
+    let n = digits.len();
+    if digits.bytes().last().is_none_or(|d| d % 2 == 0) {
+        return (digits, exponent);
+    }
+    let exact = format!("{f:.800e}");
+    let Some((mantissa, exact_exponent)) = exact.split_once('e') else {
+        return (digits, exponent);
+    };
+    let exact_digits: Vec<u8> = mantissa.bytes().filter(u8::is_ascii_digit).collect();
+    let tie =
+        exact_digits.get(n) == Some(&b'5') && exact_digits[n + 1..].iter().all(|&d| d == b'0');
+    if !tie || exact_exponent.parse() != Ok(exponent) {
+        return (digits, exponent);
+    }
+    // The two candidates are the exact digits cut to n, and that plus one in the last
+    // place; the shortest (odd) one is one of them, the even one is the other.
+    let mut even = exact_digits[..n].to_vec();
+    if even == digits.as_bytes() {
+        let Some(last) = even.iter().rposition(|&d| d != b'9') else {
+            return (digits, exponent);
+        };
+        even[last] += 1;
+        even[last + 1..].fill(b'0');
+    }
+    let even = String::from_utf8_lossy(&even).into_owned();
+    let text = format!("{}.{}e{exponent}", &even[..1], &even[1..]);
+    if even.bytes().last().is_some_and(|d| d % 2 == 0) && text.parse::<f64>() == Ok(f) {
+        (even, exponent)
+    } else {
+        (digits, exponent)
     }
 }
 
@@ -176,6 +215,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::excessive_precision)] // the ties are exact binary values, written out
     fn floats_print_as_python_repr() {
         let cases = [
             (1.0, "1.0"),
@@ -199,6 +239,9 @@ mod tests {
             (1.7976931348623157e308, "1.7976931348623157e+308"),
             (0.30000000000000004, "0.30000000000000004"),
             (2.5e-5, "2.5e-05"),
+            // Exact ties between two shortest forms: Python takes the even digit.
+            (889291992000119.25, "889291992000119.2"),
+            (-271556098175374.125, "-271556098175374.12"),
         ];
         for (value, expected) in cases {
             assert_eq!(float_repr(value), expected, "{value:e}");
