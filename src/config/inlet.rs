@@ -455,7 +455,7 @@ impl Validator<'_> {
             Some((inline.get_ref().trim().to_string(), inline.span()))
         } else if let Some(file) = keys.file {
             let path = self.base.join(file.get_ref());
-            match std::fs::read_to_string(&path) {
+            match super::values::read_secret_file(&path) {
                 Ok(text) => Some((text.trim().to_string(), file.span())),
                 Err(err) => {
                     self.problem(
