@@ -19,6 +19,8 @@ use notify::Watcher as _;
 use serde_json::value::RawValue;
 use time::OffsetDateTime;
 
+pub mod lines;
+
 use crate::config::SpoolConfig;
 use crate::event::{self, Event, Invalid};
 use crate::reload::{Live, Settings};
@@ -275,18 +277,15 @@ impl Spool {
                 ..Default::default()
             };
             let mut next = position.clone();
-            match buf.iter().rposition(|&b| b == b'\n') {
-                Some(last_newline) => {
+            match lines::complete_lines(&buf) {
+                Some(complete) => {
                     let now = OffsetDateTime::now_utc();
-                    for raw in buf[..last_newline].split(|&b| b == b'\n') {
-                        next.line += 1;
-                        let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
-                        if raw.iter().all(u8::is_ascii_whitespace) {
-                            continue;
-                        }
-                        self.take_event(&mut batch, raw, now, &source, Some(next.line), None);
+                    for (line, raw) in complete.events {
+                        let line = Some(next.line + line);
+                        self.take_event(&mut batch, raw, now, &source, line, None);
                     }
-                    next.offset += last_newline as u64 + 1;
+                    next.line += complete.lines;
+                    next.offset += complete.consumed as u64;
                 }
                 None if buf.len() > self.config.max_event_bytes => {
                     // A line already too long to ever take: skip it once it ends.
