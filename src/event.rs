@@ -250,6 +250,18 @@ mod tests {
         );
     }
 
+    /// Found by the envelope fuzz target: a lone surrogate escape in `data` is passed on
+    /// as written (Python and JavaScript read it; posthorn does not judge data).
+    #[test]
+    fn data_with_a_lone_surrogate_escape_passes_through_unchanged() {
+        let event = parse(r#"{"id":"a","type":"x","data":{"s":"\ude00 \ud83d"}}"#).unwrap();
+        assert!(
+            event.body.ends_with(r#""data":{"s":"\ude00 \ud83d"}}"#),
+            "{}",
+            event.body
+        );
+    }
+
     #[test]
     fn missing_occurred_at_uses_the_receive_time_and_missing_data_is_null() {
         let received = now() + time::Duration::nanoseconds(123_456_789);

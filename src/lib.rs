@@ -9,6 +9,7 @@ pub mod commands;
 pub mod config;
 pub mod deliver;
 pub mod event;
+pub mod fuzzing;
 pub mod health;
 pub mod inlet;
 pub mod logging;
