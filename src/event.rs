@@ -37,8 +37,10 @@ pub enum Invalid {
     Missing(&'static str),
     #[error("\"{field}\" is longer than {MAX_FIELD_CHARS} characters")]
     TooLong { field: &'static str },
-    #[error("\"{field}\" contains control characters")]
+    #[error("\"{field}\" contains control characters or invisible formatting (bidi overrides, zero-width marks)")]
     ControlCharacters { field: &'static str },
+    #[error("\"id\" {0} may only hold visible ASCII characters (letters, digits and punctuation from ! to ~, no spaces): it is sent as the webhook-id header")]
+    BadId(String),
     #[error("\"type\" {0:?} may only hold letters, digits and . _ - :")]
     BadType(String),
     #[error("\"conversation_id\" is required for {0} events")]
@@ -113,7 +115,16 @@ pub fn parse_event(
     let envelope: Envelope =
         serde_json::from_str(text).map_err(|e| Invalid::NotJson(e.to_string()))?;
 
-    let id = required_field("id", envelope.id)?;
+    let id = envelope
+        .id
+        .filter(|id| !id.is_empty())
+        .ok_or(Invalid::Missing("id"))?;
+    if id.chars().count() > MAX_FIELD_CHARS {
+        return Err(Invalid::TooLong { field: "id" });
+    }
+    if !is_safe_id(&id) {
+        return Err(Invalid::BadId(escape_for_reason(&id)));
+    }
     let kind = required_field("type", envelope.kind)?;
     if !kind
         .bytes()
@@ -172,10 +183,47 @@ fn optional_field(name: &'static str, value: Option<String>) -> Result<Option<St
     if value.chars().count() > MAX_FIELD_CHARS {
         return Err(Invalid::TooLong { field: name });
     }
-    if value.chars().any(char::is_control) {
+    if value
+        .chars()
+        .any(|c| c.is_control() || is_invisible_format(c))
+    {
         return Err(Invalid::ControlCharacters { field: name });
     }
     Ok(Some(value))
+}
+
+/// The characters an event id may hold: visible ASCII, `!` to `~`. Ids go unchanged into
+/// the `webhook-id` header (which receivers may read as Latin-1 before checking the
+/// signature over it), logs and the admin page; UUIDs, ULIDs, `evt_...`, base64 and the
+/// `echo_<hex>` ids of the ECHO source all fit.
+pub fn is_safe_id(id: &str) -> bool {
+    !id.is_empty() && id.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// Unicode format characters that reorder or hide text: bidi embeddings, overrides and
+/// isolates, marks, zero-width characters and the BOM. They let a value show as other text.
+fn is_invisible_format(c: char) -> bool {
+    matches!(c,
+        '\u{061c}' | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}'
+        | '\u{2060}'..='\u{2069}' | '\u{feff}')
+}
+
+/// A refused value, quoted, with everything outside visible ASCII written as `\u{..}` so
+/// the reason itself cannot carry the characters it refuses.
+fn escape_for_reason(value: &str) -> String {
+    let mut out = String::from("\"");
+    for c in value.chars().take(MAX_FIELD_CHARS) {
+        match c {
+            '"' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            ' '..='~' => out.push(c),
+            _ => out.push_str(&format!("\\u{{{:04x}}}", c as u32)),
+        }
+    }
+    out.push('"');
+    out
 }
 
 /// The first bytes of a rejected input, as text, for the operator.
@@ -231,6 +279,18 @@ mod tests {
         );
     }
 
+    /// Found by the envelope fuzz target: a lone surrogate escape in `data` is passed on
+    /// as written (Python and JavaScript read it; posthorn does not judge data).
+    #[test]
+    fn data_with_a_lone_surrogate_escape_passes_through_unchanged() {
+        let event = parse(r#"{"id":"a","type":"x","data":{"s":"\ude00 \ud83d"}}"#).unwrap();
+        assert!(
+            event.body.ends_with(r#""data":{"s":"\ude00 \ud83d"}}"#),
+            "{}",
+            event.body
+        );
+    }
+
     #[test]
     fn missing_occurred_at_uses_the_receive_time_and_missing_data_is_null() {
         let received = now() + time::Duration::nanoseconds(123_456_789);
@@ -266,7 +326,7 @@ mod tests {
             ),
             (
                 b"{\"id\":\"a\\n\",\"type\":\"x\"}",
-                Invalid::ControlCharacters { field: "id" },
+                Invalid::BadId("\"a\\u{000a}\"".into()),
             ),
             (
                 b"{\"id\":\"a\",\"type\":\"x\",\"occurred_at\":\"yesterday\"}",
@@ -280,6 +340,65 @@ mod tests {
                 _ => assert_eq!(&got, expected, "input {:?}", String::from_utf8_lossy(input)),
             }
         }
+    }
+
+    /// Regression: ids with non-ASCII or bidi control characters went raw into the
+    /// `webhook-id` header and onto the admin page.
+    #[test]
+    fn ids_outside_visible_ascii_are_refused_with_the_id_escaped() {
+        for bad in [
+            "evt\u{202e}fdp.exe",
+            "évt_1",
+            "evt 1",
+            "evt\u{200b}1",
+            "\u{feff}evt",
+        ] {
+            let text = format!(
+                r#"{{"id":{},"type":"x"}}"#,
+                serde_json::to_string(bad).unwrap()
+            );
+            let err = parse(&text).unwrap_err();
+            assert!(matches!(err, Invalid::BadId(_)), "{bad:?}: {err}");
+            let reason = err.to_string();
+            assert!(reason.is_ascii(), "{reason}");
+            assert!(reason.contains("webhook-id"), "{reason}");
+        }
+        let err = parse(r#"{"id":"a\u202eb","type":"x"}"#).unwrap_err();
+        assert_eq!(err, Invalid::BadId(r#""a\u{202e}b""#.into()));
+        for good in [
+            "evt_7f3a",
+            "0b9f6e2c-3f1d-4c1e-9a57-6d2f0c1e8b3a",
+            "01J9ZQ4X8K6M2T3V5W7Y9A1B2C",
+            "msg_2KWPBgLlAfxdpx2AI54pPJ85f4W",
+            "echo_0123456789abcdef0123456789abcdef",
+            "urn:uuid:x/1+2=3@host~!#$%&*?|()[]{}<>'`^\"\\",
+        ] {
+            let text = format!(
+                r#"{{"id":{},"type":"x"}}"#,
+                serde_json::to_string(good).unwrap()
+            );
+            assert_eq!(parse(&text).unwrap().id, good);
+        }
+    }
+
+    #[test]
+    fn bidi_overrides_in_conversation_and_project_ids_are_refused() {
+        let err = parse(r#"{"id":"a","type":"x","conversation_id":"c-\u202e1"}"#).unwrap_err();
+        assert_eq!(
+            err,
+            Invalid::ControlCharacters {
+                field: "conversation_id"
+            }
+        );
+        let err = parse(r#"{"id":"a","type":"x","project_id":"p\u2067-1"}"#).unwrap_err();
+        assert_eq!(
+            err,
+            Invalid::ControlCharacters {
+                field: "project_id"
+            }
+        );
+        // Other non-ASCII text stays allowed there.
+        assert!(parse(r#"{"id":"a","type":"x","conversation_id":"wijk-Zuid-ü"}"#).is_ok());
     }
 
     #[test]

@@ -21,43 +21,54 @@ const LONG: Duration = Duration::from_secs(15);
 /// Python builds each payload, serialises the body the way an HTTP client's `json=` does
 /// (`json.dumps` defaults: spaces, insertion order, ASCII escapes) and signs
 /// `json.dumps(payload, separators=(",", ":"), sort_keys=True)` with HMAC-SHA256.
+/// Timestamps are ECHO's (`datetime.now(timezone.utc).isoformat()`), made `argv[2]`
+/// seconds ago.
 const PYTHON: &str = r#"
 import hashlib, hmac, json, sys
+from datetime import datetime, timedelta, timezone
 secret = sys.argv[1]
+now = datetime.now(timezone.utc) - timedelta(seconds=int(sys.argv[2]))
+stamp = lambda minutes: (now + timedelta(minutes=minutes)).isoformat()
 payloads = [
-    {"event": "conversation.started", "timestamp": "2026-11-22T10:00:00.123456+00:00",
+    {"event": "conversation.started", "timestamp": stamp(0),
      "conversation": {"id": "conv-1", "title": "Noord — wijkavond", "tags": ["über", "ça"]},
      "project": {"name": "Städte", "id": "p-1", "language": "nl"},
      "dashboardUrl": "https://echo.example/p/p-1"},
-    {"event": "conversation.transcribed", "timestamp": "2026-11-22T10:05:00+00:00",
+    {"event": "conversation.transcribed", "timestamp": stamp(-1),
      "conversation": {"id": "conv-2", "duration": 1234.5, "score": 0.1, "tiny": 1e-07,
                       "big": 1e+16, "whole": 3.0, "neg": -0.25, "count": 42,
                       "zeta": {"b": [1, 2.5, {"y": None, "x": True}], "a": "😀 emoji"}},
      "project": {"id": "p-1", "name": "P", "language": "en"},
      "dashboardUrl": "https://echo.example/p/p-1"},
-    {"event": "report.generated", "timestamp": "2026-11-22T11:00:00+00:00",
+    {"event": "report.generated", "timestamp": stamp(-2),
      "report": {"id": "r-9", "summary": "日本語 and \"quotes\" and \\ and \n newline"},
      "project": {"id": "p-1", "name": "P", "language": "ja"},
      "dashboardUrl": "https://echo.example/p/p-1"},
-    {"event": "webhook.test", "timestamp": "2026-11-22T12:00:00+00:00",
+    {"event": "webhook.test", "timestamp": stamp(-3),
      "project": {"id": "p-1", "name": "P", "language": "en"}, "dashboardUrl": None},
 ]
 for payload in payloads:
     canonical = json.dumps(payload, separators=(",", ":"), sort_keys=True)
     signature = hmac.new(secret.encode("utf-8"), canonical.encode("utf-8"), hashlib.sha256).hexdigest()
     print(json.dumps({"event": payload["event"], "body": json.dumps(payload),
-                      "signature": "sha256=" + signature}))
+                      "timestamp": payload["timestamp"], "signature": "sha256=" + signature}))
 "#;
 
 struct Signed {
     event: String,
     body: String,
+    timestamp: String,
     signature: String,
 }
 
 fn python_payloads(secret: &str) -> Vec<Signed> {
+    python_payloads_made_ago(secret, 0)
+}
+
+/// The payloads as ECHO would have made them `age_secs` seconds ago.
+fn python_payloads_made_ago(secret: &str, age_secs: u64) -> Vec<Signed> {
     let output = Command::new("python3")
-        .args(["-c", PYTHON, secret])
+        .args(["-c", PYTHON, secret, &age_secs.to_string()])
         .output()
         .expect("python3 runs");
     assert!(
@@ -73,6 +84,7 @@ fn python_payloads(secret: &str) -> Vec<Signed> {
             Signed {
                 event: v["event"].as_str().unwrap().to_string(),
                 body: v["body"].as_str().unwrap().to_string(),
+                timestamp: v["timestamp"].as_str().unwrap().to_string(),
                 signature: v["signature"].as_str().unwrap().to_string(),
             }
         })
@@ -131,6 +143,11 @@ fn echo_webhooks_signed_by_python_are_accepted_and_routed_by_conversation() {
     );
     let (home, serve) = start_echo(&conv1, &conv2, &project);
     let payloads = python_payloads(ECHO_SECRET);
+    assert!(
+        payloads[0].timestamp.contains('.') && payloads[0].timestamp.ends_with("+00:00"),
+        "ECHO's isoformat() with microseconds: {}",
+        payloads[0].timestamp
+    );
     for signed in &payloads {
         let got = post_echo(&home, signed, &signed.signature, &signed.body).expect(202);
         let accepted = got.json()["accepted"][0].as_str().unwrap().to_string();
@@ -144,7 +161,7 @@ fn echo_webhooks_signed_by_python_are_accepted_and_routed_by_conversation() {
     assert_eq!(started["type"], "conversation.started");
     assert_eq!(started["conversation_id"], "conv-1");
     assert_eq!(started["project_id"], "p-1");
-    assert_eq!(started["timestamp"], "2026-11-22T10:00:00.123456+00:00");
+    assert_eq!(started["timestamp"], payloads[0].timestamp.as_str());
     assert_eq!(started["data"]["project"]["name"], "Städte");
     let transcribed = conv2.requests()[0].json();
     assert_eq!(transcribed["data"]["conversation"]["zeta"]["a"], "😀 emoji");
@@ -345,4 +362,89 @@ fn a_generic_source_verifies_hex_signatures_and_derives_ids() {
     post("sha256=00").expect(401);
     receiver.wait_for_count(1, LONG);
     assert_eq!(receiver.requests()[0].json()["conversation_id"], "c-5");
+}
+
+/// posthorn with one ECHO source (`extra` goes into its block) and a catch-all.
+fn start_echo_with(receiver: &Receiver, extra: &str) -> (Home, Serve) {
+    let home = Home::new();
+    home.write_config(&format!(
+        "[[inlet.source]]\nname = \"echo\"\nprofile = \"echo\"\nsecret = {ECHO_SECRET:?}\n{extra}\n{}",
+        common::catch_all(&receiver.url)
+    ));
+    let serve = Serve::start(&home);
+    common::wait_for_inlet(&home);
+    (home, serve)
+}
+
+#[test]
+fn a_captured_echo_request_replayed_an_hour_later_is_401_and_not_stored() {
+    let receiver = Receiver::start(204);
+    let (home, serve) = start_echo_with(&receiver, "");
+    let captured = &python_payloads_made_ago(ECHO_SECRET, 3600)[0];
+    let got = post_echo(&home, captured, &captured.signature, &captured.body).expect(401);
+    let error = got.json()["error"].as_str().unwrap().to_string();
+    assert!(error.contains("replay window"), "{error}");
+    assert!(error.contains(&captured.timestamp), "{error}");
+    assert_eq!(home.count("SELECT count(*) FROM events"), 0);
+    assert!(serve.log().contains("replay window"), "{}", serve.log());
+    // A request ECHO makes now (or retried within minutes) still goes through.
+    let fresh = &python_payloads_made_ago(ECHO_SECRET, 150)[0];
+    post_echo(&home, fresh, &fresh.signature, &fresh.body).expect(202);
+    receiver.wait_for_count(1, LONG);
+}
+
+#[test]
+fn an_echo_source_with_replay_window_off_takes_old_requests() {
+    let receiver = Receiver::start(204);
+    let (home, _serve) = start_echo_with(&receiver, "replay_window = \"off\"");
+    let old = &python_payloads_made_ago(ECHO_SECRET, 3 * 86_400)[0];
+    post_echo(&home, old, &old.signature, &old.body).expect(202);
+    receiver.wait_for_count(1, LONG);
+}
+
+#[test]
+fn a_generic_hex_source_refuses_a_replay_outside_its_window() {
+    let receiver = Receiver::start(204);
+    let home = Home::new();
+    home.write_config(&format!(
+        "[[inlet.source]]\nname = \"hex\"\nprofile = \"generic\"\n\
+         type_value = \"conversation.ended\"\nconversation = \"/session\"\noccurred_at = \"/sent_at\"\n\
+         verify = \"hex\"\nsecret = \"hex-key\"\nreplay_window = \"2m\"\n{}",
+        common::catch_all(&receiver.url)
+    ));
+    let _serve = Serve::start(&home);
+    common::wait_for_inlet(&home);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let at = |secs: i64| {
+        time::OffsetDateTime::from_unix_timestamp(secs)
+            .unwrap()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap()
+    };
+    let post = |body: &str| {
+        let hex = common::hex_hmac(b"hex-key", body.as_bytes());
+        http_post(
+            &format!("{}/v1/sources/hex", home.inlet_url()),
+            &[
+                ("Content-Type", "application/json"),
+                ("X-Webhook-Signature", &hex),
+            ],
+            body.as_bytes(),
+            false,
+        )
+    };
+    let old = format!(r#"{{"session":"c-5","sent_at":"{}"}}"#, at(now - 600));
+    let got = post(&old).expect(401);
+    assert!(got.body.contains("replay window"), "{got:?}");
+    let future = format!(r#"{{"session":"c-5","sent_at":"{}"}}"#, at(now + 600));
+    post(&future).expect(401);
+    let missing = r#"{"session":"c-5"}"#;
+    post(missing).expect(401);
+    assert_eq!(home.count("SELECT count(*) FROM events"), 0);
+    let fresh = format!(r#"{{"session":"c-5","sent_at":"{}"}}"#, at(now - 30));
+    post(&fresh).expect(202);
+    receiver.wait_for_count(1, LONG);
 }

@@ -71,6 +71,8 @@ struct RawSource {
     conversation: Option<Spanned<String>>,
     project: Option<Spanned<String>>,
     occurred_at: Option<Spanned<String>>,
+    max_body_bytes: Option<Spanned<ByteSize>>,
+    replay_window: Option<Spanned<String>>,
 }
 
 /// One secret given as exactly one of an inline value, a file or an environment variable.
@@ -101,7 +103,7 @@ impl Validator<'_> {
         let mut names = HashMap::new();
         for raw in raw.source {
             self.unique_name(&mut names, &raw.name, "inlet source");
-            if let Some(source) = self.source(raw) {
+            if let Some(source) = self.source(raw, max_body_bytes) {
                 sources.push(source);
             }
         }
@@ -143,7 +145,7 @@ impl Validator<'_> {
         }
     }
 
-    fn source(&mut self, raw: RawSource) -> Option<InletSource> {
+    fn source(&mut self, raw: RawSource, inlet_max_body: usize) -> Option<InletSource> {
         let before = self.problems.len();
         let name = raw.name.get_ref().clone();
         let label = format!("inlet source {name:?}");
@@ -185,7 +187,83 @@ impl Validator<'_> {
             }
             Profile::Generic => SourceProfile::Generic(self.generic(&raw, secret, &label)?),
         };
-        (self.problems.len() == before).then_some(InletSource { name, profile })
+        let default_body = match profile {
+            SourceProfile::Echo { .. } => DEFAULT_ECHO_MAX_BODY_BYTES.max(inlet_max_body),
+            SourceProfile::Generic(_) => inlet_max_body,
+        };
+        let max_body_bytes = self.positive_size(
+            raw.max_body_bytes.clone(),
+            default_body,
+            &format!("{label}: max_body_bytes"),
+        );
+        let replay_window = self.replay_window(&raw, &profile, &label);
+        (self.problems.len() == before).then_some(InletSource {
+            name,
+            profile,
+            max_body_bytes,
+            replay_window,
+        })
+    }
+
+    /// `replay_window`: a duration or "off". ECHO's `timestamp` is checked by default; a
+    /// generic source's time is its `occurred_at`, checked by default when `verify =
+    /// "hex"` signs it (Standard Webhooks has its own signed `webhook-timestamp`).
+    fn replay_window(
+        &mut self,
+        raw: &RawSource,
+        profile: &SourceProfile,
+        label: &str,
+    ) -> Option<Duration> {
+        let given = match &raw.replay_window {
+            None => None,
+            Some(text) if text.get_ref().trim() == "off" => return None,
+            Some(text) => match parse_duration(text.get_ref()) {
+                Ok(window) if !window.is_zero() => Some((window, text.span())),
+                Ok(_) => {
+                    self.problem(
+                        text.span(),
+                        format!("{label}: replay_window must be longer than 0; write \"off\" to turn it off"),
+                    );
+                    return None;
+                }
+                Err(err) => {
+                    self.problem(
+                        text.span(),
+                        format!("{label}: replay_window {:?}: {err}; write a duration like \"10m\" or \"off\"", text.get_ref()),
+                    );
+                    return None;
+                }
+            },
+        };
+        match profile {
+            SourceProfile::Echo { .. } => {
+                Some(given.map_or(DEFAULT_REPLAY_WINDOW, |(window, _)| window))
+            }
+            SourceProfile::Generic(generic) => match (&generic.verify, &generic.occurred_at) {
+                (Verify::Standard { .. }, _) => {
+                    if let Some((_, span)) = given {
+                        self.problem(
+                            span,
+                            format!("{label}: verify = \"standard\" already refuses a webhook-timestamp more than 5 minutes from now; replay_window is for \"echo\" and verify = \"hex\""),
+                        );
+                    }
+                    None
+                }
+                (_, None) => {
+                    if let Some((_, span)) = given {
+                        self.problem(
+                            span,
+                            format!("{label}: replay_window checks the time at occurred_at, and this source has none; set occurred_at to a pointer to the time the platform sends (and signs)"),
+                        );
+                    }
+                    None
+                }
+                (Verify::Hex { .. }, Some(_)) => {
+                    Some(given.map_or(DEFAULT_REPLAY_WINDOW, |(window, _)| window))
+                }
+                (Verify::None, Some(_)) => given.map(|(window, _)| window),
+            },
+        }
     }
 
     fn generic(
@@ -368,7 +446,7 @@ impl Validator<'_> {
             Some((inline.get_ref().trim().to_string(), inline.span()))
         } else if let Some(file) = keys.file {
             let path = self.base.join(file.get_ref());
-            match std::fs::read_to_string(&path) {
+            match super::values::read_secret_file(&path) {
                 Ok(text) => Some((text.trim().to_string(), file.span())),
                 Err(err) => {
                     self.problem(

@@ -83,6 +83,10 @@ pub struct InletConfig {
 pub struct InletSource {
     pub name: String,
     pub profile: SourceProfile,
+    /// Largest request body this source takes (and so its largest event).
+    pub max_body_bytes: usize,
+    /// How far the payload's signed time may be from now; `None`: not checked.
+    pub replay_window: Option<Duration>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -295,6 +299,15 @@ const DEFAULT_RETENTION: RetentionConfig = RetentionConfig {
 const DEFAULT_LOG_LEVEL: &str = "info";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8425";
 const DEFAULT_MAX_BODY_BYTES: usize = 1 << 20;
+/// An ECHO source's body limit. ECHO escapes every non-ASCII character as `\uXXXX` (6
+/// bytes) and caps a transcript at 2,000 chunks of 30 s (16.7 hours); spoken Cyrillic or
+/// Greek at 180 words a minute is about 34 escaped bytes a word, so ECHO's own cap is
+/// about 6.2 MB, and a 3-hour transcript about 1.1 MB. 16 MiB leaves room for the summary
+/// and the rest of the payload.
+pub const DEFAULT_ECHO_MAX_BODY_BYTES: usize = 16 << 20;
+/// ECHO sets `timestamp` when it builds a payload and retries 3 times within about two
+/// minutes (Dramatiq backoff 5-60 s, plus 40 s of timeouts per attempt).
+pub const DEFAULT_REPLAY_WINDOW: Duration = Duration::from_secs(10 * 60);
 const DEFAULT_SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
 const DEFAULT_HEX_HEADER: &str = "X-Webhook-Signature";
 /// Headers posthorn sets itself; a subscription may not override them.

@@ -555,3 +555,88 @@ fn a_subscription_taking_only_posthorns_own_events_needs_no_scope() {
     let everything = alerts.replace("[\"posthorn.*\"]", "[\"*\"]");
     assert!(only_problem(&everything).contains("needs conversations or projects"));
 }
+
+/// Regression: ECHO's `\uXXXX`-escaped transcripts passed the 1 MiB inlet default and got
+/// 413, which ECHO never retries.
+#[test]
+fn an_echo_source_takes_long_transcripts_by_default() {
+    let config = parse_text(
+        "[[inlet.source]]\nname = \"e\"\nprofile = \"echo\"\n\
+         [[inlet.source]]\nname = \"g\"\nprofile = \"generic\"\ntype = \"/t\"\n\
+         [[inlet.source]]\nname = \"small\"\nprofile = \"echo\"\nmax_body_bytes = \"2MiB\"\n",
+    )
+    .unwrap();
+    let limits: Vec<usize> = config
+        .inlet
+        .sources
+        .iter()
+        .map(|s| s.max_body_bytes)
+        .collect();
+    assert_eq!(limits, [DEFAULT_ECHO_MAX_BODY_BYTES, 1 << 20, 2 << 20]);
+    // A 3-hour Cyrillic transcript as ECHO sends it: 32,400 words of 5.5 letters, each
+    // letter escaped to 6 bytes.
+    let transcript = "\\u043f".repeat(32_400 * 11 / 2) + &" ".repeat(32_400);
+    assert!(transcript.len() > 1 << 20 && transcript.len() < DEFAULT_ECHO_MAX_BODY_BYTES / 8);
+}
+
+#[test]
+fn replay_windows_default_where_a_signed_time_exists_and_can_be_turned_off() {
+    let config = parse_text(
+        "[[inlet.source]]\nname = \"e\"\nprofile = \"echo\"\n\
+         [[inlet.source]]\nname = \"e2\"\nprofile = \"echo\"\nreplay_window = \"off\"\n\
+         [[inlet.source]]\nname = \"e3\"\nprofile = \"echo\"\nreplay_window = \"90s\"\n\
+         [[inlet.source]]\nname = \"h\"\nprofile = \"generic\"\ntype = \"/t\"\noccurred_at = \"/at\"\nverify = \"hex\"\nsecret = \"k\"\n\
+         [[inlet.source]]\nname = \"h2\"\nprofile = \"generic\"\ntype = \"/t\"\nverify = \"hex\"\nsecret = \"k\"\n\
+         [[inlet.source]]\nname = \"n\"\nprofile = \"generic\"\ntype = \"/t\"\noccurred_at = \"/at\"\n",
+    )
+    .unwrap();
+    let windows: Vec<Option<Duration>> = config
+        .inlet
+        .sources
+        .iter()
+        .map(|s| s.replay_window)
+        .collect();
+    assert_eq!(
+        windows,
+        [
+            Some(DEFAULT_REPLAY_WINDOW),
+            None,
+            Some(Duration::from_secs(90)),
+            Some(DEFAULT_REPLAY_WINDOW),
+            None,
+            None
+        ]
+    );
+}
+
+#[test]
+fn replay_window_mistakes_are_located() {
+    let err = only_problem(
+        "[[inlet.source]]\nname = \"e\"\nprofile = \"echo\"\nreplay_window = \"soon\"\n",
+    );
+    assert!(
+        err.starts_with("4:17: ") && err.contains("\"off\""),
+        "{err}"
+    );
+    let err = only_problem(
+        "[[inlet.source]]\nname = \"e\"\nprofile = \"echo\"\nreplay_window = \"0s\"\n",
+    );
+    assert!(
+        err.starts_with("4:17: ") && err.contains("longer than 0"),
+        "{err}"
+    );
+    let err = only_problem(
+        "[[inlet.source]]\nname = \"h\"\nprofile = \"generic\"\ntype = \"/t\"\nverify = \"hex\"\nsecret = \"k\"\nreplay_window = \"5m\"\n",
+    );
+    assert!(
+        err.starts_with("7:17: ") && err.contains("occurred_at"),
+        "{err}"
+    );
+    let err = only_problem(&format!(
+        "[[inlet.source]]\nname = \"s\"\nprofile = \"generic\"\ntype = \"/t\"\noccurred_at = \"/at\"\nverify = \"standard\"\nsecret = {SECRET:?}\nreplay_window = \"5m\"\n"
+    ));
+    assert!(
+        err.starts_with("8:17: ") && err.contains("webhook-timestamp"),
+        "{err}"
+    );
+}

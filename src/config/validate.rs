@@ -620,7 +620,7 @@ impl Validator<'_> {
         }
         if let Some(file) = &raw.secret_file {
             let path = self.base.join(file.get_ref());
-            return match std::fs::read_to_string(&path) {
+            return match super::values::read_secret_file(&path) {
                 Ok(text) => Some((text.trim().to_string(), file.span())),
                 Err(err) => {
                     self.problem(

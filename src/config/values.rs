@@ -104,6 +104,29 @@ impl<'de> Deserialize<'de> for ByteSize {
     }
 }
 
+/// Longest secret file read.
+const MAX_SECRET_FILE_BYTES: u64 = 64 << 10;
+
+/// Reads a secret file: a regular file of at most 64 KiB. A FIFO or device named by
+/// mistake (`/dev/stdin`, `/dev/zero`) would hang or fill memory while the config loads.
+pub(super) fn read_secret_file(path: &std::path::Path) -> std::io::Result<String> {
+    use std::io::{Error, ErrorKind, Read as _};
+    if !std::fs::metadata(path)?.is_file() {
+        return Err(Error::new(ErrorKind::InvalidInput, "not a regular file"));
+    }
+    let mut text = String::new();
+    std::fs::File::open(path)?
+        .take(MAX_SECRET_FILE_BYTES + 1)
+        .read_to_string(&mut text)?;
+    if text.len() as u64 > MAX_SECRET_FILE_BYTES {
+        return Err(Error::new(
+            ErrorKind::InvalidData,
+            "over 64 KiB; a secret file holds one secret",
+        ));
+    }
+    Ok(text)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -123,6 +146,24 @@ mod tests {
             let err = parse_duration(bad).unwrap_err();
             assert!(err.contains("like \"30s\""), "{bad:?}: {err}");
         }
+    }
+
+    /// Regression: `secret_file = "/dev/zero"` was read until memory ran out, and a FIFO
+    /// blocked the load for good (the config fuzz target must survive both).
+    #[test]
+    fn secret_files_must_be_small_regular_files() {
+        let err = read_secret_file(std::path::Path::new("/dev/zero")).unwrap_err();
+        assert!(err.to_string().contains("not a regular file"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let big = dir.path().join("big");
+        std::fs::write(&big, vec![b'a'; 70 << 10]).unwrap();
+        assert!(read_secret_file(&big)
+            .unwrap_err()
+            .to_string()
+            .contains("64 KiB"));
+        let ok = dir.path().join("ok");
+        std::fs::write(&ok, "s3cret\n").unwrap();
+        assert_eq!(read_secret_file(&ok).unwrap(), "s3cret\n");
     }
 
     #[test]

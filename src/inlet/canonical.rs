@@ -1,39 +1,33 @@
 //! Python's `json.dumps(payload, separators=(",", ":"), sort_keys=True)`, byte for byte:
-//! the bytes ECHO signs. Keys sorted at every level by code point, no whitespace,
-//! everything outside printable ASCII escaped as `\uXXXX` (lower-case hex, surrogate
-//! pairs above U+FFFF), floats as Python's `repr` prints them.
+//! the bytes ECHO signs. Keys sorted at every level by code point (a repeated key keeps its
+//! last value, as a Python dict does), no whitespace, everything outside printable ASCII
+//! escaped as `\uXXXX` (lower-case hex, surrogate pairs above U+FFFF), integers exactly
+//! as written (Python's `int` has any size), floats as Python's `repr` prints the
+//! correctly rounded double.
 //!
-//! Known edges that cannot match: integers outside i64/u64 (serde_json reads them as
-//! floats, Python keeps them exact), and `NaN`/`Infinity` or overflowing literals like
-//! `1e400` (Python reads them, serde_json refuses the body, so the request is a 400).
+//! Works on the exact tree of `super::json`, so no number is rounded before it is printed.
+//! What `json` refuses (`NaN`, `Infinity`, `1e400`, lone surrogates) Python would take;
+//! such a request is a 400.
 
 use std::fmt::Write as _;
 
-use serde_json::Value;
+use super::json::Json;
 
 /// The canonical bytes of `value`.
-pub fn dumps(value: &Value) -> String {
+pub fn dumps(value: &Json) -> String {
     let mut out = String::new();
     write_value(&mut out, value);
     out
 }
 
-fn write_value(out: &mut String, value: &Value) {
+fn write_value(out: &mut String, value: &Json) {
     match value {
-        Value::Null => out.push_str("null"),
-        Value::Bool(true) => out.push_str("true"),
-        Value::Bool(false) => out.push_str("false"),
-        Value::Number(n) => {
-            if let Some(i) = n.as_i64() {
-                let _ = write!(out, "{i}");
-            } else if let Some(u) = n.as_u64() {
-                let _ = write!(out, "{u}");
-            } else if let Some(f) = n.as_f64() {
-                out.push_str(&float_repr(f));
-            }
-        }
-        Value::String(s) => write_string(out, s),
-        Value::Array(items) => {
+        Json::Null => out.push_str("null"),
+        Json::Bool(true) => out.push_str("true"),
+        Json::Bool(false) => out.push_str("false"),
+        Json::Number(text) => write_number(out, text),
+        Json::String(s) => write_string(out, s),
+        Json::Array(items) => {
             out.push('[');
             for (i, item) in items.iter().enumerate() {
                 if i > 0 {
@@ -43,21 +37,43 @@ fn write_value(out: &mut String, value: &Value) {
             }
             out.push(']');
         }
-        Value::Object(map) => {
-            // Rust orders `str` by UTF-8 bytes, which is code point order: Python's.
-            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
-            entries.sort_by(|a, b| a.0.cmp(b.0));
+        Json::Object(members) => {
+            // Rust orders `str` by UTF-8 bytes, which is code point order: Python's. The
+            // sort is stable, so of a repeated key the last written comes last.
+            let mut entries: Vec<&(String, Json)> = members.iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
             out.push('{');
-            for (i, (key, item)) in entries.into_iter().enumerate() {
-                if i > 0 {
+            let mut first = true;
+            for (i, (key, item)) in entries.iter().map(|e| (&e.0, &e.1)).enumerate() {
+                if entries.get(i + 1).is_some_and(|next| &next.0 == key) {
+                    continue;
+                }
+                if !first {
                     out.push(',');
                 }
+                first = false;
                 write_string(out, key);
                 out.push(':');
                 write_value(out, item);
             }
             out.push('}');
         }
+    }
+}
+
+/// A JSON number as Python prints what `json.loads` made of it: an integer keeps its
+/// digits (`-0` is the int 0), anything with a fraction or exponent is a float.
+fn write_number(out: &mut String, text: &str) {
+    if text.bytes().any(|b| matches!(b, b'.' | b'e' | b'E')) {
+        match text.parse::<f64>() {
+            Ok(f) => out.push_str(&float_repr(f)),
+            // The parser only keeps numbers that read as finite doubles.
+            Err(_) => out.push_str(text),
+        }
+    } else if text == "-0" {
+        out.push('0');
+    } else {
+        out.push_str(text);
     }
 }
 
@@ -95,11 +111,12 @@ pub fn float_repr(f: f64) -> String {
     if f.is_infinite() {
         return if f > 0.0 { "Infinity" } else { "-Infinity" }.into();
     }
-    // Rust's `{:e}` gives the same shortest round-trip digits: "d.ddde<exp>".
+    // Rust's `{:e}` gives the shortest round-trip digits: "d.ddde<exp>".
     let sci = format!("{:e}", f.abs());
     let (mantissa, exponent) = sci.split_once('e').unwrap_or((&sci, "0"));
     let exponent: i32 = exponent.parse().unwrap_or(0);
     let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
+    let (digits, exponent) = half_even_tie(f.abs(), digits, exponent);
     let sign = if f.is_sign_negative() { "-" } else { "" };
     if f == 0.0 {
         return format!("{sign}0.0");
@@ -127,12 +144,50 @@ pub fn float_repr(f: f64) -> String {
     }
 }
 
+/// When the double lies exactly halfway between two shortest candidates (889291992000119.25
+/// between ...119.2 and ...119.3), Python's dtoa takes the one with the even last digit;
+/// Rust's formatter takes the other. Only a shortest form ending in an odd digit can be
+/// the wrong one of a tie; the exact expansion (at most 767 significant digits) says.
+fn half_even_tie(f: f64, digits: String, exponent: i32) -> (String, i32) {
+    let n = digits.len();
+    if digits.bytes().last().is_none_or(|d| d % 2 == 0) {
+        return (digits, exponent);
+    }
+    let exact = format!("{f:.800e}");
+    let Some((mantissa, exact_exponent)) = exact.split_once('e') else {
+        return (digits, exponent);
+    };
+    let exact_digits: Vec<u8> = mantissa.bytes().filter(u8::is_ascii_digit).collect();
+    let tie =
+        exact_digits.get(n) == Some(&b'5') && exact_digits[n + 1..].iter().all(|&d| d == b'0');
+    if !tie || exact_exponent.parse() != Ok(exponent) {
+        return (digits, exponent);
+    }
+    // The two candidates are the exact digits cut to n, and that plus one in the last
+    // place; the shortest (odd) one is one of them, the even one is the other.
+    let mut even = exact_digits[..n].to_vec();
+    if even == digits.as_bytes() {
+        let Some(last) = even.iter().rposition(|&d| d != b'9') else {
+            return (digits, exponent);
+        };
+        even[last] += 1;
+        even[last + 1..].fill(b'0');
+    }
+    let even = String::from_utf8_lossy(&even).into_owned();
+    let text = format!("{}.{}e{exponent}", &even[..1], &even[1..]);
+    if even.bytes().last().is_some_and(|d| d % 2 == 0) && text.parse::<f64>() == Ok(f) {
+        (even, exponent)
+    } else {
+        (digits, exponent)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn canon(text: &str) -> String {
-        dumps(&serde_json::from_str(text).unwrap())
+        dumps(&super::super::json::parse(text.as_bytes()).unwrap())
     }
 
     /// Expected values printed by CPython 3 (`json.dumps(json.loads(x),
@@ -160,6 +215,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::excessive_precision)] // the ties are exact binary values, written out
     fn floats_print_as_python_repr() {
         let cases = [
             (1.0, "1.0"),
@@ -183,6 +239,9 @@ mod tests {
             (1.7976931348623157e308, "1.7976931348623157e+308"),
             (0.30000000000000004, "0.30000000000000004"),
             (2.5e-5, "2.5e-05"),
+            // Exact ties between two shortest forms: Python takes the even digit.
+            (889291992000119.25, "889291992000119.2"),
+            (-271556098175374.125, "-271556098175374.12"),
         ];
         for (value, expected) in cases {
             assert_eq!(float_repr(value), expected, "{value:e}");

@@ -4,6 +4,7 @@
 //! results to statuses; the source profiles (ECHO, generic) live in `sources`.
 
 pub mod canonical;
+pub mod json;
 pub mod sources;
 
 use std::collections::HashMap;

@@ -1,13 +1,19 @@
 //! Inlet sources: a platform's own webhooks, verified and mapped to the envelope. The
 //! `echo` profile knows ECHO's payload and signature (HMAC-SHA256 over Python's canonical
 //! `json.dumps` of the payload, see `canonical`); the `generic` profile maps any JSON with
-//! JSON pointers and verifies Standard Webhooks or hex HMAC signatures. Pure functions:
-//! headers come in through a lookup closure.
+//! JSON pointers and verifies Standard Webhooks or hex HMAC signatures. A signed time in
+//! the payload must fall within the source's replay window. The payload is read into the
+//! exact tree of `json` and passed on as the bytes the platform sent, so no number or
+//! escape changes. Pure functions: headers come in through a lookup closure.
 
-use serde_json::{json, Value};
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::value::RawValue;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
+use super::json::{self, Json};
 use super::{canonical, constant_time_eq, sha256_hex};
 use crate::config::{GenericSource, InletSource, SourceProfile, TypeFrom, Verify};
 use crate::event::{self, Event};
@@ -41,16 +47,18 @@ pub fn take(
     now: OffsetDateTime,
 ) -> Result<Event, SourceError> {
     match &source.profile {
-        SourceProfile::Echo { secret } => echo(secret.as_ref(), header, body, max_event_bytes, now),
+        SourceProfile::Echo { secret } => {
+            echo(source, secret.as_ref(), header, body, max_event_bytes, now)
+        }
         SourceProfile::Generic(generic) => {
             verify(&generic.verify, header, body, now)?;
-            map_generic(&source.name, generic, body, max_event_bytes, now)
+            map_generic(source, generic, body, max_event_bytes, now)
         }
     }
 }
 
-fn parse_object(body: &[u8]) -> Result<Value, SourceError> {
-    let value: Value = serde_json::from_slice(body)
+fn parse_object(body: &[u8]) -> Result<Json, SourceError> {
+    let value = json::parse(body)
         .map_err(|e| SourceError::Invalid(format!("the body is not valid JSON: {e}")))?;
     if !value.is_object() {
         return Err(SourceError::Invalid(
@@ -60,10 +68,46 @@ fn parse_object(body: &[u8]) -> Result<Value, SourceError> {
     Ok(value)
 }
 
+/// Refuses a request whose signed time is further than `window` from now: a captured
+/// request replayed later, after retention has forgotten its id, would be delivered again.
+pub fn check_replay_window(
+    source: &str,
+    window: Option<Duration>,
+    field: &str,
+    time: Option<&Json>,
+    now: OffsetDateTime,
+) -> Result<(), SourceError> {
+    let Some(window) = window else {
+        return Ok(());
+    };
+    let off = format!("(or set replay_window = \"off\" on inlet source {source:?})");
+    let text = time.and_then(Json::as_str).ok_or_else(|| {
+        SourceError::Unverified(format!(
+            "the payload has no {field} to check the replay window against {off}"
+        ))
+    })?;
+    let at = OffsetDateTime::parse(text, &Rfc3339).map_err(|_| {
+        SourceError::Unverified(format!(
+            "the payload's {field} {text:?} is not an RFC 3339 time, so the replay window cannot be checked {off}"
+        ))
+    })?;
+    let distance = (now - at).abs();
+    if distance > window {
+        let side = if at < now { "old" } else { "in the future" };
+        return Err(SourceError::Unverified(format!(
+            "request outside the replay window: its {field} {text} is {}s {side}, more than replay_window = {}s allows (a replayed or long-delayed request)",
+            distance.whole_seconds(),
+            window.as_secs()
+        )));
+    }
+    Ok(())
+}
+
 /// ECHO: verify (when a secret is set), then map `event`, `conversation.id`,
 /// `project.id` and `timestamp`; the id is derived from the canonical bytes, so ECHO's
 /// retries of one payload dedupe.
 fn echo(
+    source: &InletSource,
     secret: Option<&SigningKey>,
     header: &dyn Fn(&str) -> Option<String>,
     body: &[u8],
@@ -86,9 +130,16 @@ fn echo(
             )));
         }
     }
+    check_replay_window(
+        &source.name,
+        source.replay_window,
+        "timestamp",
+        payload.get("timestamp"),
+        now,
+    )?;
     let kind = payload
         .get("event")
-        .and_then(Value::as_str)
+        .and_then(Json::as_str)
         .map(str::to_string)
         .or_else(|| header(ECHO_EVENT_HEADER))
         .unwrap_or_default();
@@ -102,23 +153,25 @@ fn echo(
     // `data` and the receive time stands in.
     let occurred_at = payload
         .get("timestamp")
-        .and_then(Value::as_str)
+        .and_then(Json::as_str)
         .filter(|t| OffsetDateTime::parse(t, &Rfc3339).is_ok())
         .map(str::to_string);
     envelope(
-        id,
-        kind,
-        conversation,
-        project,
-        occurred_at,
-        payload,
+        Fields {
+            id,
+            kind,
+            conversation,
+            project,
+            occurred_at,
+        },
+        body,
         max_event_bytes,
         now,
     )
 }
 
 fn map_generic(
-    name: &str,
+    source: &InletSource,
     generic: &GenericSource,
     body: &[u8],
     max_event_bytes: usize,
@@ -129,7 +182,7 @@ fn map_generic(
     let id = match &generic.id {
         Some(pointer) => at(&generic.id)
             .ok_or_else(|| SourceError::Invalid(format!("no id at {pointer:?} in the body")))?,
-        None => format!("{name}_{}", sha256_hex(body, DERIVED_ID_CHARS)),
+        None => format!("{}_{}", source.name, sha256_hex(body, DERIVED_ID_CHARS)),
     };
     let kind = match &generic.kind {
         TypeFrom::Fixed(kind) => kind.clone(),
@@ -137,51 +190,74 @@ fn map_generic(
             SourceError::Invalid(format!("no event type at {pointer:?} in the body"))
         })?,
     };
+    if let Some(pointer) = &generic.occurred_at {
+        check_replay_window(
+            &source.name,
+            source.replay_window,
+            pointer,
+            payload.pointer(pointer),
+            now,
+        )?;
+    }
     let conversation = at(&generic.conversation);
     let project = at(&generic.project);
     let occurred_at = at(&generic.occurred_at);
     envelope(
-        id,
-        kind,
-        conversation,
-        project,
-        occurred_at,
-        payload,
+        Fields {
+            id,
+            kind,
+            conversation,
+            project,
+            occurred_at,
+        },
+        body,
         max_event_bytes,
         now,
     )
 }
 
-/// Builds the envelope and runs it through the same checks as any event.
-#[allow(clippy::too_many_arguments)]
-fn envelope(
+/// The envelope fields a source maps from its payload.
+#[derive(Serialize)]
+struct Fields {
     id: String,
+    #[serde(rename = "type")]
     kind: String,
+    #[serde(rename = "conversation_id")]
     conversation: Option<String>,
+    #[serde(rename = "project_id")]
     project: Option<String>,
     occurred_at: Option<String>,
-    data: Value,
+}
+
+/// Builds the envelope, with the body exactly as sent as its `data`, and runs it through
+/// the same checks as any event.
+fn envelope(
+    fields: Fields,
+    body: &[u8],
     max_event_bytes: usize,
     now: OffsetDateTime,
 ) -> Result<Event, SourceError> {
-    let envelope = json!({
-        "id": id,
-        "type": kind,
-        "conversation_id": conversation,
-        "project_id": project,
-        "occurred_at": occurred_at,
-        "data": data,
-    });
-    let bytes = serde_json::to_vec(&envelope).map_err(|e| SourceError::Invalid(e.to_string()))?;
+    #[derive(Serialize)]
+    struct Envelope<'a> {
+        #[serde(flatten)]
+        fields: Fields,
+        data: &'a RawValue,
+    }
+    // The body parsed as `Json` already, so it is JSON; this only borrows it as raw text
+    // (without the whitespace around it).
+    let data: &RawValue = serde_json::from_slice(body)
+        .map_err(|e| SourceError::Invalid(format!("the body is not valid JSON: {e}")))?;
+    let bytes = serde_json::to_vec(&Envelope { fields, data })
+        .map_err(|e| SourceError::Invalid(e.to_string()))?;
     event::parse_producer_event(&bytes, max_event_bytes.saturating_mul(2), now)
         .map_err(|e| SourceError::Invalid(e.to_string()))
 }
 
-/// A string, or a number written as text; anything else counts as absent.
-fn scalar(value: Option<&Value>) -> Option<String> {
+/// A string, or a number as the producer wrote it; anything else counts as absent.
+fn scalar(value: Option<&Json>) -> Option<String> {
     match value? {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
+        Json::String(s) => Some(s.clone()),
+        Json::Number(n) => Some(n.clone()),
         _ => None,
     }
 }
@@ -274,6 +350,8 @@ mod tests {
             profile: SourceProfile::Echo {
                 secret: secret.map(SigningKey::from_utf8),
             },
+            max_body_bytes: 1 << 20,
+            replay_window: None,
         }
     }
 
@@ -299,7 +377,7 @@ mod tests {
     #[test]
     fn echo_signatures_are_checked_over_the_canonical_bytes() {
         let body = br#"{"event":"webhook.test","timestamp":"2026-11-22T10:00:00Z","project":{"id":"p-1"}}"#;
-        let canonical = canonical::dumps(&serde_json::from_slice(body).unwrap());
+        let canonical = canonical::dumps(&json::parse(body).unwrap());
         let good = format!(
             "sha256={}",
             sign::hex_signature(&SigningKey::from_utf8("k"), canonical.as_bytes())
@@ -362,6 +440,8 @@ mod tests {
         let source = InletSource {
             name: "other".into(),
             profile: SourceProfile::Generic(generic),
+            max_body_bytes: 1 << 20,
+            replay_window: None,
         };
         let body = br#"{"session":{"id":42},"org":"o-1"}"#;
         let sig = format!(

@@ -9,6 +9,7 @@
 mod aside;
 mod dir;
 mod json;
+pub mod lines;
 mod tail;
 
 use std::collections::{HashMap, HashSet};

@@ -151,25 +151,15 @@ impl Spool {
                     if buf.is_empty() {
                         break;
                     }
-                    match buf.iter().rposition(|&b| b == b'\n') {
-                        Some(last_newline) => {
+                    match super::lines::complete_lines(&buf) {
+                        Some(complete) => {
                             let now = OffsetDateTime::now_utc();
-                            for raw in buf[..last_newline].split(|&b| b == b'\n') {
-                                next.line += 1;
-                                let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
-                                if raw.iter().all(u8::is_ascii_whitespace) {
-                                    continue;
-                                }
-                                self.take_event(
-                                    &mut batch,
-                                    raw,
-                                    now,
-                                    &source,
-                                    Some(next.line),
-                                    None,
-                                );
+                            for (line, raw) in complete.events {
+                                let line = Some(next.line + line);
+                                self.take_event(&mut batch, raw, now, &source, line, None);
                             }
-                            next.offset += last_newline as u64 + 1;
+                            next.line += complete.lines;
+                            next.offset += complete.consumed as u64;
                         }
                         None if buf.len() > self.config.max_event_bytes => {
                             // Already too long to ever take: look for its end from here on,

@@ -7,8 +7,8 @@
 
 mod admin;
 mod faults;
-mod integrity;
 mod health;
+mod integrity;
 mod prune;
 mod query;
 mod schema;

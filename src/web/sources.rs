@@ -23,17 +23,22 @@ pub(super) async fn post_source(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let name = name.into_inner();
-    if !state.inlet.sources.iter().any(|s| s.name == name) {
+    let Some(limit) = state
+        .inlet
+        .sources
+        .iter()
+        .find(|s| s.name == name)
+        .map(|s| s.max_body_bytes)
+    else {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             format!("no inlet source named {name:?}; add an [[inlet.source]] block"),
         ));
-    }
+    };
     let mime = content_type(&request);
     if mime != "application/json" {
         return Err(unsupported_type(&mime, "application/json"));
     }
-    let limit = state.inlet.max_body_bytes;
     let body = read_body(&request, payload, limit).await?;
     let headers = request.headers().clone();
     let peer = request.peer_addr();
