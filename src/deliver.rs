@@ -322,6 +322,7 @@ mod tests {
             signing,
             headers: vec![("X-Team".into(), "north".into())],
             enabled: true,
+            pacing: Default::default(),
         }
     }
 

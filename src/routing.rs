@@ -154,6 +154,7 @@ mod tests {
             },
             headers: Vec::new(),
             enabled: true,
+            pacing: Default::default(),
         }
     }
 

@@ -86,7 +86,8 @@ pub fn serve(config: Config, log: LogControl) -> anyhow::Result<()> {
     )
     .context("while starting delivery workers")?;
     let (stop_tx, stop_rx) = crossbeam_channel::bounded(1);
-    let scheduler = Scheduler::new(store.handle(), live.clone(), jobs_tx);
+    let scheduler = Scheduler::new(store.handle(), live.clone(), jobs_tx)
+        .with_store_path(store.path().to_path_buf());
     let scheduler = std::thread::Builder::new()
         .name("scheduler".into())
         .spawn(move || scheduler.run(new_work_rx, finished_rx, stop_rx))?;

@@ -4,6 +4,7 @@
 //! or in `Debug` output.
 
 mod inlet;
+mod pacing;
 mod validate;
 mod values;
 
@@ -14,6 +15,7 @@ use std::time::Duration;
 use crate::routing::Pattern;
 use crate::sign::SigningKey;
 
+pub use pacing::{OnDead, Ordering, Pacing, RateLimit};
 pub use values::{parse_duration, parse_size};
 
 /// The resolved configuration.
@@ -199,6 +201,8 @@ pub struct Subscription {
     pub signing: Signing,
     pub headers: Vec<(String, String)>,
     pub enabled: bool,
+    /// `rate_limit`, `ordering` and `on_dead`.
+    pub pacing: Pacing,
 }
 
 /// How requests to a subscription are signed. Keys print as `[redacted]`.

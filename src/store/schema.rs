@@ -147,6 +147,18 @@ CREATE INDEX deliveries_type ON deliveries (event_type, created_at);
 -- Nothing reads events by type any more; each ingest paid for keeping it.
 DROP INDEX events_type;
 "#,
+    // 7: ordered delivery (`ordering = "conversation"`, store/claim.rs). A delivery may go
+    // only when no earlier delivery of its (subscription, conversation) is still pending
+    // (or dead, with on_dead = "hold"); the conversation on the delivery and this index
+    // answer that with one probe. Final rows leave the index, so it stays the size of the
+    // queue. Delivered rows never hold anything, so the backfill leaves them alone.
+    r#"
+ALTER TABLE deliveries ADD COLUMN conversation_id TEXT;
+UPDATE deliveries SET conversation_id = (SELECT conversation_id FROM events WHERE seq = event_seq)
+    WHERE state IN ('pending', 'dead');
+CREATE INDEX deliveries_line ON deliveries (subscription, conversation_id, event_seq)
+    WHERE state IN ('pending', 'dead');
+"#,
 ];
 
 /// Brings the database up to the newest schema. Refuses a database written by a newer

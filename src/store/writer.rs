@@ -9,14 +9,14 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{Receiver, Sender};
-use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use rusqlite::{params, Connection, Transaction};
 
 use super::admin::{replay, retry_failed, retry_one, set_paused};
 use super::prune::prune;
-use super::{measure, PruneReport, PruneRequest, StoreFull, StoreStatus};
+use super::{measure, DueHints, PruneReport, PruneRequest, StoreFull, StoreStatus};
 use super::{
-    AdminRefusal, AttemptRecord, AuditEntry, ClaimRequest, ClaimResult, Claimed, IngestBatch,
-    IngestReport, NextStep, Replayed,
+    AdminRefusal, AttemptRecord, AuditEntry, ClaimRequest, ClaimResult, IngestBatch, IngestReport,
+    NextStep, Replayed,
 };
 use crate::metrics::{Metrics, Tally};
 
@@ -102,6 +102,7 @@ pub struct StoreHandle {
     /// so it is kept in memory beside the durable `subscription_state` rows it mirrors.
     paused: Arc<RwLock<HashSet<String>>>,
     metrics: Arc<Metrics>,
+    hints: Arc<DueHints>,
 }
 
 impl StoreHandle {
@@ -255,6 +256,11 @@ impl StoreHandle {
         }
     }
 
+    /// Which subscriptions got work due now since the scheduler last took the hints.
+    pub fn due_hints(&self) -> &DueHints {
+        &self.hints
+    }
+
     /// The counters the writer keeps, and the signs of life of delivery.
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
@@ -290,6 +296,8 @@ pub(super) fn spawn(
     let metrics = Arc::new(Metrics::new(now_ms()));
     let (commands, inbox) = crossbeam_channel::unbounded();
     let writer_metrics = Arc::clone(&metrics);
+    let hints = Arc::new(DueHints::default());
+    let writer_hints = Arc::clone(&hints);
     let thread = std::thread::Builder::new()
         .name("store-writer".into())
         .spawn(move || {
@@ -300,6 +308,7 @@ pub(super) fn spawn(
                 max_size: None,
                 used_bytes: 0,
                 metrics: writer_metrics,
+                hints: writer_hints,
             }
             .run(inbox)
         })?;
@@ -307,6 +316,7 @@ pub(super) fn spawn(
         commands,
         paused: Arc::new(RwLock::new(paused)),
         metrics,
+        hints,
     };
     Ok((handle, thread))
 }
@@ -344,6 +354,7 @@ struct Writer {
     /// What the store held after the last commit; measured only under a max_size.
     used_bytes: u64,
     metrics: Arc<Metrics>,
+    hints: Arc<DueHints>,
 }
 
 /// An answer held back until the transaction commits.
@@ -403,6 +414,8 @@ impl Writer {
 
         let mut answers = Vec::with_capacity(batch.len());
         let mut created_deliveries = false;
+        let mut due_for: HashSet<String> = HashSet::new();
+        let mut due_everywhere = false;
         let mut tally = Tally::default();
         let outcome = (|| -> rusqlite::Result<()> {
             let mut tx = self.conn.transaction()?;
@@ -416,6 +429,11 @@ impl Writer {
                         let result = in_savepoint(&mut tx, |tx| ingest_batch(tx, &ingest));
                         if let Ok(report) = &result {
                             created_deliveries |= report.deliveries > 0;
+                            if report.deliveries > 0 {
+                                for routed in &ingest.events {
+                                    due_for.extend(routed.subscriptions.iter().cloned());
+                                }
+                            }
                             tally.ingest(
                                 &ingest.source,
                                 report.stored,
@@ -432,7 +450,7 @@ impl Writer {
                         reply,
                     } => {
                         let result = in_savepoint(&mut tx, |tx| {
-                            claim(tx, &requests, now_ms, lease_until_ms)
+                            super::claim::claim(tx, &requests, now_ms, lease_until_ms)
                         });
                         answers.push(Pending::Claim(reply, result));
                     }
@@ -461,6 +479,7 @@ impl Writer {
                     Command::Admin(command) => {
                         let (answer, queued) = admin(&mut tx, command);
                         created_deliveries |= queued;
+                        due_everywhere |= queued;
                         answers.push(answer);
                     }
                     Command::ForgetPositions(keys) => {
@@ -503,6 +522,10 @@ impl Writer {
             }
         }
         if outcome.is_ok() && created_deliveries {
+            self.hints.note(&due_for);
+            if due_everywhere {
+                self.hints.note_everything();
+            }
             let _ = self.new_work.try_send(());
         }
     }
@@ -578,8 +601,8 @@ fn ingest_batch(tx: &Connection, batch: &IngestBatch) -> rusqlite::Result<Ingest
     )?;
     let mut insert_delivery = tx.prepare_cached(
         "INSERT INTO deliveries (event_seq, event_id, subscription, state, next_attempt_at,
-                                 created_at, updated_at, event_type)
-         VALUES (?1, ?2, ?3, 'pending', ?4, ?4, ?4, ?5)",
+                                 created_at, updated_at, event_type, conversation_id)
+         VALUES (?1, ?2, ?3, 'pending', ?4, ?4, ?4, ?5, ?6)",
     )?;
     for routed in &batch.events {
         let event = &routed.event;
@@ -600,7 +623,14 @@ fn ingest_batch(tx: &Connection, batch: &IngestBatch) -> rusqlite::Result<Ingest
         report.stored += 1;
         let seq = tx.last_insert_rowid();
         for subscription in &routed.subscriptions {
-            insert_delivery.execute(params![seq, event.id, subscription, now, event.kind])?;
+            insert_delivery.execute(params![
+                seq,
+                event.id,
+                subscription,
+                now,
+                event.kind,
+                event.conversation_id
+            ])?;
             report.deliveries += 1;
         }
     }
@@ -634,65 +664,6 @@ fn ingest_batch(tx: &Connection, batch: &IngestBatch) -> rusqlite::Result<Ingest
         ])?;
     }
     Ok(report)
-}
-
-fn claim(
-    tx: &Connection,
-    requests: &[ClaimRequest],
-    now_ms: i64,
-    lease_until_ms: i64,
-) -> rusqlite::Result<ClaimResult> {
-    let mut result = ClaimResult::default();
-    let mut due = tx.prepare_cached(
-        "SELECT d.id, d.attempts, d.event_id, e.body
-         FROM deliveries d JOIN events e ON e.seq = d.event_seq
-         WHERE d.state = 'pending' AND d.subscription = ?1 AND d.next_attempt_at <= ?2
-         ORDER BY d.next_attempt_at, d.id
-         LIMIT ?3",
-    )?;
-    let mut lease = tx.prepare_cached(
-        "UPDATE deliveries SET leased_at = ?2, next_attempt_at = ?3 WHERE id = ?1",
-    )?;
-    let mut next_due = tx.prepare_cached(
-        "SELECT MIN(next_attempt_at) FROM deliveries
-         WHERE state = 'pending' AND subscription = ?1",
-    )?;
-    for request in requests {
-        let before = result.claimed.len();
-        {
-            let rows = due.query_map(
-                params![request.subscription, now_ms, request.limit as i64],
-                |row| {
-                    Ok(Claimed {
-                        delivery_id: row.get(0)?,
-                        attempt: row.get::<_, u32>(1)? + 1,
-                        event_id: row.get(2)?,
-                        body: row.get(3)?,
-                        subscription: request.subscription.clone(),
-                    })
-                },
-            )?;
-            for claimed in rows {
-                let claimed = claimed?;
-                lease.execute(params![claimed.delivery_id, now_ms, lease_until_ms])?;
-                result.claimed.push(claimed);
-            }
-        }
-        // A subscription without capacity, or that filled its limit, may have more due at
-        // once; the scheduler looks again when capacity frees up, so only the others say
-        // when to look.
-        if request.limit == 0 || result.claimed.len() - before == request.limit {
-            continue;
-        }
-        let next: Option<i64> = next_due
-            .query_row(params![request.subscription], |row| row.get(0))
-            .optional()?
-            .flatten();
-        if let Some(next) = next {
-            result.next_due_ms = Some(result.next_due_ms.map_or(next, |known| known.min(next)));
-        }
-    }
-    Ok(result)
 }
 
 /// Writes each attempt and its delivery's new state; says for each whether the delivery
@@ -819,7 +790,9 @@ fn admin(tx: &mut Transaction<'_>, command: AdminCommand) -> (Pending, bool) {
             reply,
         } => {
             let result = in_savepoint(tx, |tx| set_paused(tx, &subscription, paused, now));
-            (Pending::Flag(reply, result), false)
+            // A resumed subscription may have work due: wake the scheduler for it.
+            let resumed = !paused && matches!(result, Ok(true));
+            (Pending::Flag(reply, result), resumed)
         }
     }
 }
