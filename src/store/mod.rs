@@ -8,6 +8,7 @@
 mod admin;
 mod claim;
 mod due;
+mod line;
 mod prune;
 mod query;
 mod schema;
@@ -23,6 +24,7 @@ use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
 pub use due::DueHints;
+pub use line::{HeldBehind, LineView};
 pub use query::{
     AttemptView, AuditRow, DeliveryDetail, DeliveryFilter, DeliveryRow, EventView, FailureRow,
     Overview, Page, QueryError, Queue, RejectionRow, StateCounts, SubscriptionHealth, TypeFilter,
