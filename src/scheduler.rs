@@ -247,18 +247,16 @@ impl Scheduler {
             if free == 0 {
                 break;
             }
-            let requests = self.share_out(&subscriptions, free, now_ms);
+            let (order, requests): (Vec<usize>, Vec<ClaimRequest>) = self
+                .share_out(&subscriptions, free, now_ms)
+                .into_iter()
+                .unzip();
             if requests.is_empty() {
                 break;
             }
-            let asked: HashMap<String, usize> = requests
-                .iter()
-                .map(|r| (r.subscription.clone(), r.limit))
-                .collect();
-            let result = match self
-                .store
-                .claim(requests, now_ms, now_ms + lease.as_millis() as i64)
-            {
+            let asked: Vec<String> = requests.iter().map(|r| r.subscription.clone()).collect();
+            let lease_until = now_ms + lease.as_millis() as i64;
+            let result = match self.store.claim_within(requests, free, now_ms, lease_until) {
                 Ok(result) => result,
                 Err(err) => {
                     tracing::error!(%err, "could not claim due deliveries; trying again shortly");
@@ -285,6 +283,14 @@ impl Scheduler {
                     schedule: Arc::clone(&settings.schedule),
                 });
             }
+            // The next turn starts after the last subscription this claim looked at, so
+            // every subscription with work comes first in its turn.
+            let short: HashSet<&str> = result.short.iter().map(|(n, _)| n.as_str()).collect();
+            let looked_at =
+                |name: &String| got.contains_key(name.as_str()) || short.contains(name.as_str());
+            if let Some(last) = asked.iter().rposition(looked_at) {
+                self.round = order[last] + 1;
+            }
             for (name, count) in got {
                 if let Some(window) = self.windows.get_mut(name) {
                     window.started(handed_at, count);
@@ -300,34 +306,35 @@ impl Scheduler {
     }
 
     /// Offers the free workers to the subscriptions with work due, in turn: each gets up
-    /// to an even share, within its endpoint's allowance and its rate limit.
+    /// to an even share, within its endpoint's allowance and its rate limit. Every one
+    /// due is asked, in the turn's order (from `self.round`, an index into
+    /// `subscriptions`); the claim stops once the free workers are spent, so the first
+    /// ones with work take them and the ones without work are found out in the same
+    /// claim. Returns each request with its subscription's index.
     fn share_out(
         &mut self,
         subscriptions: &[&Arc<Subscription>],
         free: usize,
         now_ms: i64,
-    ) -> Vec<ClaimRequest> {
-        let due: Vec<&Arc<Subscription>> = subscriptions
-            .iter()
-            .filter(|s| self.due_at.get(&s.name).is_none_or(|&at| at <= now_ms))
-            .copied()
+    ) -> Vec<(usize, ClaimRequest)> {
+        let count = subscriptions.len();
+        let due: Vec<usize> = (0..count)
+            .map(|i| (self.round + i) % count)
+            .filter(|&i| {
+                self.due_at
+                    .get(&subscriptions[i].name)
+                    .is_none_or(|&at| at <= now_ms)
+            })
             .collect();
         if due.is_empty() {
             return Vec::new();
         }
         let cap = self.live.load().delivery.max_in_flight_per_endpoint;
         let share = free.div_ceil(due.len()).max(1);
-        let mut left = free;
         let mut endpoint_left: HashMap<&str, usize> = HashMap::new();
         let mut requests = Vec::new();
-        let start = self.round % due.len();
-        let mut visited = 0;
-        for i in 0..due.len() {
-            if left == 0 {
-                break;
-            }
-            visited = i + 1;
-            let subscription = due[(start + i) % due.len()];
+        for index in due {
+            let subscription = subscriptions[index];
             let endpoint = *endpoint_left
                 .entry(subscription.url.as_str())
                 .or_insert_with(|| self.endpoint_allowance(&subscription.url, cap));
@@ -336,24 +343,23 @@ impl Scheduler {
                 continue;
             }
             let limit = share
-                .min(left)
                 .min(endpoint)
                 .min(self.rate_allowance(subscription, now_ms));
             if limit == 0 {
                 continue;
             }
-            left -= limit;
             if let Some(e) = endpoint_left.get_mut(subscription.url.as_str()) {
                 *e -= limit;
             }
-            requests.push(ClaimRequest {
-                subscription: subscription.name.clone(),
-                limit,
-                line: line_of(subscription),
-            });
+            requests.push((
+                index,
+                ClaimRequest {
+                    subscription: subscription.name.clone(),
+                    limit,
+                    line: line_of(subscription),
+                },
+            ));
         }
-        // The next turn starts after the last one offered, so each gets its turn.
-        self.round = start.wrapping_add(visited);
         requests
     }
 

@@ -53,6 +53,7 @@ fn next_due_statement(tx: &Connection, line: Line) -> rusqlite::Result<CachedSta
 pub(super) fn claim(
     tx: &Connection,
     requests: &[ClaimRequest],
+    budget: usize,
     now_ms: i64,
     lease_until_ms: i64,
 ) -> rusqlite::Result<ClaimResult> {
@@ -61,23 +62,24 @@ pub(super) fn claim(
         "UPDATE deliveries SET leased_at = ?2, next_attempt_at = ?3 WHERE id = ?1",
     )?;
     for request in requests {
-        if request.limit == 0 {
+        let limit = request.limit.min(budget - result.claimed.len());
+        if limit == 0 {
+            if result.claimed.len() == budget {
+                break;
+            }
             continue;
         }
         let before = result.claimed.len();
         let mut due = due_statement(tx, request.line)?;
-        let rows = due.query_map(
-            params![request.subscription, now_ms, request.limit as i64],
-            |row| {
-                Ok(Claimed {
-                    delivery_id: row.get(0)?,
-                    attempt: row.get::<_, u32>(1)? + 1,
-                    event_id: row.get(2)?,
-                    body: row.get(3)?,
-                    subscription: request.subscription.clone(),
-                })
-            },
-        )?;
+        let rows = due.query_map(params![request.subscription, now_ms, limit as i64], |row| {
+            Ok(Claimed {
+                delivery_id: row.get(0)?,
+                attempt: row.get::<_, u32>(1)? + 1,
+                event_id: row.get(2)?,
+                body: row.get(3)?,
+                subscription: request.subscription.clone(),
+            })
+        })?;
         for claimed in rows {
             let claimed = claimed?;
             lease.execute(params![claimed.delivery_id, now_ms, lease_until_ms])?;
@@ -85,7 +87,7 @@ pub(super) fn claim(
         }
         // One that filled its limit may have more due at once: the scheduler asks again
         // when it has capacity. Only a short one says when to look next.
-        if result.claimed.len() - before == request.limit {
+        if result.claimed.len() - before == limit {
             continue;
         }
         let next: Option<i64> = next_due_statement(tx, request.line)?

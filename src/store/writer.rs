@@ -29,6 +29,7 @@ enum Command {
     Ingest(IngestBatch, Reply<IngestReport>),
     Claim {
         requests: Vec<ClaimRequest>,
+        budget: usize,
         now_ms: i64,
         lease_until_ms: i64,
         reply: Reply<ClaimResult>,
@@ -118,8 +119,23 @@ impl StoreHandle {
         now_ms: i64,
         lease_until_ms: i64,
     ) -> anyhow::Result<ClaimResult> {
+        let budget = requests.iter().map(|r| r.limit).sum();
+        self.claim_within(requests, budget, now_ms, lease_until_ms)
+    }
+
+    /// Like [`claim`](Self::claim), but leases at most `budget` deliveries in all: the
+    /// requests are served in order until it is spent, and those after it are not
+    /// looked at (they are in neither `claimed` nor `short`).
+    pub fn claim_within(
+        &self,
+        requests: Vec<ClaimRequest>,
+        budget: usize,
+        now_ms: i64,
+        lease_until_ms: i64,
+    ) -> anyhow::Result<ClaimResult> {
         self.ask(|reply| Command::Claim {
             requests,
+            budget,
             now_ms,
             lease_until_ms,
             reply,
@@ -445,12 +461,13 @@ impl Writer {
                     }
                     Command::Claim {
                         requests,
+                        budget,
                         now_ms,
                         lease_until_ms,
                         reply,
                     } => {
                         let result = in_savepoint(&mut tx, |tx| {
-                            super::claim::claim(tx, &requests, now_ms, lease_until_ms)
+                            super::claim::claim(tx, &requests, budget, now_ms, lease_until_ms)
                         });
                         answers.push(Pending::Claim(reply, result));
                     }
