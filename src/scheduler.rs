@@ -241,7 +241,12 @@ impl Scheduler {
         let config = &settings.delivery;
         let subscriptions = self.dispatchable(&settings);
         let lease = config.timeout * 2 + Duration::from_secs(30);
-        for _ in 0..MAX_CLAIMS_PER_DISPATCH {
+        for claims in 1.. {
+            if claims > MAX_CLAIMS_PER_DISPATCH {
+                // More may be due: go round again at once (after the heartbeat and any
+                // finished attempts) rather than wait.
+                return Instant::now();
+            }
             let now_ms = crate::store::now_ms();
             let free = config.workers.saturating_sub(self.in_flight);
             if free == 0 {

@@ -113,6 +113,56 @@ pub enum OnDead {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::parse;
+    use std::path::Path;
+
+    const BLOCK: &str = "[[subscription]]\nname = \"s\"\nurl = \"http://127.0.0.1/\"\n\
+                         conversations = [\"*\"]\nevents = [\"*\"]\nsecret = \"x\"\n\
+                         signature = \"hex\"\n";
+
+    /// The problems of a subscription block with `extra` appended, as `line:col: message`.
+    fn problems(extra: &str) -> Vec<String> {
+        let err = parse(&format!("{BLOCK}{extra}"), Path::new("c.toml"))
+            .expect_err("the config should be refused");
+        err.problems
+            .iter()
+            .map(|p| {
+                let (line, column) = (p.line.unwrap_or(0), p.column.unwrap_or(0));
+                format!("{line}:{column}: {}", p.message)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn pacing_keys_are_read_and_their_mistakes_located() {
+        let config = parse(
+            &format!("{BLOCK}rate_limit = \"100/min\"\nordering = \"conversation\"\non_dead = \"hold\"\n"),
+            Path::new("c.toml"),
+        )
+        .unwrap();
+        let pacing = config.subscriptions[0].pacing;
+        assert_eq!(pacing.rate_limit.map(|r| r.count), Some(100));
+        assert_eq!(pacing.ordering, Ordering::Conversation);
+        assert_eq!(pacing.on_dead, OnDead::Hold);
+        let plain = parse(BLOCK, Path::new("c.toml")).unwrap();
+        assert_eq!(plain.subscriptions[0].pacing, Pacing::default());
+
+        let bad = problems("rate_limit = \"100/day\"\n");
+        assert!(
+            bad[0].starts_with("8:14: \"100/day\" is not a rate limit"),
+            "{bad:?}"
+        );
+        let bad = problems("ordering = \"strict\"\n");
+        assert!(
+            bad[0].starts_with("8:12: unknown variant `strict`"),
+            "{bad:?}"
+        );
+        let bad = problems("on_dead = \"hold\"\n");
+        assert!(
+            bad[0].starts_with("8:11: subscription \"s\": on_dead only applies with ordering"),
+            "{bad:?}"
+        );
+    }
 
     #[test]
     fn rate_limits_read_as_count_per_window() {
