@@ -23,7 +23,7 @@ use crossbeam_channel::{select, Receiver, Sender};
 use crate::config::{OnDead, Ordering, Subscription};
 use crate::deliver::{Finished, Job};
 use crate::reload::{Live, Settings};
-use crate::store::{ClaimRequest, Line, NextStep, Reader, StoreHandle};
+use crate::store::{AttemptRecord, ClaimRequest, Line, NextStep, Reader, StoreHandle};
 use rate::RateWindow;
 
 /// Longest the scheduler sleeps without going round its loop (the heartbeat).
@@ -36,6 +36,12 @@ const RESYNC_EVERY: Duration = Duration::from_secs(15);
 const MAX_CLAIMS_PER_DISPATCH: usize = 8;
 /// `due_at` of a subscription with nothing waiting: only a hint or an outcome wakes it.
 const NEVER: i64 = i64::MAX;
+/// Longest an outcome waits for company before it is written: outcomes that finish close
+/// together share one commit (and one fsync) with each other or with the next claim. A
+/// crash in that window only means the attempt is made again (at least once).
+const RECORD_DELAY: Duration = Duration::from_millis(10);
+/// Outcomes written at once, whatever their age.
+const RECORD_BATCH: usize = 256;
 
 pub struct Scheduler {
     store: StoreHandle,
@@ -55,6 +61,9 @@ pub struct Scheduler {
     /// Rotates which subscription is offered capacity first, for fairness.
     round: usize,
     last_resync: Instant,
+    /// Finished attempts not yet sent to the store, and when the oldest finished.
+    unrecorded: Vec<AttemptRecord>,
+    unrecorded_since: Option<Instant>,
 }
 
 /// How the scheduler is told to stop: it stops claiming, waits up to `grace` for
@@ -76,6 +85,8 @@ impl Scheduler {
             windows: HashMap::new(),
             round: 0,
             last_resync: Instant::now(),
+            unrecorded: Vec::new(),
+            unrecorded_since: None,
         }
     }
 
@@ -106,6 +117,7 @@ impl Scheduler {
                 },
                 recv(stop) -> stop => {
                     let grace = stop.map(|s| s.grace).unwrap_or_default();
+                    self.flush_records();
                     self.drain(&finished, grace);
                     return;
                 },
@@ -114,14 +126,32 @@ impl Scheduler {
             records.extend(finished.try_iter());
             self.take_hints();
             let records = self.finish(records);
-            // Outcomes go to the writer first, so they share the claim's commit below.
-            self.store.record(records);
+            if !records.is_empty() {
+                self.unrecorded_since.get_or_insert_with(Instant::now);
+                self.unrecorded.extend(records);
+            }
             if self.last_resync.elapsed() >= RESYNC_EVERY {
                 self.last_resync = Instant::now();
                 self.due_at.clear();
             }
             wake_at = self.dispatch();
+            match self.unrecorded_since {
+                Some(since)
+                    if since.elapsed() >= RECORD_DELAY || self.unrecorded.len() >= RECORD_BATCH =>
+                {
+                    self.flush_records()
+                }
+                Some(since) => wake_at = wake_at.min(since + RECORD_DELAY),
+                None => {}
+            }
         }
+    }
+
+    /// Sends the outcomes held so far to the store (it writes them before any command
+    /// sent after them, so a claim sent next shares their commit and sees them).
+    fn flush_records(&mut self) {
+        self.unrecorded_since = None;
+        self.store.record(std::mem::take(&mut self.unrecorded));
     }
 
     /// Marks the subscriptions the store says got work as due now.
@@ -137,7 +167,7 @@ impl Scheduler {
     }
 
     /// Frees the capacity finished attempts held and notes what their outcome makes due.
-    fn finish(&mut self, done: Vec<Finished>) -> Vec<crate::store::AttemptRecord> {
+    fn finish(&mut self, done: Vec<Finished>) -> Vec<AttemptRecord> {
         let now = crate::store::now_ms();
         let settings = self.live.load();
         let ordered: HashSet<&str> = settings
@@ -261,6 +291,9 @@ impl Scheduler {
             }
             let asked: Vec<String> = requests.iter().map(|r| r.subscription.clone()).collect();
             let lease_until = now_ms + lease.as_millis() as i64;
+            // Outcomes first: they share the claim's commit, and an ordered conversation's
+            // next event is claimable only once its predecessor's outcome is written.
+            self.flush_records();
             let result = match self.store.claim_within(requests, free, now_ms, lease_until) {
                 Ok(result) => result,
                 Err(err) => {

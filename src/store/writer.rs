@@ -446,8 +446,10 @@ impl Writer {
                         if let Ok(report) = &result {
                             created_deliveries |= report.deliveries > 0;
                             if report.deliveries > 0 {
-                                for routed in &ingest.events {
-                                    due_for.extend(routed.subscriptions.iter().cloned());
+                                for name in ingest.events.iter().flat_map(|r| &r.subscriptions) {
+                                    if !due_for.contains(name) {
+                                        due_for.insert(name.clone());
+                                    }
                                 }
                             }
                             tally.ingest(
