@@ -20,8 +20,8 @@
 //! time to show it levels off. Phases f-j (`bench/engine.rs`) are the shapes of real
 //! installs: 1, 20 and 200 subscriptions each on its own conversation, fan-out to ten,
 //! a dead and a hanging receiver among healthy ones, a rate limit, and ordered delivery
-//! under retries and a SIGKILL. With `BENCH_DUMP=DIR`, each paced phase's latencies are
-//! written there as CSV.
+//! under retries and a SIGKILL. With `BENCH_ENGINE_ONLY=1` only phases f-j run. With
+//! `BENCH_DUMP=DIR`, each paced phase's latencies are written there as CSV.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write as _;
@@ -143,6 +143,26 @@ struct Figures {
 
 fn run(plan: &Plan) -> anyhow::Result<bool> {
     let started = Instant::now();
+    // Phases f-j alone, e.g. to compare with a binary that cannot open a store this
+    // benchmark's seeder migrated.
+    if std::env::var_os("BENCH_ENGINE_ONLY").is_some() {
+        println!("posthorn bench, phases f-j only: {}", plan.bin.display());
+        let rows = engine::run(&engine::EnginePlan {
+            bin: plan.bin.clone(),
+            quick: plan.quick,
+        });
+        println!("\n== summary ({:.0} s) ==", started.elapsed().as_secs_f64());
+        for r in &rows {
+            println!(
+                "  {:<48} {:>16}   {:<20} {}",
+                r.name,
+                r.got,
+                r.target,
+                if r.ok { "PASS" } else { "FAIL" }
+            );
+        }
+        return Ok(rows.iter().all(|r| r.ok));
+    }
     let dir = tempfile::Builder::new()
         .prefix("posthorn-bench-")
         .tempdir()?;

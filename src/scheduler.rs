@@ -190,8 +190,8 @@ impl Scheduler {
                     }
                     NextStep::Delivered | NextStep::Dead => None,
                 };
-                if let Some(at) = due {
-                    let entry = self.due_at.entry(record.subscription.clone()).or_insert(at);
+                // A subscription missing from `due_at` is looked at now anyway.
+                if let (Some(at), Some(entry)) = (due, self.due_at.get_mut(&record.subscription)) {
                     *entry = (*entry).min(at);
                 }
                 record
@@ -282,10 +282,7 @@ impl Scheduler {
             if free == 0 {
                 break;
             }
-            let (order, requests): (Vec<usize>, Vec<ClaimRequest>) = self
-                .share_out(&subscriptions, free, now_ms)
-                .into_iter()
-                .unzip();
+            let (order, requests, endpoint_budgets) = self.share_out(&subscriptions, free, now_ms);
             if requests.is_empty() {
                 break;
             }
@@ -294,7 +291,13 @@ impl Scheduler {
             // Outcomes first: they share the claim's commit, and an ordered conversation's
             // next event is claimable only once its predecessor's outcome is written.
             self.flush_records();
-            let result = match self.store.claim_within(requests, free, now_ms, lease_until) {
+            let result = match self.store.claim_within(
+                requests,
+                free,
+                endpoint_budgets,
+                now_ms,
+                lease_until,
+            ) {
                 Ok(result) => result,
                 Err(err) => {
                     tracing::error!(%err, "could not claim due deliveries; trying again shortly");
@@ -344,17 +347,18 @@ impl Scheduler {
     }
 
     /// Offers the free workers to the subscriptions with work due, in turn: each gets up
-    /// to an even share, within its endpoint's allowance and its rate limit. Every one
-    /// due is asked, in the turn's order (from `self.round`, an index into
-    /// `subscriptions`); the claim stops once the free workers are spent, so the first
-    /// ones with work take them and the ones without work are found out in the same
-    /// claim. Returns each request with its subscription's index.
+    /// to an even share, within its rate limit. Every one due is asked, in the turn's
+    /// order (from `self.round`, an index into `subscriptions`), with its endpoint as its
+    /// group; the claim stops giving to an endpoint once its allowance is spent, and
+    /// stops altogether once the free workers are, so the first ones with work take them
+    /// and the ones without work are found out in the same claim. Returns each request's
+    /// subscription index, the requests, and each endpoint's allowance.
     fn share_out(
         &mut self,
         subscriptions: &[&Arc<Subscription>],
         free: usize,
         now_ms: i64,
-    ) -> Vec<(usize, ClaimRequest)> {
+    ) -> (Vec<usize>, Vec<ClaimRequest>, Vec<usize>) {
         let count = subscriptions.len();
         let due: Vec<usize> = (0..count)
             .map(|i| (self.round + i) % count)
@@ -364,41 +368,44 @@ impl Scheduler {
                     .is_none_or(|&at| at <= now_ms)
             })
             .collect();
+        let mut order = Vec::new();
+        let mut requests = Vec::new();
+        let mut budgets = Vec::new();
         if due.is_empty() {
-            return Vec::new();
+            return (order, requests, budgets);
         }
         let cap = self.live.load().delivery.max_in_flight_per_endpoint;
         let share = free.div_ceil(due.len()).max(1);
-        let mut endpoint_left: HashMap<&str, usize> = HashMap::new();
-        let mut requests = Vec::new();
+        let mut groups: HashMap<&str, usize> = HashMap::new();
         for index in due {
             let subscription = subscriptions[index];
-            let endpoint = *endpoint_left
-                .entry(subscription.url.as_str())
-                .or_insert_with(|| self.endpoint_allowance(&subscription.url, cap));
-            if endpoint == 0 {
+            let group = match groups.get(subscription.url.as_str()) {
+                Some(&group) => group,
+                None => {
+                    budgets.push(self.endpoint_allowance(&subscription.url, cap));
+                    groups.insert(subscription.url.as_str(), budgets.len() - 1);
+                    budgets.len() - 1
+                }
+            };
+            if budgets[group] == 0 {
                 // Its endpoint is full: a finishing attempt there wakes the scheduler.
                 continue;
             }
             let limit = share
-                .min(endpoint)
+                .min(budgets[group])
                 .min(self.rate_allowance(subscription, now_ms));
             if limit == 0 {
                 continue;
             }
-            if let Some(e) = endpoint_left.get_mut(subscription.url.as_str()) {
-                *e -= limit;
-            }
-            requests.push((
-                index,
-                ClaimRequest {
-                    subscription: subscription.name.clone(),
-                    limit,
-                    line: line_of(subscription),
-                },
-            ));
+            order.push(index);
+            requests.push(ClaimRequest {
+                subscription: subscription.name.clone(),
+                limit,
+                line: line_of(subscription),
+                group,
+            });
         }
-        requests
+        (order, requests, budgets)
     }
 
     /// When to go round again: the earliest future due time. A subscription due now but

@@ -61,8 +61,13 @@ pub fn run(plan: &EnginePlan) -> Vec<Row> {
         ("rate limit", rate_limit),
         ("ordering", ordering),
     ];
+    // `BENCH_ENGINE_ONLY=fan-out,ordering` runs those phases alone.
+    let only = std::env::var("BENCH_ENGINE_ONLY").unwrap_or_default();
+    let picked = |name: &str| {
+        only.split(',').any(|p| p == name) || !only.contains(|c: char| c.is_alphabetic())
+    };
     // A phase that cannot run (say, a binary without rate_limit) fails alone.
-    for (name, phase) in phases {
+    for (name, phase) in phases.into_iter().filter(|(name, _)| picked(name)) {
         match phase(plan) {
             Ok(more) => rows.extend(more),
             Err(err) => {
@@ -110,7 +115,10 @@ fn setup(subs: &[Sub], delivery: &str) -> anyhow::Result<Setup> {
             sub.name, sub.url, sub.conversations, sub.extra
         ));
     }
-    let config = dir.path().join("config.toml");
+    // The config in a directory of its own, as in /etc: posthorn watches the config's
+    // directory, and every write to the store beside it would wake that watcher.
+    let config = dir.path().join("etc").join("config.toml");
+    fs::create_dir_all(dir.path().join("etc"))?;
     fs::write(&config, text)?;
     let spool = OpenOptions::new()
         .create(true)
@@ -219,7 +227,9 @@ fn paced_both(
 
 fn latency_rows(name: &str, receiver: &Receiver, phase: &str, sent: usize) -> Vec<Row> {
     let _ = receiver.wait_for(phase, sent, Duration::from_secs(20));
-    let latency = Latency::of(&receiver.phase(phase).latencies_us, sent);
+    let stats = receiver.phase(phase);
+    super::dump(phase, &stats);
+    let latency = Latency::of(&stats.latencies_us, sent);
     vec![
         row(
             format!("{name}, p50"),

@@ -50,10 +50,16 @@ fn next_due_statement(tx: &Connection, line: Line) -> rusqlite::Result<CachedSta
     ))
 }
 
+/// How many deliveries a claim may lease: in all, and per group of requests.
+pub(super) struct Budgets<'a> {
+    pub total: usize,
+    pub groups: &'a mut [usize],
+}
+
 pub(super) fn claim(
     tx: &Connection,
     requests: &[ClaimRequest],
-    budget: usize,
+    mut budgets: Budgets<'_>,
     now_ms: i64,
     lease_until_ms: i64,
 ) -> rusqlite::Result<ClaimResult> {
@@ -62,11 +68,12 @@ pub(super) fn claim(
         "UPDATE deliveries SET leased_at = ?2, next_attempt_at = ?3 WHERE id = ?1",
     )?;
     for request in requests {
-        let limit = request.limit.min(budget - result.claimed.len());
+        if budgets.total == 0 {
+            break;
+        }
+        let group = budgets.groups.get(request.group).copied().unwrap_or(0);
+        let limit = request.limit.min(budgets.total).min(group);
         if limit == 0 {
-            if result.claimed.len() == budget {
-                break;
-            }
             continue;
         }
         let before = result.claimed.len();
@@ -87,7 +94,12 @@ pub(super) fn claim(
         }
         // One that filled its limit may have more due at once: the scheduler asks again
         // when it has capacity. Only a short one says when to look next.
-        if result.claimed.len() - before == limit {
+        let got = result.claimed.len() - before;
+        budgets.total -= got;
+        if let Some(group) = budgets.groups.get_mut(request.group) {
+            *group -= got;
+        }
+        if got == limit {
             continue;
         }
         let next: Option<i64> = next_due_statement(tx, request.line)?

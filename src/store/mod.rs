@@ -115,6 +115,8 @@ pub struct ClaimRequest {
     pub subscription: String,
     pub limit: usize,
     pub line: Line,
+    /// Requests of one group (the scheduler's: one endpoint) share that group's budget.
+    pub group: usize,
 }
 
 /// Which of a subscription's due deliveries may go (see `store/claim.rs`).

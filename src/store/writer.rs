@@ -30,6 +30,7 @@ enum Command {
     Claim {
         requests: Vec<ClaimRequest>,
         budget: usize,
+        group_budgets: Vec<usize>,
         now_ms: i64,
         lease_until_ms: i64,
         reply: Reply<ClaimResult>,
@@ -120,22 +121,32 @@ impl StoreHandle {
         lease_until_ms: i64,
     ) -> anyhow::Result<ClaimResult> {
         let budget = requests.iter().map(|r| r.limit).sum();
-        self.claim_within(requests, budget, now_ms, lease_until_ms)
+        let groups = requests.iter().map(|r| r.group + 1).max().unwrap_or(0);
+        self.claim_within(
+            requests,
+            budget,
+            vec![budget; groups],
+            now_ms,
+            lease_until_ms,
+        )
     }
 
-    /// Like [`claim`](Self::claim), but leases at most `budget` deliveries in all: the
-    /// requests are served in order until it is spent, and those after it are not
-    /// looked at (they are in neither `claimed` nor `short`).
+    /// Like [`claim`](Self::claim), but leases at most `budget` deliveries in all, and
+    /// at most `group_budgets[g]` for the requests of group `g`: the requests are served
+    /// in order, and one whose budget is spent is not looked at (it is in neither
+    /// `claimed` nor `short`).
     pub fn claim_within(
         &self,
         requests: Vec<ClaimRequest>,
         budget: usize,
+        group_budgets: Vec<usize>,
         now_ms: i64,
         lease_until_ms: i64,
     ) -> anyhow::Result<ClaimResult> {
         self.ask(|reply| Command::Claim {
             requests,
             budget,
+            group_budgets,
             now_ms,
             lease_until_ms,
             reply,
@@ -464,12 +475,17 @@ impl Writer {
                     Command::Claim {
                         requests,
                         budget,
+                        mut group_budgets,
                         now_ms,
                         lease_until_ms,
                         reply,
                     } => {
+                        let budgets = super::claim::Budgets {
+                            total: budget,
+                            groups: &mut group_budgets,
+                        };
                         let result = in_savepoint(&mut tx, |tx| {
-                            super::claim::claim(tx, &requests, budget, now_ms, lease_until_ms)
+                            super::claim::claim(tx, &requests, budgets, now_ms, lease_until_ms)
                         });
                         answers.push(Pending::Claim(reply, result));
                     }
