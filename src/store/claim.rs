@@ -110,3 +110,79 @@ pub(super) fn claim(
     }
     Ok(result)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::test_support::{event, plan, TempStore};
+
+    /// A pending (due at 1) or dead delivery of a new event in `conversation`.
+    fn queued(conn: &Connection, id: &str, conversation: &str, state: &str) -> i64 {
+        let seq = event(conn, id, "conversation.started", Some(conversation), 1);
+        conn.execute(
+            "INSERT INTO deliveries (event_seq, event_id, subscription, state, next_attempt_at,
+                                     created_at, updated_at, event_type, conversation_id)
+             VALUES (?1, ?2, 's', ?3, CASE WHEN ?3 = 'pending' THEN 1 END, 1, 1,
+                     'conversation.started', ?4)",
+            params![seq, id, state, conversation],
+        )
+        .unwrap();
+        conn.last_insert_rowid()
+    }
+
+    fn claimed_ids(conn: &Connection, line: Line) -> Vec<String> {
+        let request = ClaimRequest {
+            subscription: "s".into(),
+            limit: 10,
+            line,
+            group: 0,
+        };
+        let mut groups = [10];
+        let budgets = Budgets {
+            total: 10,
+            groups: &mut groups,
+        };
+        let tx = conn.unchecked_transaction().unwrap();
+        let result = claim(&tx, &[request], budgets, 5, 1_000).unwrap();
+        // Rolled back: each line reads the same rows.
+        drop(tx);
+        let mut ids: Vec<String> = result.claimed.into_iter().map(|c| c.event_id).collect();
+        ids.sort();
+        ids
+    }
+
+    #[test]
+    fn only_the_head_of_each_conversation_is_claimed_and_hold_keeps_a_dead_one_in_front() {
+        let store = TempStore::new();
+        let conn = store.conn();
+        queued(&conn, "a-0", "a", "dead");
+        queued(&conn, "a-1", "a", "pending");
+        queued(&conn, "a-2", "a", "pending");
+        queued(&conn, "b-0", "b", "pending");
+        queued(&conn, "b-1", "b", "pending");
+
+        assert_eq!(claimed_ids(&conn, Line::Any), ["a-1", "a-2", "b-0", "b-1"]);
+        assert_eq!(
+            claimed_ids(&conn, Line::Conversation { hold_dead: false }),
+            ["a-1", "b-0"]
+        );
+        assert_eq!(
+            claimed_ids(&conn, Line::Conversation { hold_dead: true }),
+            ["b-0"]
+        );
+    }
+
+    #[test]
+    fn the_head_check_uses_the_line_index() {
+        let store = TempStore::new();
+        let conn = store.conn();
+        for hold_dead in [false, true] {
+            let sql = due_statement(&conn, Line::Conversation { hold_dead })
+                .unwrap()
+                .expanded_sql()
+                .unwrap_or_default();
+            let shown = plan(&conn, &sql, vec![]);
+            assert!(shown.contains("deliveries_line"), "{shown}");
+        }
+    }
+}
