@@ -64,6 +64,10 @@ pub struct Scheduler {
     /// Finished attempts not yet sent to the store, and when the oldest finished.
     unrecorded: Vec<AttemptRecord>,
     unrecorded_since: Option<Instant>,
+    /// The ordered subscriptions the store was last told of (serve tells it at start),
+    /// and the settings they were taken from.
+    ordered: Option<HashSet<String>>,
+    ordered_from: Option<Arc<Settings>>,
 }
 
 /// How the scheduler is told to stop: it stops claiming, waits up to `grace` for
@@ -87,6 +91,8 @@ impl Scheduler {
             last_resync: Instant::now(),
             unrecorded: Vec::new(),
             unrecorded_since: None,
+            ordered: None,
+            ordered_from: None,
         }
     }
 
@@ -166,17 +172,36 @@ impl Scheduler {
         }
     }
 
+    /// A reload may switch ordering on or off: tells the store, which lines up the new
+    /// deliveries of ordered subscriptions.
+    fn note_ordering(&mut self, settings: &Arc<Settings>) {
+        if self
+            .ordered_from
+            .as_ref()
+            .is_some_and(|seen| Arc::ptr_eq(seen, settings))
+        {
+            return;
+        }
+        self.ordered_from = Some(Arc::clone(settings));
+        let ordered = ordered_subscriptions(&settings.subscriptions);
+        if self.ordered.as_ref() != Some(&ordered) {
+            if self.ordered.is_some() {
+                self.store.set_ordered(ordered.clone());
+            }
+            self.ordered = Some(ordered);
+        }
+    }
+
     /// Frees the capacity finished attempts held and notes what their outcome makes due.
     fn finish(&mut self, done: Vec<Finished>) -> Vec<AttemptRecord> {
+        if done.is_empty() {
+            return Vec::new();
+        }
         let now = crate::store::now_ms();
-        let settings = self.live.load();
-        let ordered: HashSet<&str> = settings
-            .subscriptions
-            .iter()
-            .filter(|s| s.pacing.ordering == Ordering::Conversation)
-            .map(|s| s.name.as_str())
-            .collect();
-        done.into_iter()
+        self.note_ordering(&self.live.load());
+        let ordered = self.ordered.take().unwrap_or_default();
+        let records = done
+            .into_iter()
             .map(|done| {
                 self.release(&done.endpoint);
                 let record = done.record;
@@ -184,7 +209,7 @@ impl Scheduler {
                     NextStep::RetryAt(at) => Some(at),
                     // The next delivery of the conversation may go now.
                     NextStep::Delivered | NextStep::Dead
-                        if ordered.contains(record.subscription.as_str()) =>
+                        if ordered.contains(&record.subscription) =>
                     {
                         Some(now)
                     }
@@ -196,7 +221,9 @@ impl Scheduler {
                 }
                 record
             })
-            .collect()
+            .collect();
+        self.ordered = Some(ordered);
+        records
     }
 
     /// The subscriptions that may be dispatched at all: enabled in the config and not
@@ -269,6 +296,7 @@ impl Scheduler {
     fn dispatch(&mut self) -> Instant {
         let settings = self.live.load();
         let config = &settings.delivery;
+        self.note_ordering(&settings);
         let subscriptions = self.dispatchable(&settings);
         let lease = config.timeout * 2 + Duration::from_secs(30);
         for claims in 1.. {
@@ -461,6 +489,18 @@ impl Scheduler {
             }
         }
     }
+}
+
+/// The names of the subscriptions with `ordering = "conversation"`.
+pub fn ordered_subscriptions<S: std::borrow::Borrow<Subscription>>(
+    subscriptions: &[S],
+) -> HashSet<String> {
+    subscriptions
+        .iter()
+        .map(std::borrow::Borrow::borrow)
+        .filter(|s| s.pacing.ordering == Ordering::Conversation)
+        .map(|s| s.name.clone())
+        .collect()
 }
 
 fn line_of(subscription: &Subscription) -> Line {

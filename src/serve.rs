@@ -31,6 +31,12 @@ pub fn serve(config: Config, log: LogControl) -> anyhow::Result<()> {
 
     let (new_work_tx, new_work_rx) = crossbeam_channel::bounded(1);
     let store = Store::open(&config.storage.path, new_work_tx.clone())?;
+    // Before any input is taken: new deliveries of ordered subscriptions are lined up.
+    store
+        .handle()
+        .set_ordered(crate::scheduler::ordered_subscriptions(
+            &config.subscriptions,
+        ));
     let configured: Vec<String> = config
         .subscriptions
         .iter()

@@ -150,14 +150,14 @@ DROP INDEX events_type;
     // 7: ordered delivery (`ordering = "conversation"`, store/claim.rs). A delivery may go
     // only when no earlier delivery of its (subscription, conversation) is still pending
     // (or dead, with on_dead = "hold"); the conversation on the delivery and this index
-    // answer that with one probe. Final rows leave the index, so it stays the size of the
-    // queue. Delivered rows never hold anything, so the backfill leaves them alone.
+    // answer that with one probe. Only deliveries of ordered subscriptions carry the
+    // conversation, and final rows leave the index, so it holds just the ordered queue
+    // and other deliveries pay nothing for it. Deliveries made before ordering was on
+    // are not lined up.
     r#"
 ALTER TABLE deliveries ADD COLUMN conversation_id TEXT;
-UPDATE deliveries SET conversation_id = (SELECT conversation_id FROM events WHERE seq = event_seq)
-    WHERE state IN ('pending', 'dead');
 CREATE INDEX deliveries_line ON deliveries (subscription, conversation_id, event_seq)
-    WHERE state IN ('pending', 'dead');
+    WHERE state IN ('pending', 'dead') AND conversation_id IS NOT NULL;
 "#,
 ];
 

@@ -51,6 +51,7 @@ enum Command {
     ForgetPositions(Vec<String>),
     Prune(PruneRequest, Reply<PruneReport>),
     SetMaxSize(Option<u64>),
+    SetOrdered(HashSet<String>),
     /// Answered in the writer's loop, outside any transaction: proves the writer is alive
     /// without costing an fsync.
     Ping(Reply<StoreStatus>),
@@ -68,6 +69,7 @@ impl Command {
                 | Command::ForgetPositions(_)
                 | Command::Prune(..)
                 | Command::SetMaxSize(_)
+                | Command::SetOrdered(_)
                 | Command::Ping(_)
         )
     }
@@ -264,6 +266,13 @@ impl StoreHandle {
         let _ = self.commands.send(Command::SetMaxSize(max_size));
     }
 
+    /// The subscriptions with `ordering = "conversation"`: from now on their new
+    /// deliveries carry their conversation, which the claim's head-of-line check and
+    /// its index use. Other deliveries leave it out, so they cost that index nothing.
+    pub fn set_ordered(&self, subscriptions: HashSet<String>) {
+        let _ = self.commands.send(Command::SetOrdered(subscriptions));
+    }
+
     /// A round trip through the writer, waiting at most `wait`: once every command
     /// queued before it is done, the writer answers with the store's size and limit.
     pub fn ping(&self, wait: Duration) -> anyhow::Result<StoreStatus> {
@@ -336,6 +345,7 @@ pub(super) fn spawn(
                 used_bytes: 0,
                 metrics: writer_metrics,
                 hints: writer_hints,
+                ordered: HashSet::new(),
             }
             .run(inbox)
         })?;
@@ -382,6 +392,8 @@ struct Writer {
     used_bytes: u64,
     metrics: Arc<Metrics>,
     hints: Arc<DueHints>,
+    /// Subscriptions with ordering by conversation (see `StoreHandle::set_ordered`).
+    ordered: HashSet<String>,
 }
 
 /// An answer held back until the transaction commits.
@@ -453,7 +465,8 @@ impl Writer {
                             answers.push(Pending::Ingest(reply, Err(full.into())));
                             continue;
                         }
-                        let result = in_savepoint(&mut tx, |tx| ingest_batch(tx, &ingest));
+                        let ordered = &self.ordered;
+                        let result = in_savepoint(&mut tx, |tx| ingest_batch(tx, &ingest, ordered));
                         if let Ok(report) = &result {
                             created_deliveries |= report.deliveries > 0;
                             if report.deliveries > 0 {
@@ -527,6 +540,7 @@ impl Writer {
                         answers.push(Pending::Prune(reply, result));
                     }
                     Command::SetMaxSize(max_size) => self.max_size = max_size,
+                    Command::SetOrdered(names) => self.ordered = names,
                     Command::Ping(_) | Command::Shutdown => {}
                 }
             }
@@ -627,7 +641,11 @@ fn in_savepoint<T>(
     }
 }
 
-fn ingest_batch(tx: &Connection, batch: &IngestBatch) -> rusqlite::Result<IngestReport> {
+fn ingest_batch(
+    tx: &Connection,
+    batch: &IngestBatch,
+    ordered: &HashSet<String>,
+) -> rusqlite::Result<IngestReport> {
     let now = now_ms();
     let mut report = IngestReport::default();
     let mut insert_event = tx.prepare_cached(
@@ -658,13 +676,16 @@ fn ingest_batch(tx: &Connection, batch: &IngestBatch) -> rusqlite::Result<Ingest
         report.stored += 1;
         let seq = tx.last_insert_rowid();
         for subscription in &routed.subscriptions {
+            let line = ordered
+                .contains(subscription)
+                .then_some(&event.conversation_id);
             insert_delivery.execute(params![
                 seq,
                 event.id,
                 subscription,
                 now,
                 event.kind,
-                event.conversation_id
+                line.cloned().flatten()
             ])?;
             report.deliveries += 1;
         }
