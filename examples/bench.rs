@@ -17,8 +17,11 @@
 //! whole request. Phases: (a) idle, (b) a burst for throughput, (c) latency at a steady
 //! 500 events/s and at phase d's rate, (d) the same after seeding the backlog, (e) a soak:
 //! a fresh store with retention of seconds, fed a steady stream, its size printed over
-//! time to show it levels off. With `BENCH_DUMP=DIR`, each paced phase's latencies are
-//! written there as CSV.
+//! time to show it levels off. Phases f-j (`bench/engine.rs`) are the shapes of real
+//! installs: 1, 20 and 200 subscriptions each on its own conversation, fan-out to ten,
+//! a dead and a hanging receiver among healthy ones, a rate limit, and ordered delivery
+//! under retries and a SIGKILL. With `BENCH_ENGINE_ONLY=1` only phases f-j run. With
+//! `BENCH_DUMP=DIR`, each paced phase's latencies are written there as CSV.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write as _;
@@ -34,6 +37,8 @@ use anyhow::{bail, Context as _};
 #[allow(dead_code)]
 #[path = "bench/common.rs"]
 mod common;
+#[path = "bench/engine.rs"]
+mod engine;
 #[path = "bench/receiver.rs"]
 mod receiver;
 use receiver::{unix_us, PhaseStats, Receiver};
@@ -43,7 +48,7 @@ const SUBSCRIPTION: &str = "bench";
 const BACKLOG: usize = 1_000_000;
 
 // Targets from the performance section of the issue.
-const TARGET_EVENTS_PER_SEC: f64 = 5_000.0;
+const TARGET_EVENTS_PER_SEC: f64 = 8_000.0;
 const TARGET_P50_MS: f64 = 10.0;
 const TARGET_P99_MS: f64 = 50.0;
 const TARGET_IDLE_RSS_MB: f64 = 20.0;
@@ -113,7 +118,7 @@ fn plan() -> anyhow::Result<Plan> {
             delivered: if quick { 5 } else { 10 },
             payloads: if quick { 2 } else { 5 },
         },
-        budget: Duration::from_secs(if quick { 150 } else { 420 }),
+        budget: Duration::from_secs(if quick { 330 } else { 660 }),
     })
 }
 
@@ -126,6 +131,8 @@ struct Figures {
     load_rss_mb: f64,
     idle_after_load_rss_mb: f64,
     cpu_us_per_event: f64,
+    cpu_us_at_500: f64,
+    engine: Vec<engine::Row>,
     steady: Latency,
     quiet: Latency,
     restart_secs: f64,
@@ -136,6 +143,26 @@ struct Figures {
 
 fn run(plan: &Plan) -> anyhow::Result<bool> {
     let started = Instant::now();
+    // Phases f-j alone, e.g. to compare with a binary that cannot open a store this
+    // benchmark's seeder migrated.
+    if std::env::var_os("BENCH_ENGINE_ONLY").is_some() {
+        println!("posthorn bench, phases f-j only: {}", plan.bin.display());
+        let rows = engine::run(&engine::EnginePlan {
+            bin: plan.bin.clone(),
+            quick: plan.quick,
+        });
+        println!("\n== summary ({:.0} s) ==", started.elapsed().as_secs_f64());
+        for r in &rows {
+            println!(
+                "  {:<48} {:>16}   {:<20} {}",
+                r.name,
+                r.got,
+                r.target,
+                if r.ok { "PASS" } else { "FAIL" }
+            );
+        }
+        return Ok(rows.iter().all(|r| r.ok));
+    }
     let dir = tempfile::Builder::new()
         .prefix("posthorn-bench-")
         .tempdir()?;
@@ -241,8 +268,13 @@ fn run(plan: &Plan) -> anyhow::Result<bool> {
         "\n[c] latency: 500 events/s for {} s, one append per event",
         plan.latency_secs
     );
+    let cpu_from = posthorn.cpu_secs()?;
     let steady = paced(&mut spool, &receiver, "lat", 500, count)?;
+    let cpu_us_at_500 = (posthorn.cpu_secs()? - cpu_from) * 1e6 / count as f64;
     println!("  {}", steady.line());
+    println!(
+        "  posthorn CPU: {cpu_us_at_500:.0} µs per delivery at 500 events/s          ({cpu_us_per_event:.0} µs at saturation in b)"
+    );
     // The same low rate as phase d, without the backlog, so d compares like with like.
     let low_count = (plan.backlog_rate * plan.backlog_secs) as usize;
     println!(
@@ -287,6 +319,10 @@ fn run(plan: &Plan) -> anyhow::Result<bool> {
     posthorn.stop()?;
 
     let soak = soak(plan, dir.path(), &receiver)?;
+    let engine = engine::run(&engine::EnginePlan {
+        bin: plan.bin.clone(),
+        quick: plan.quick,
+    });
 
     let figures = Figures {
         fsync_ms,
@@ -297,6 +333,8 @@ fn run(plan: &Plan) -> anyhow::Result<bool> {
         load_rss_mb,
         idle_after_load_rss_mb,
         cpu_us_per_event,
+        cpu_us_at_500,
+        engine,
         steady,
         quiet,
         restart_secs,
@@ -313,7 +351,7 @@ fn summary(plan: &Plan, f: &Figures, n: usize, took: Duration) -> bool {
     let mut row = |name: &str, got: String, target: String, ok: bool| {
         all &= ok;
         println!(
-            "  {name:<34} {got:>14}   {target:<20} {}",
+            "  {name:<48} {got:>16}   {target:<20} {}",
             if ok { "PASS" } else { "FAIL" }
         );
     };
@@ -405,6 +443,14 @@ fn summary(plan: &Plan, f: &Figures, n: usize, took: Duration) -> bool {
         "  info: backlog seeded in {:.1} s; restart with it to first delivery {:.2} s",
         f.seed_secs, f.restart_secs
     );
+    println!(
+        "  info: posthorn CPU per delivery at 500 ev/s {:.0} µs; at saturation {:.0} µs",
+        f.cpu_us_at_500, f.cpu_us_per_event
+    );
+    println!("  -- delivery engine (phases f-j) --");
+    for r in &f.engine {
+        row(&r.name, r.got.clone(), r.target.clone(), r.ok);
+    }
     println!("  overall: {}", if all { "PASS" } else { "FAIL" });
     all
 }
@@ -701,6 +747,10 @@ impl Posthorn {
             .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
             .and_then(|v| v.split_whitespace().next()?.parse().ok())
             .with_context(|| format!("no {field} in /proc/{}/status", self.child.id()))
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     fn rss_mb(&self, field: &str) -> anyhow::Result<f64> {

@@ -351,6 +351,7 @@ mod tests {
             headers: vec![],
             enabled: true,
             allow_networks: Vec::new(),
+            pacing: Default::default(),
             timeout: None,
             auto_pause_after: None,
         })

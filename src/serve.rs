@@ -31,6 +31,12 @@ pub fn serve(config: Config, log: LogControl) -> anyhow::Result<()> {
 
     let (new_work_tx, new_work_rx) = crossbeam_channel::bounded(1);
     let store = Store::open(&config.storage.path, new_work_tx.clone())?;
+    // Before any input is taken: new deliveries of ordered subscriptions are lined up.
+    store
+        .handle()
+        .set_ordered(crate::scheduler::ordered_subscriptions(
+            &config.subscriptions,
+        ));
     let configured: Vec<String> = config
         .subscriptions
         .iter()
@@ -98,7 +104,8 @@ pub fn serve(config: Config, log: LogControl) -> anyhow::Result<()> {
     )
     .context("while starting delivery workers")?;
     let (stop_tx, stop_rx) = crossbeam_channel::bounded(1);
-    let scheduler = Scheduler::new(store.handle(), live.clone(), jobs_tx);
+    let scheduler = Scheduler::new(store.handle(), live.clone(), jobs_tx)
+        .with_store_path(store.path().to_path_buf());
     let scheduler = std::thread::Builder::new()
         .name("scheduler".into())
         .spawn(move || scheduler.run(new_work_rx, finished_rx, stop_rx))?;

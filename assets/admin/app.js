@@ -768,6 +768,23 @@
     ];
   }
 
+  // Ordered delivery: what this delivery waits behind in its conversation's line, and
+  // how many wait behind it. Absent for subscriptions without ordering.
+  function lineSection(line) {
+    if (!line) return null;
+    const held = line.held_behind;
+    return section('Conversation line',
+      held
+        ? h('p', { class: 'notice warn', role: 'status', test: 'line-held-behind' },
+          'Held behind delivery ',
+          link(`#/deliveries/${held.delivery_id}`, `#${held.delivery_id}`, 'line-held-link'),
+          ` (event ${held.event_id}, ${held.state}, ${held.attempts} attempt${held.attempts === 1 ? '' : 's'}` +
+          `${held.next_attempt_at ? `, next at ${localTime(held.next_attempt_at)}` : ''}): ` +
+          `the events of conversation ${line.conversation_id} go one at a time, in order.`)
+        : h('p', { test: 'line-head', text: `Nothing earlier in conversation ${line.conversation_id} holds this one back.` }),
+      h('p', { test: 'line-waiting', text: `${line.waiting_behind} later deliver${line.waiting_behind === 1 ? 'y' : 'ies'} of this conversation wait behind this one.` }));
+  }
+
   async function deliveryView(seq, id) {
     const path = `/deliveries/${encodeURIComponent(id)}`;
     const detail = await api('GET', path);
@@ -838,6 +855,7 @@
         d.state === 'pending' ? ['Next attempt', when(d.next_attempt_at)] : null,
         d.last_error ? ['Last error', d.last_error, 'delivery-last-error'] : null,
       ], 'delivery-fields'),
+      lineSection(detail.line),
       section('Attempts',
         table('attempts', ['#', 'Started', 'Took', 'Status', 'Error', 'Response'], attempts,
           'No attempts yet.')),

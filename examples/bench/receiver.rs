@@ -1,6 +1,7 @@
 //! The benchmark's receiver: a minimal HTTP/1.1 keep-alive server on 127.0.0.1, one
-//! thread per connection, that answers every request 204 and records, per phase, each
-//! event's write-to-receipt latency from the write stamp in its `webhook-id`.
+//! thread per connection, that answers every request 204 (or, when told to, 500 to every
+//! n-th) and records, per phase, each event's write-to-receipt latency from the write
+//! stamp in its `webhook-id`.
 
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
@@ -27,6 +28,10 @@ pub struct PhaseStats {
     pub latencies_us: Vec<u64>,
     pub duplicates: usize,
     pub last_at: Option<Instant>,
+    /// Unix µs of each first receipt, beside `order`.
+    pub arrivals_us: Vec<u64>,
+    /// Every sequence number answered 2xx in receipt order, duplicates included.
+    pub every: Vec<u64>,
 }
 
 pub struct Receiver {
@@ -38,18 +43,25 @@ pub struct Receiver {
 
 impl Receiver {
     pub fn start() -> anyhow::Result<Receiver> {
+        Self::start_failing(0)
+    }
+
+    /// A receiver that answers 500 to every `one_in`-th request (never with 0).
+    pub fn start_failing(one_in: u32) -> anyhow::Result<Receiver> {
         let listener = TcpListener::bind("127.0.0.1:0")?;
         let port = listener.local_addr()?.port();
         let phases = Arc::new(Mutex::new(HashMap::new()));
         let shared = Arc::clone(&phases);
         let connections = Arc::new(AtomicU32::new(0));
         let accepted = Arc::clone(&connections);
+        let requests = Arc::new(AtomicU32::new(0));
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
                 accepted.fetch_add(1, Ordering::SeqCst);
                 let phases = Arc::clone(&shared);
+                let requests = Arc::clone(&requests);
                 std::thread::spawn(move || {
-                    let _ = serve_connection(stream, &phases);
+                    let _ = serve_connection(stream, &phases, &requests, one_in);
                 });
             }
         });
@@ -99,6 +111,8 @@ impl Receiver {
 fn serve_connection(
     stream: TcpStream,
     phases: &Mutex<HashMap<String, PhaseStats>>,
+    requests: &AtomicU32,
+    fail_one_in: u32,
 ) -> std::io::Result<()> {
     stream.set_nodelay(true)?;
     stream.set_read_timeout(Some(Duration::from_secs(120)))?;
@@ -145,6 +159,11 @@ fn serve_connection(
             reader.read_exact(&mut body)?;
         }
         let received_us = unix_us();
+        let n = requests.fetch_add(1, Ordering::SeqCst) + 1;
+        if fail_one_in > 0 && n.is_multiple_of(fail_one_in) {
+            writer.write_all(b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\n\r\n")?;
+            continue;
+        }
         if let Some(id) = id {
             record(phases, &id, received_us);
         }
@@ -188,8 +207,10 @@ fn record(phases: &Mutex<HashMap<String, PhaseStats>>, id: &str, received_us: u6
         return;
     };
     let stats = phases.entry(phase.to_string()).or_default();
+    stats.every.push(seq);
     if stats.seen.insert(seq) {
         stats.order.push(seq);
+        stats.arrivals_us.push(received_us);
         stats.latencies_us.push(received_us.saturating_sub(written));
         stats.last_at = Some(Instant::now());
     } else {

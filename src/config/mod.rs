@@ -7,6 +7,7 @@ mod egress;
 pub mod exposure;
 mod http;
 mod inlet;
+mod pacing;
 mod validate;
 mod values;
 
@@ -19,6 +20,7 @@ use crate::routing::Pattern;
 use crate::sign::SigningKey;
 
 pub use http::{default_allowed_hosts, host_without_port};
+pub use pacing::{OnDead, Ordering, Pacing, RateLimit};
 pub use values::{parse_duration, parse_size};
 
 /// The resolved configuration.
@@ -233,6 +235,8 @@ pub struct Subscription {
     /// Networks beyond the public internet this subscription may reach: `[delivery]
     /// allow_networks` and the subscription's own, together.
     pub allow_networks: Vec<Network>,
+    /// `rate_limit`, `ordering` and `on_dead`.
+    pub pacing: Pacing,
     /// Overrides `[delivery] timeout` for this subscription's attempts.
     pub timeout: Option<Duration>,
     /// Overrides `[delivery] auto_pause_after`.

@@ -137,6 +137,9 @@ struct RawSubscription {
     allow_networks: Option<Vec<Spanned<String>>>,
     timeout: Option<Spanned<HumanDuration>>,
     auto_pause_after: Option<Spanned<HumanDuration>>,
+    rate_limit: Option<Spanned<super::pacing::RateLimit>>,
+    ordering: Option<Spanned<super::pacing::Ordering>>,
+    on_dead: Option<Spanned<super::pacing::OnDead>>,
 }
 
 // ---- validation ----
@@ -457,6 +460,7 @@ impl Validator<'_> {
             hex_header.as_ref().map(|h| h.get_ref().as_str()),
             &label,
         );
+        let pacing = self.pacing(raw.rate_limit, raw.ordering, raw.on_dead, &label);
 
         (self.problems.len() == before).then_some(Subscription {
             name,
@@ -470,7 +474,34 @@ impl Validator<'_> {
             allow_networks: super::egress::combined(global_networks, own_networks),
             timeout,
             auto_pause_after,
+            pacing,
         })
+    }
+
+    fn pacing(
+        &mut self,
+        rate_limit: Option<Spanned<super::pacing::RateLimit>>,
+        ordering: Option<Spanned<super::pacing::Ordering>>,
+        on_dead: Option<Spanned<super::pacing::OnDead>>,
+        label: &str,
+    ) -> super::pacing::Pacing {
+        let ordering = ordering.map(Spanned::into_inner).unwrap_or_default();
+        if let Some(on_dead) = &on_dead {
+            if ordering != super::pacing::Ordering::Conversation {
+                self.problem(
+                    on_dead.span(),
+                    format!(
+                        "{label}: on_dead only applies with ordering = \"conversation\"; \
+                         set that or remove on_dead"
+                    ),
+                );
+            }
+        }
+        super::pacing::Pacing {
+            rate_limit: rate_limit.map(Spanned::into_inner),
+            ordering,
+            on_dead: on_dead.map(Spanned::into_inner).unwrap_or_default(),
+        }
     }
 
     fn check_url(&mut self, url: &Spanned<String>, label: &str) {

@@ -122,8 +122,10 @@ pub(super) fn replay(
         None => {
             tx.prepare_cached(
                 "INSERT INTO deliveries (event_seq, event_id, subscription, state,
-                                         next_attempt_at, created_at, updated_at, event_type)
-                 SELECT ?1, ?2, ?3, 'pending', ?4, ?4, ?4, type FROM events WHERE seq = ?1",
+                                         next_attempt_at, created_at, updated_at, event_type,
+                                         conversation_id)
+                 SELECT ?1, ?2, ?3, 'pending', ?4, ?4, ?4, type, conversation_id
+                 FROM events WHERE seq = ?1",
             )?
             .execute(params![seq, event_id, subscription, now])?;
             Ok(Ok(Replayed {

@@ -6,9 +6,12 @@
 //! their own connections; WAL lets them run beside the writer.
 
 mod admin;
+mod claim;
+mod due;
 mod faults;
 mod health;
 mod integrity;
+mod line;
 mod prune;
 mod query;
 mod schema;
@@ -24,7 +27,9 @@ use anyhow::Context as _;
 use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
+pub use due::DueHints;
 pub use faults::{FailingCommits, Faults, StoreUnavailable};
+pub use line::{HeldBehind, LineView};
 pub use query::{
     AttemptView, AuditRow, DeliveryDetail, DeliveryFilter, DeliveryRow, EventView, FailureRow,
     Overview, Page, QueryError, Queue, RejectionRow, StateCounts, SubscriptionHealth, TypeFilter,
@@ -109,19 +114,34 @@ pub struct Claimed {
     pub body: String,
 }
 
-/// How many due deliveries to claim for one subscription.
+/// How many due deliveries to claim for one subscription, and in what line.
 #[derive(Debug, Clone)]
 pub struct ClaimRequest {
     pub subscription: String,
     pub limit: usize,
+    pub line: Line,
+    /// Requests of one group (the scheduler's: one endpoint) share that group's budget.
+    pub group: usize,
 }
 
-/// The answer to a claim: the deliveries, and when the next not-yet-due delivery of a
-/// subscription that did not fill its limit falls due (unix ms).
+/// Which of a subscription's due deliveries may go (see `store/claim.rs`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Line {
+    /// Any due delivery, oldest due first.
+    #[default]
+    Any,
+    /// Only the head of each conversation's line; with `hold_dead`, a dead delivery
+    /// keeps the later ones of its conversation waiting.
+    Conversation { hold_dead: bool },
+}
+
+/// The answer to a claim: the deliveries, and for each subscription whose claim came
+/// back short of its limit, when its next claimable delivery falls due (unix ms; `None`
+/// when it has none waiting).
 #[derive(Debug, Default)]
 pub struct ClaimResult {
     pub claimed: Vec<Claimed>,
-    pub next_due_ms: Option<i64>,
+    pub short: Vec<(String, Option<i64>)>,
 }
 
 /// One finished attempt and what follows from it.
@@ -478,6 +498,25 @@ impl Reader {
                 row.get(0)
             })
             .optional()?)
+    }
+
+    /// When the newest `limit` attempts of `subscription` since `since_ms` started (unix
+    /// ms), newest first: what its rate limit counted before a restart.
+    pub fn attempt_starts(
+        &self,
+        subscription: &str,
+        since_ms: i64,
+        limit: usize,
+    ) -> anyhow::Result<Vec<i64>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT started_at FROM attempts WHERE subscription = ?1 AND started_at > ?2
+             ORDER BY started_at DESC LIMIT ?3",
+        )?;
+        let rows = stmt.query_map(
+            rusqlite::params![subscription, since_ms, limit as i64],
+            |row| row.get(0),
+        )?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// Bytes the store holds, counted as `[storage] max_size` counts them.

@@ -154,6 +154,18 @@ DROP INDEX events_type;
 ALTER TABLE subscription_state ADD COLUMN pause_reason TEXT;
 ALTER TABLE subscription_state ADD COLUMN failing_since INTEGER;
 "#,
+    // 8: ordered delivery (`ordering = "conversation"`, store/claim.rs). A delivery may go
+    // only when no earlier delivery of its (subscription, conversation) is still pending
+    // (or dead, with on_dead = "hold"); the conversation on the delivery and this index
+    // answer that with one probe. Only deliveries of ordered subscriptions carry the
+    // conversation, and final rows leave the index, so it holds just the ordered queue
+    // and other deliveries pay nothing for it. Deliveries made before ordering was on
+    // are not lined up.
+    r#"
+ALTER TABLE deliveries ADD COLUMN conversation_id TEXT;
+CREATE INDEX deliveries_line ON deliveries (subscription, conversation_id, event_seq)
+    WHERE state IN ('pending', 'dead') AND conversation_id IS NOT NULL;
+"#,
 ];
 
 /// Brings the database up to the newest schema. Refuses a database written by a newer

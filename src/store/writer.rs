@@ -10,16 +10,16 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{Receiver, Sender};
-use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use rusqlite::{params, Connection, Transaction};
 
 use super::admin::{replay, retry_failed, retry_one, set_paused};
 use super::faults::{storage_fault, Faults, StoreUnavailable};
 use super::health::{self, HealthCommand};
 use super::prune::prune;
-use super::{measure, PruneReport, PruneRequest, StoreFull, StoreStatus};
+use super::{measure, DueHints, PruneReport, PruneRequest, StoreFull, StoreStatus};
 use super::{
-    AdminRefusal, AttemptRecord, AuditEntry, ClaimRequest, ClaimResult, Claimed, IngestBatch,
-    IngestReport, NextStep, Replayed,
+    AdminRefusal, AttemptRecord, AuditEntry, ClaimRequest, ClaimResult, IngestBatch, IngestReport,
+    NextStep, Replayed,
 };
 use crate::metrics::{Metrics, Tally};
 
@@ -34,6 +34,8 @@ pub(super) enum Command {
     Ingest(IngestBatch, Reply<IngestReport>),
     Claim {
         requests: Vec<ClaimRequest>,
+        budget: usize,
+        group_budgets: Vec<usize>,
         now_ms: i64,
         lease_until_ms: i64,
         reply: Reply<ClaimResult>,
@@ -54,6 +56,7 @@ pub(super) enum Command {
     ForgetPositions(Vec<String>),
     Prune(PruneRequest, Reply<PruneReport>),
     SetMaxSize(Option<u64>),
+    SetOrdered(HashSet<String>),
     /// Answered in the writer's loop, outside any transaction: proves the writer is alive
     /// without costing an fsync.
     Ping(Reply<StoreStatus>),
@@ -74,7 +77,10 @@ impl Command {
             Command::Admin(_) => "admin",
             Command::ForgetPositions(_) => "spool positions",
             Command::Prune(..) => "prune",
-            Command::SetMaxSize(_) | Command::Ping(_) | Command::Shutdown => return None,
+            Command::SetMaxSize(_)
+            | Command::SetOrdered(_)
+            | Command::Ping(_)
+            | Command::Shutdown => return None,
         })
     }
 
@@ -88,6 +94,7 @@ impl Command {
                 | Command::ForgetPositions(_)
                 | Command::Prune(..)
                 | Command::SetMaxSize(_)
+                | Command::SetOrdered(_)
                 | Command::Ping(_)
         )
     }
@@ -129,6 +136,7 @@ pub struct StoreHandle {
     delivery_paused: Arc<AtomicBool>,
     metrics: Arc<Metrics>,
     faults: Arc<Faults>,
+    hints: Arc<DueHints>,
 }
 
 impl StoreHandle {
@@ -144,8 +152,33 @@ impl StoreHandle {
         now_ms: i64,
         lease_until_ms: i64,
     ) -> anyhow::Result<ClaimResult> {
+        let budget = requests.iter().map(|r| r.limit).sum();
+        let groups = requests.iter().map(|r| r.group + 1).max().unwrap_or(0);
+        self.claim_within(
+            requests,
+            budget,
+            vec![budget; groups],
+            now_ms,
+            lease_until_ms,
+        )
+    }
+
+    /// Like [`claim`](Self::claim), but leases at most `budget` deliveries in all, and
+    /// at most `group_budgets[g]` for the requests of group `g`: the requests are served
+    /// in order, and one whose budget is spent is not looked at (it is in neither
+    /// `claimed` nor `short`).
+    pub fn claim_within(
+        &self,
+        requests: Vec<ClaimRequest>,
+        budget: usize,
+        group_budgets: Vec<usize>,
+        now_ms: i64,
+        lease_until_ms: i64,
+    ) -> anyhow::Result<ClaimResult> {
         self.ask(|reply| Command::Claim {
             requests,
+            budget,
+            group_budgets,
             now_ms,
             lease_until_ms,
             reply,
@@ -283,6 +316,13 @@ impl StoreHandle {
         let _ = self.commands.send(Command::SetMaxSize(max_size));
     }
 
+    /// The subscriptions with `ordering = "conversation"`: from now on their new
+    /// deliveries carry their conversation, which the claim's head-of-line check and
+    /// its index use. Other deliveries leave it out, so they cost that index nothing.
+    pub fn set_ordered(&self, subscriptions: HashSet<String>) {
+        let _ = self.commands.send(Command::SetOrdered(subscriptions));
+    }
+
     /// A round trip through the writer, waiting at most `wait`: once every command
     /// queued before it is done, the writer answers with the store's size and limit.
     pub fn ping(&self, wait: Duration) -> anyhow::Result<StoreStatus> {
@@ -300,6 +340,11 @@ impl StoreHandle {
                 Err(anyhow::anyhow!("the store writer stopped before answering"))
             }
         }
+    }
+
+    /// Which subscriptions got work due now since the scheduler last took the hints.
+    pub fn due_hints(&self) -> &DueHints {
+        &self.hints
     }
 
     /// The counters the writer keeps, and the signs of life of delivery.
@@ -345,6 +390,8 @@ pub(super) fn spawn(
     let (commands, inbox) = crossbeam_channel::unbounded();
     let writer_metrics = Arc::clone(&metrics);
     let writer_faults = Arc::clone(&faults);
+    let hints = Arc::new(DueHints::default());
+    let writer_hints = Arc::clone(&hints);
     let thread = std::thread::Builder::new()
         .name("store-writer".into())
         .spawn(move || {
@@ -356,6 +403,8 @@ pub(super) fn spawn(
                 used_bytes: 0,
                 metrics: writer_metrics,
                 faults: writer_faults,
+                hints: writer_hints,
+                ordered: HashSet::new(),
             }
             .run(inbox)
         })?;
@@ -366,6 +415,7 @@ pub(super) fn spawn(
         delivery_paused: Arc::new(AtomicBool::new(loaded.delivery_paused)),
         metrics,
         faults,
+        hints,
     };
     Ok((handle, thread))
 }
@@ -404,6 +454,9 @@ struct Writer {
     used_bytes: u64,
     metrics: Arc<Metrics>,
     faults: Arc<Faults>,
+    hints: Arc<DueHints>,
+    /// Subscriptions with ordering by conversation (see `StoreHandle::set_ordered`).
+    ordered: HashSet<String>,
 }
 
 /// An answer held back until the transaction commits.
@@ -468,6 +521,8 @@ impl Writer {
         let mut own_faults: Vec<(&'static str, String)> = Vec::new();
         let mut answers = Vec::with_capacity(batch.len());
         let mut created_deliveries = false;
+        let mut due_for: HashSet<String> = HashSet::new();
+        let mut due_everywhere = false;
         let mut tally = Tally::default();
         let outcome = (|| -> rusqlite::Result<()> {
             let mut tx = self.conn.transaction()?;
@@ -487,10 +542,18 @@ impl Writer {
                             answers.push(Pending::Ingest(reply, Err(full.into())));
                             continue;
                         }
-                        let result = in_savepoint(&mut tx, |tx| ingest_batch(tx, &ingest))
+                        let ordered = &self.ordered;
+                        let result = in_savepoint(&mut tx, |tx| ingest_batch(tx, &ingest, ordered))
                             .map_err(|err| storage_fault(err, "ingest", &mut own_faults));
                         if let Ok(report) = &result {
                             created_deliveries |= report.deliveries > 0;
+                            if report.deliveries > 0 {
+                                for name in ingest.events.iter().flat_map(|r| &r.subscriptions) {
+                                    if !due_for.contains(name) {
+                                        due_for.insert(name.clone());
+                                    }
+                                }
+                            }
                             tally.ingest(
                                 &ingest.source,
                                 report.stored,
@@ -502,12 +565,18 @@ impl Writer {
                     }
                     Command::Claim {
                         requests,
+                        budget,
+                        mut group_budgets,
                         now_ms,
                         lease_until_ms,
                         reply,
                     } => {
+                        let budgets = super::claim::Budgets {
+                            total: budget,
+                            groups: &mut group_budgets,
+                        };
                         let result = in_savepoint(&mut tx, |tx| {
-                            claim(tx, &requests, now_ms, lease_until_ms)
+                            super::claim::claim(tx, &requests, budgets, now_ms, lease_until_ms)
                         });
                         answers.push(Pending::Claim(reply, result));
                     }
@@ -539,6 +608,7 @@ impl Writer {
                     Command::Admin(command) => {
                         let (answer, queued) = admin(&mut tx, command);
                         created_deliveries |= queued;
+                        due_everywhere |= queued;
                         answers.push(answer);
                     }
                     Command::ForgetPositions(keys) => {
@@ -551,6 +621,7 @@ impl Writer {
                         answers.push(Pending::Prune(reply, result));
                     }
                     Command::SetMaxSize(max_size) => self.max_size = max_size,
+                    Command::SetOrdered(names) => self.ordered = names,
                     Command::Ping(_) | Command::Shutdown => {}
                 }
             }
@@ -582,6 +653,10 @@ impl Writer {
             }
         }
         if outcome.is_ok() && created_deliveries {
+            self.hints.note(&due_for);
+            if due_everywhere {
+                self.hints.note_everything();
+            }
             let _ = self.new_work.try_send(());
         }
     }
@@ -649,7 +724,11 @@ fn in_savepoint<T>(
     }
 }
 
-fn ingest_batch(tx: &Connection, batch: &IngestBatch) -> rusqlite::Result<IngestReport> {
+fn ingest_batch(
+    tx: &Connection,
+    batch: &IngestBatch,
+    ordered: &HashSet<String>,
+) -> rusqlite::Result<IngestReport> {
     let now = now_ms();
     let mut report = IngestReport::default();
     let mut insert_event = tx.prepare_cached(
@@ -658,8 +737,8 @@ fn ingest_batch(tx: &Connection, batch: &IngestBatch) -> rusqlite::Result<Ingest
     )?;
     let mut insert_delivery = tx.prepare_cached(
         "INSERT INTO deliveries (event_seq, event_id, subscription, state, next_attempt_at,
-                                 created_at, updated_at, event_type)
-         VALUES (?1, ?2, ?3, 'pending', ?4, ?4, ?4, ?5)",
+                                 created_at, updated_at, event_type, conversation_id)
+         VALUES (?1, ?2, ?3, 'pending', ?4, ?4, ?4, ?5, ?6)",
     )?;
     for routed in &batch.events {
         let event = &routed.event;
@@ -680,7 +759,17 @@ fn ingest_batch(tx: &Connection, batch: &IngestBatch) -> rusqlite::Result<Ingest
         report.stored += 1;
         let seq = tx.last_insert_rowid();
         for subscription in &routed.subscriptions {
-            insert_delivery.execute(params![seq, event.id, subscription, now, event.kind])?;
+            let line = ordered
+                .contains(subscription)
+                .then_some(&event.conversation_id);
+            insert_delivery.execute(params![
+                seq,
+                event.id,
+                subscription,
+                now,
+                event.kind,
+                line.cloned().flatten()
+            ])?;
             report.deliveries += 1;
         }
     }
@@ -714,65 +803,6 @@ fn ingest_batch(tx: &Connection, batch: &IngestBatch) -> rusqlite::Result<Ingest
         ])?;
     }
     Ok(report)
-}
-
-fn claim(
-    tx: &Connection,
-    requests: &[ClaimRequest],
-    now_ms: i64,
-    lease_until_ms: i64,
-) -> rusqlite::Result<ClaimResult> {
-    let mut result = ClaimResult::default();
-    let mut due = tx.prepare_cached(
-        "SELECT d.id, d.attempts, d.event_id, e.body
-         FROM deliveries d JOIN events e ON e.seq = d.event_seq
-         WHERE d.state = 'pending' AND d.subscription = ?1 AND d.next_attempt_at <= ?2
-         ORDER BY d.next_attempt_at, d.id
-         LIMIT ?3",
-    )?;
-    let mut lease = tx.prepare_cached(
-        "UPDATE deliveries SET leased_at = ?2, next_attempt_at = ?3 WHERE id = ?1",
-    )?;
-    let mut next_due = tx.prepare_cached(
-        "SELECT MIN(next_attempt_at) FROM deliveries
-         WHERE state = 'pending' AND subscription = ?1",
-    )?;
-    for request in requests {
-        let before = result.claimed.len();
-        {
-            let rows = due.query_map(
-                params![request.subscription, now_ms, request.limit as i64],
-                |row| {
-                    Ok(Claimed {
-                        delivery_id: row.get(0)?,
-                        attempt: row.get::<_, u32>(1)? + 1,
-                        event_id: row.get(2)?,
-                        body: row.get(3)?,
-                        subscription: request.subscription.clone(),
-                    })
-                },
-            )?;
-            for claimed in rows {
-                let claimed = claimed?;
-                lease.execute(params![claimed.delivery_id, now_ms, lease_until_ms])?;
-                result.claimed.push(claimed);
-            }
-        }
-        // A subscription without capacity, or that filled its limit, may have more due at
-        // once; the scheduler looks again when capacity frees up, so only the others say
-        // when to look.
-        if request.limit == 0 || result.claimed.len() - before == request.limit {
-            continue;
-        }
-        let next: Option<i64> = next_due
-            .query_row(params![request.subscription], |row| row.get(0))
-            .optional()?
-            .flatten();
-        if let Some(next) = next {
-            result.next_due_ms = Some(result.next_due_ms.map_or(next, |known| known.min(next)));
-        }
-    }
-    Ok(result)
 }
 
 /// Writes each attempt and its delivery's new state; says for each whether the delivery
@@ -899,7 +929,9 @@ fn admin(tx: &mut Transaction<'_>, command: AdminCommand) -> (Pending, bool) {
             reply,
         } => {
             let result = in_savepoint(tx, |tx| set_paused(tx, &subscription, paused, now));
-            (Pending::Flag(reply, result), false)
+            // A resumed subscription may have work due: wake the scheduler for it.
+            let resumed = !paused && matches!(result, Ok(true));
+            (Pending::Flag(reply, result), resumed)
         }
     }
 }

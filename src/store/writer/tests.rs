@@ -2,7 +2,7 @@ use rusqlite::{params, Connection};
 
 use super::*;
 use crate::store::test_support::{attempt, delivery, event, TempStore};
-use crate::store::{Reader, Store};
+use crate::store::{Claimed, Reader, Store};
 
 const T: i64 = 1_700_000_000_000;
 
@@ -375,6 +375,8 @@ fn metrics_count_what_was_committed_by_source_and_subscription() {
             vec![ClaimRequest {
                 subscription: "crm".into(),
                 limit: 10,
+                line: Default::default(),
+                group: 0,
             }],
             now_ms() + 1,
             now_ms() + 60_000,

@@ -11,8 +11,9 @@ use super::params::{self, Params};
 use super::views::{self, RequestView, SubscriptionView};
 use super::{read_store, unknown_subscription};
 use crate::config::Subscription;
+use crate::config::{OnDead, Ordering};
 use crate::snippets::{self, Snippets};
-use crate::store::{now_ms, DeliveryDetail, DeliveryFilter, Overview};
+use crate::store::{now_ms, DeliveryDetail, DeliveryFilter, LineView, Overview};
 use crate::web::auth::Operator;
 use crate::web::{ApiError, AppState};
 
@@ -152,6 +153,10 @@ struct DeliveryBody {
     detail: DeliveryDetail,
     /// `None` when the subscription is no longer configured.
     request: Option<RequestView>,
+    /// With `ordering = "conversation"`: what this delivery waits behind, and how many
+    /// wait behind it. Absent for subscriptions without ordering.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    line: Option<LineView>,
 }
 
 pub(super) async fn delivery(
@@ -165,10 +170,22 @@ pub(super) async fn delivery(
         .ok_or_else(|| {
             ApiError::new(StatusCode::NOT_FOUND, format!("there is no delivery {id}"))
         })?;
-    let request = configured(&state, &detail.delivery.subscription)
-        .ok()
-        .map(|subscription| views::request_view(&subscription, &detail.event));
-    Ok(HttpResponse::Ok().json(DeliveryBody { detail, request }))
+    let subscription = configured(&state, &detail.delivery.subscription).ok();
+    let request = subscription
+        .as_ref()
+        .map(|subscription| views::request_view(subscription, &detail.event));
+    let ordered = subscription
+        .filter(|s| s.pacing.ordering == Ordering::Conversation)
+        .map(|s| s.pacing.on_dead == OnDead::Hold);
+    let line = match ordered {
+        Some(hold_dead) => read_store(&state, move |r| r.delivery_line(id, hold_dead)).await?,
+        None => None,
+    };
+    Ok(HttpResponse::Ok().json(DeliveryBody {
+        detail,
+        request,
+        line,
+    }))
 }
 
 const PAGE_PARAMS: &[&str] = &["cursor", "limit"];
