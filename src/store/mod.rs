@@ -18,6 +18,7 @@ mod schema;
 #[cfg(test)]
 mod test_support;
 mod writer;
+mod writes;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -10,16 +10,17 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{Receiver, Sender};
-use rusqlite::{params, Connection, Transaction};
+use rusqlite::{Connection, Transaction};
 
 use super::admin::{replay, retry_failed, retry_one, set_paused};
 use super::faults::{storage_fault, Faults, StoreUnavailable};
 use super::health::{self, HealthCommand};
 use super::prune::prune;
+use super::writes::{audit, cancel_removed, forget_positions, ingest_batch, put_setting, record};
 use super::{measure, DueHints, PruneReport, PruneRequest, StoreFull, StoreStatus};
 use super::{
     AdminRefusal, AttemptRecord, AuditEntry, ClaimRequest, ClaimResult, IngestBatch, IngestReport,
-    NextStep, Replayed,
+    Replayed,
 };
 use crate::metrics::{Metrics, Tally};
 
@@ -722,175 +723,6 @@ fn in_savepoint<T>(
         }
         Err(err) => Err(err.into()),
     }
-}
-
-fn ingest_batch(
-    tx: &Connection,
-    batch: &IngestBatch,
-    ordered: &HashSet<String>,
-) -> rusqlite::Result<IngestReport> {
-    let now = now_ms();
-    let mut report = IngestReport::default();
-    let mut insert_event = tx.prepare_cached(
-        "INSERT INTO events (id, type, conversation_id, project_id, received_at, source, body)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (id) DO NOTHING",
-    )?;
-    let mut insert_delivery = tx.prepare_cached(
-        "INSERT INTO deliveries (event_seq, event_id, subscription, state, next_attempt_at,
-                                 created_at, updated_at, event_type, conversation_id)
-         VALUES (?1, ?2, ?3, 'pending', ?4, ?4, ?4, ?5, ?6)",
-    )?;
-    for routed in &batch.events {
-        let event = &routed.event;
-        let inserted = insert_event.execute(params![
-            event.id,
-            event.kind,
-            event.conversation_id,
-            event.project_id,
-            now,
-            batch.source,
-            event.body,
-        ])?;
-        if inserted == 0 {
-            report.duplicates += 1;
-            report.duplicate_ids.push(event.id.clone());
-            continue;
-        }
-        report.stored += 1;
-        let seq = tx.last_insert_rowid();
-        for subscription in &routed.subscriptions {
-            let line = ordered
-                .contains(subscription)
-                .then_some(&event.conversation_id);
-            insert_delivery.execute(params![
-                seq,
-                event.id,
-                subscription,
-                now,
-                event.kind,
-                line.cloned().flatten()
-            ])?;
-            report.deliveries += 1;
-        }
-    }
-    let mut insert_rejection = tx.prepare_cached(
-        "INSERT INTO rejections (at, source, line, reason, snippet) VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?;
-    for rejection in &batch.rejections {
-        insert_rejection.execute(params![
-            now,
-            rejection.source,
-            rejection.line,
-            rejection.reason,
-            rejection.snippet
-        ])?;
-    }
-    if let Some(position) = &batch.position {
-        tx.prepare_cached(
-            "INSERT INTO spool_positions (file_key, path, offset, line, head, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-             ON CONFLICT (file_key) DO UPDATE SET
-                 path = excluded.path, offset = excluded.offset, line = excluded.line,
-                 head = excluded.head, updated_at = excluded.updated_at",
-        )?
-        .execute(params![
-            position.file_key,
-            position.path,
-            position.offset,
-            position.line,
-            position.head,
-            now
-        ])?;
-    }
-    Ok(report)
-}
-
-/// Writes each attempt and its delivery's new state; says for each whether the delivery
-/// was still pending (a delivery cancelled meanwhile keeps the attempt, not the state).
-fn record(tx: &Connection, records: &[AttemptRecord]) -> rusqlite::Result<Vec<bool>> {
-    let now = now_ms();
-    let mut insert_attempt = tx.prepare_cached(
-        "INSERT INTO attempts (delivery_id, attempt, started_at, duration_ms, status, error,
-                               response_snippet, subscription)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, (SELECT subscription FROM deliveries WHERE id = ?1))",
-    )?;
-    let mut update = tx.prepare_cached(
-        "UPDATE deliveries SET state = ?2, attempts = ?3, next_attempt_at = ?4, leased_at = NULL,
-                               last_status = ?5, last_error = ?6, updated_at = ?7
-         WHERE id = ?1 AND state = 'pending'",
-    )?;
-    let mut updated = Vec::with_capacity(records.len());
-    for r in records {
-        insert_attempt.execute(params![
-            r.delivery_id,
-            r.attempt,
-            r.started_at_ms,
-            r.duration_ms,
-            r.status,
-            r.error,
-            r.response_snippet
-        ])?;
-        let (state, next_attempt_at) = match r.next {
-            NextStep::Delivered => ("delivered", None),
-            NextStep::RetryAt(at) => ("pending", Some(at)),
-            NextStep::Dead => ("dead", None),
-        };
-        let changed = update.execute(params![
-            r.delivery_id,
-            state,
-            r.attempt,
-            next_attempt_at,
-            r.status,
-            r.error,
-            now
-        ])?;
-        updated.push(changed > 0);
-    }
-    Ok(updated)
-}
-
-fn cancel_removed(tx: &Connection, keep: &[String], when: &str) -> rusqlite::Result<usize> {
-    let keep_json = serde_json::to_string(keep).unwrap_or_else(|_| "[]".into());
-    tx.execute(
-        "UPDATE deliveries
-         SET state = 'cancelled', next_attempt_at = NULL, leased_at = NULL, updated_at = ?2,
-             last_error = 'cancelled: subscription \"' || subscription || '\" was ' || ?3
-         WHERE state = 'pending' AND subscription NOT IN (SELECT value FROM json_each(?1))",
-        params![keep_json, now_ms(), when],
-    )
-}
-
-fn put_setting(tx: &Connection, key: &str, value: &str) -> rusqlite::Result<()> {
-    tx.prepare_cached(
-        "INSERT INTO settings (key, value, updated_at) VALUES (?1, ?2, ?3)
-         ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-    )?
-    .execute(params![key, value, now_ms()])?;
-    Ok(())
-}
-
-fn audit(tx: &Connection, entry: &AuditEntry) -> rusqlite::Result<()> {
-    tx.prepare_cached(
-        "INSERT INTO audit_log (at, actor, action, detail, result, origin)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    )?
-    .execute(params![
-        now_ms(),
-        entry.actor,
-        entry.action,
-        entry.detail,
-        entry.result,
-        entry.origin
-    ])?;
-    Ok(())
-}
-
-fn forget_positions(tx: &Connection, keys: &[String]) -> rusqlite::Result<()> {
-    let mut delete = tx.prepare_cached("DELETE FROM spool_positions WHERE file_key = ?1")?;
-    for key in keys {
-        delete.execute(params![key])?;
-    }
-    Ok(())
 }
 
 /// Runs one admin command in its own savepoint; also says whether it queued deliveries

@@ -2,7 +2,7 @@ use rusqlite::{params, Connection};
 
 use super::*;
 use crate::store::test_support::{attempt, delivery, event, TempStore};
-use crate::store::{Claimed, Reader, Store};
+use crate::store::{Claimed, NextStep, Reader, Store};
 
 const T: i64 = 1_700_000_000_000;
 
