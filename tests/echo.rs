@@ -448,3 +448,21 @@ fn a_generic_hex_source_refuses_a_replay_outside_its_window() {
     post(&fresh).expect(202);
     receiver.wait_for_count(1, LONG);
 }
+
+/// Regression: a source's 413 named `[inlet] max_body_bytes` even when the source's own
+/// limit had refused the body, sending the operator to the wrong key.
+#[test]
+fn a_body_over_a_sources_own_limit_is_413_naming_that_limit() {
+    let receiver = Receiver::start(204);
+    let (home, _serve) = start_echo_with(&receiver, "max_body_bytes = \"2MiB\"");
+    let signed = &python_payloads(ECHO_SECRET)[0];
+    let big = format!("{{\"pad\":\"{}\"}}", "x".repeat(3 << 20));
+    let got = post_echo(&home, signed, &signed.signature, &big).expect(413);
+    let error = got.json()["error"].as_str().unwrap().to_string();
+    assert!(
+        error.contains("max_body_bytes of the [[inlet.source]] named \"echo\""),
+        "{error}"
+    );
+    assert_eq!(got.json()["limit"], 2 << 20);
+    assert_eq!(home.count("SELECT count(*) FROM events"), 0);
+}

@@ -218,7 +218,8 @@ async fn login(
             "application/json",
         ));
     }
-    let body = super::read_body(&request, payload, MAX_LOGIN_BODY).await?;
+    let body =
+        super::read_body(&request, payload, MAX_LOGIN_BODY, "the login form's limit").await?;
     let login: Login = serde_json::from_slice(&body).map_err(|err| {
         ApiError::new(
             StatusCode::BAD_REQUEST,

@@ -54,7 +54,7 @@ pub(super) async fn post_events(
         )
     })?;
     let limit = state.inlet.max_body_bytes;
-    let body = read_body(&request, payload, limit).await?;
+    let body = read_body(&request, payload, limit, "[inlet] max_body_bytes").await?;
 
     let state = state.into_inner();
     let outcome = web::block(move || {

@@ -287,16 +287,17 @@ impl ResponseError for ApiError {
 }
 
 /// Reads a body, refusing it with 413 as soon as it passes `limit` (by its
-/// Content-Length, or while it streams in).
+/// Content-Length, or while it streams in); `setting` names where the limit is set.
 pub(crate) async fn read_body(
     request: &actix_web::HttpRequest,
     payload: web::Payload,
     limit: usize,
+    setting: &str,
 ) -> Result<web::Bytes, ApiError> {
     let too_large = || {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            format!("the body is over {limit} bytes ([inlet] max_body_bytes)"),
+            format!("the body is over {limit} bytes ({setting})"),
         )
         .detail("limit", limit)
     };

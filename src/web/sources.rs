@@ -39,7 +39,8 @@ pub(super) async fn post_source(
     if mime != "application/json" {
         return Err(unsupported_type(&mime, "application/json"));
     }
-    let body = read_body(&request, payload, limit).await?;
+    let setting = format!("max_body_bytes of the [[inlet.source]] named {name:?}");
+    let body = read_body(&request, payload, limit, &setting).await?;
     let headers = request.headers().clone();
     let peer = request.peer_addr();
 

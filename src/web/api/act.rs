@@ -330,15 +330,20 @@ async fn json_body<T: DeserializeOwned>(
     if mime != "application/json" {
         return Err(unsupported_type(&mime, "application/json"));
     }
-    let body = read_body(request, payload, MAX_ACTION_BODY)
-        .await
-        .map_err(|err| match err.status {
-            StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("the body is over {MAX_ACTION_BODY} bytes; {shape} is all it takes"),
-            ),
-            _ => err,
-        })?;
+    let body = read_body(
+        request,
+        payload,
+        MAX_ACTION_BODY,
+        "the API's limit for an action",
+    )
+    .await
+    .map_err(|err| match err.status {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the body is over {MAX_ACTION_BODY} bytes; {shape} is all it takes"),
+        ),
+        _ => err,
+    })?;
     serde_json::from_slice(&body)
         .map_err(|err| bad_request(format!("the body must be {shape}: {err}")))
 }
