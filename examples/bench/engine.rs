@@ -104,7 +104,7 @@ fn setup(subs: &[Sub], delivery: &str) -> anyhow::Result<Setup> {
     let port = free_port()?;
     let mut text = format!(
         "[storage]\npath = {:?}\n[spool]\ndir = {:?}\n[http]\nlisten = \"127.0.0.1:{port}\"\n\
-         [inlet]\ntoken = \"{TOKEN}\"\n[delivery]\n{delivery}\n",
+         [inlet]\ntoken = \"{TOKEN}\"\n[delivery]\nallow_networks = [\"127.0.0.1\"]\n{delivery}\n",
         dir.path().join("posthorn.db").display().to_string(),
         spool_dir.display().to_string(),
     );
