@@ -30,10 +30,6 @@ const STORE_BYTES: &[u8] = b"SQLite format 3\0 the operator's store, not to be t
 /// A secret only posthorn may read.
 const SECRET: &str = "SECRET-TOKEN-not-for-the-admin-page";
 
-fn is_root() -> bool {
-    rustix::process::geteuid().is_root()
-}
-
 fn configure(home: &Home, receiver: &Receiver, spool: &str) {
     home.write_config_with_spool(spool, &catch_all(&receiver.url));
 }
@@ -63,7 +59,7 @@ fn wait_rejections(home: &Home, count: usize) -> Vec<RejectionRow> {
 /// give it away, writable by anyone).
 fn make_producers_dir(path: &Path) {
     fs::create_dir_all(path).unwrap();
-    if is_root() {
+    if common::is_root() {
         std::os::unix::fs::chown(path, Some(PRODUCER_UID), Some(PRODUCER_UID)).unwrap();
     } else {
         fs::set_permissions(path, fs::Permissions::from_mode(0o777)).unwrap();
@@ -254,7 +250,7 @@ fn a_file_written_with_umask_077_is_skipped_once_the_others_go_on_and_it_is_take
         .args(["serve", "--config"])
         .arg(home.config_path())
         .env("POSTHORN_LOG", "posthorn=debug,info");
-    if is_root() {
+    if common::is_root() {
         // posthorn as its own user; the producer (root here) writes files only it can read.
         for dir in [home.path(), &home.spool()] {
             std::os::unix::fs::chown(dir, Some(POSTHORN_UID), Some(POSTHORN_UID)).unwrap();
@@ -263,7 +259,7 @@ fn a_file_written_with_umask_077_is_skipped_once_the_others_go_on_and_it_is_take
     }
     let _serve = Serve::start_with(&home, command);
     // Owner-only as a producer's umask 077 makes it; as the same user, nothing at all.
-    let locked = if is_root() { 0o600 } else { 0o000 };
+    let locked = if common::is_root() { 0o600 } else { 0o000 };
     let lock = |name: &str| {
         fs::set_permissions(home.spool().join(name), fs::Permissions::from_mode(locked)).unwrap()
     };

@@ -172,22 +172,13 @@ fn the_static_binary_delivers_to_a_receiver_named_localhost() {
     );
 }
 
-/// Whether this process runs as root (`id -u`, so the test needs no libc bindings).
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
-}
-
 /// The strongest form of "static": run it in a root that holds nothing but the binary,
 /// a few files in /etc and its state: no libc.so, no NSS modules, no /dev. It must still
 /// read its own /etc/hosts to find a receiver by a made-up name. Needs root (chroot);
 /// skipped, saying so, otherwise. CI runs as root.
 #[test]
 fn the_static_binary_resolves_names_in_an_empty_root() {
-    if !is_root() {
+    if !common::is_root() {
         eprintln!("skipped: chroot needs root");
         return;
     }

@@ -14,14 +14,6 @@ use common::{catch_all, http_get, http_post, wait_for, Home, Receiver, Serve};
 
 const TOKEN: &str = "inlet-token-0123456789";
 
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
-}
-
 /// A tmpfs of `size` mounted on a fresh directory; unmounted when dropped.
 struct Tmpfs {
     dir: tempfile::TempDir,
@@ -101,7 +93,7 @@ fn write_config(home: &Home, db: &Path, receiver: &Receiver) {
 
 #[test]
 fn a_full_disk_answers_503_fails_healthz_and_recovers_with_nothing_acknowledged_lost() {
-    if !is_root() {
+    if !common::is_root() {
         eprintln!("skipped: mounting a tmpfs needs root");
         return;
     }

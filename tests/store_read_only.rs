@@ -15,14 +15,6 @@ use common::{catch_all, http_get, http_post, wait_for, Answer, Home, Receiver, S
 
 const TOKEN: &str = "inlet-token-0123456789";
 
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
-}
-
 fn run(program: &str, args: &[&str]) -> Result<String, String> {
     let output = Command::new(program)
         .args(args)
@@ -113,7 +105,7 @@ fn post(home: &Home, id: &str) -> common::Response {
 
 #[test]
 fn a_store_turned_read_only_answers_503_fails_healthz_and_loses_nothing_acknowledged() {
-    if !is_root() {
+    if !common::is_root() {
         eprintln!("skipped: loop devices and mounts need root");
         return;
     }

@@ -136,6 +136,15 @@ pub(super) fn replay(
     }
 }
 
+/// Whether `subscription` is paused now, in the store.
+pub(super) fn is_paused(tx: &Connection, subscription: &str) -> rusqlite::Result<bool> {
+    Ok(tx
+        .prepare_cached("SELECT paused FROM subscription_state WHERE subscription = ?1")?
+        .query_row(params![subscription], |row| row.get(0))
+        .optional()?
+        .unwrap_or(false))
+}
+
 /// Stores the pause flag; a resume of a subscription never paused changes nothing.
 pub(super) fn set_paused(
     tx: &Connection,
@@ -143,11 +152,7 @@ pub(super) fn set_paused(
     paused: bool,
     now: i64,
 ) -> rusqlite::Result<bool> {
-    let was: bool = tx
-        .prepare_cached("SELECT paused FROM subscription_state WHERE subscription = ?1")?
-        .query_row(params![subscription], |row| row.get(0))
-        .optional()?
-        .unwrap_or(false);
+    let was = is_paused(tx, subscription)?;
     if was == paused {
         return Ok(false);
     }

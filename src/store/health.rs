@@ -135,11 +135,7 @@ fn pause_because(
     reason: &str,
     now: i64,
 ) -> rusqlite::Result<bool> {
-    let was: bool = tx
-        .prepare_cached("SELECT paused FROM subscription_state WHERE subscription = ?1")?
-        .query_row(params![subscription], |row| row.get(0))
-        .optional()?
-        .unwrap_or(false);
+    let was = super::admin::is_paused(tx, subscription)?;
     tx.prepare_cached(
         "INSERT INTO subscription_state (subscription, paused, updated_at, pause_reason)
          VALUES (?1, 1, ?2, ?3)

@@ -23,6 +23,12 @@ use sha2::Sha256;
 /// A fixed Standard Webhooks secret for tests.
 pub const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
+/// Whether the tests run as root (root reads and mounts anything; some tests need it, or
+/// must drop it for posthorn).
+pub fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
 /// A port that was free a moment ago on 127.0.0.1 (bound to port 0, then released).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
