@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -67,17 +66,7 @@ fn python_payloads(secret: &str) -> Vec<Signed> {
 
 /// The payloads as ECHO would have made them `age_secs` seconds ago.
 fn python_payloads_made_ago(secret: &str, age_secs: u64) -> Vec<Signed> {
-    let output = Command::new("python3")
-        .args(["-c", PYTHON, secret, &age_secs.to_string()])
-        .output()
-        .expect("python3 runs");
-    assert!(
-        output.status.success(),
-        "python3 failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout)
-        .unwrap()
+    common::python(PYTHON, &[secret, &age_secs.to_string()])
         .lines()
         .map(|line| {
             let v: serde_json::Value = serde_json::from_str(line).unwrap();

@@ -6,7 +6,6 @@
 mod common;
 
 use std::collections::HashMap;
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::value::RawValue;
@@ -17,22 +16,6 @@ use posthorn::inlet::{canonical, json};
 const LONG: Duration = Duration::from_secs(20);
 const TOKEN: &str = "inlet-token-0123456789";
 const ECHO_SECRET: &str = "echo-shared-sëcret";
-
-/// Runs a Python 3 script with arguments and returns its stdout.
-fn python(script: &str, args: &[&str]) -> String {
-    let output = Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .args(args)
-        .output()
-        .expect("python3 runs");
-    assert!(
-        output.status.success(),
-        "python3 failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).expect("python3 prints UTF-8")
-}
 
 /// Hard numbers written by hand, then random doubles (their shortest repr) and random
 /// 16 to 20 digit decimals that are not any double's shortest form, so they must be
@@ -71,7 +54,7 @@ for text in texts:
 fn canonical_json_matches_python_for_a_corpus_of_hard_numbers() {
     let mut checked = 0;
     let mut wrong = Vec::new();
-    for line in python(CORPUS, &[]).lines() {
+    for line in common::python(CORPUS, &[]).lines() {
         let case: serde_json::Value = serde_json::from_str(line).unwrap();
         let text = case["text"].as_str().unwrap();
         let expected = case["canonical"].as_str().unwrap();
@@ -121,7 +104,7 @@ for i, arg in enumerate(sys.argv[2:]):
 fn echo_requests(args: &[&str]) -> Vec<(String, String)> {
     let mut all = vec![ECHO_SECRET];
     all.extend_from_slice(args);
-    python(ECHO, &all)
+    common::python(ECHO, &all)
         .lines()
         .map(|line| {
             let v: serde_json::Value = serde_json::from_str(line).unwrap();

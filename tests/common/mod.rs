@@ -29,6 +29,22 @@ pub fn is_root() -> bool {
     rustix::process::geteuid().is_root()
 }
 
+/// Runs a Python 3 script with arguments and returns its stdout.
+pub fn python(script: &str, args: &[&str]) -> String {
+    let output = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("python3 runs");
+    assert!(
+        output.status.success(),
+        "python3 failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("python3 prints UTF-8")
+}
+
 /// A port that was free a moment ago on 127.0.0.1 (bound to port 0, then released).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
