@@ -111,11 +111,9 @@ impl Guard {
     /// A dual-stack listener reports an IPv4 peer as `::ffff:a.b.c.d`; it is judged
     /// as the IPv4 address it is.
     fn trusted(&self, address: IpAddr) -> bool {
-        let address = match address {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(address, IpAddr::V4),
-            v4 => v4,
-        };
-        self.proxies.iter().any(|net| net.contains(address))
+        self.proxies
+            .iter()
+            .any(|net| net.contains(address.to_canonical()))
     }
 }
 

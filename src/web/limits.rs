@@ -158,11 +158,8 @@ impl Throttle {
 /// The key an address is counted under: IPv6 clients by their /64, as one host usually
 /// holds a whole /64 and could otherwise take a fresh address per attempt.
 fn key(address: IpAddr) -> IpAddr {
-    match address {
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => IpAddr::V6((u128::from(v6) & !(u128::MAX >> 64)).into()),
-        },
+    match address.to_canonical() {
+        IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !(u128::MAX >> 64)).into()),
         v4 => v4,
     }
 }
