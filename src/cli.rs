@@ -55,6 +55,7 @@ pub enum Command {
     },
     /// Switch all delivery off (pause) or on again (resume), kept across restarts, or
     /// show whether it runs. Events are still taken in and stored while it is off.
+    /// `delivery pause` and `delivery resume` are the same as `pause-all` and `resume-all`.
     Delivery {
         #[command(subcommand)]
         command: DeliveryCommand,
@@ -64,6 +65,62 @@ pub enum Command {
         #[command(subcommand)]
         command: DeliveriesCommand,
     },
+    /// Send events to a subscription again: the ones named, or the events of the
+    /// deliveries named with --delivery (delivered ones too). The existing delivery is
+    /// made due again, or one is made where the subscription never had the event; an
+    /// event outside the subscription's scope is refused. Exits 1 if any was refused.
+    #[command(group(ArgGroup::new("what").required(true).args(["event_ids", "delivery"])))]
+    Replay {
+        /// Event ids.
+        #[arg(value_name = "EVENT_ID", requires = "subscription")]
+        event_ids: Vec<String>,
+        /// The subscription to send the events to.
+        #[arg(long, value_name = "NAME")]
+        subscription: Option<String>,
+        /// Delivery ids: each one's event goes to its own subscription again.
+        #[arg(long, value_name = "ID", num_args = 1.., conflicts_with_all = ["event_ids", "subscription"])]
+        delivery: Vec<i64>,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Pause one subscription, kept across restarts: its deliveries wait, nothing is
+    /// dropped.
+    Pause {
+        /// The subscription's name.
+        subscription: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Resume a paused subscription (paused by an operator, by a 410 Gone or after failing
+    /// too long); its waiting deliveries are sent.
+    Resume {
+        /// The subscription's name.
+        subscription: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Pause all delivery, kept across restarts (same as `delivery pause`). Events are
+    /// still taken in and stored.
+    PauseAll {
+        #[command(flatten)]
+        api: ApiArgs,
+        /// Print the API's JSON: {"enabled", "config_enabled", "paused_by_operator", "reason", "changed"}.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Resume all delivery (same as `delivery resume`); exits 1 while `[delivery] enabled
+    /// = false` keeps it off.
+    ResumeAll {
+        #[command(flatten)]
+        api: ApiArgs,
+        /// Print the API's JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check a captured webhook request against a secret and say why it does not verify
+    /// (stale timestamp, wrong secret, changed body, missing headers). Exit 0 valid, 1
+    /// invalid, 2 usage. Needs no running posthorn.
+    Verify(crate::commands::verify::VerifyArgs),
     /// Send a `posthorn.test` event to one subscription and wait for its first attempt;
     /// exits 0 on a 2xx answer, 1 otherwise.
     Test {
@@ -92,20 +149,30 @@ pub struct ApiArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum DeliveryCommand {
-    /// Pause all delivery.
+    /// Pause all delivery (same as `posthorn pause-all`).
     Pause {
         #[command(flatten)]
         api: ApiArgs,
+        /// Print the API's JSON.
+        #[arg(long)]
+        json: bool,
     },
-    /// Resume all delivery (exits 1 while `[delivery] enabled = false` keeps it off).
+    /// Resume all delivery (same as `posthorn resume-all`; exits 1 while `[delivery]
+    /// enabled = false` keeps it off).
     Resume {
         #[command(flatten)]
         api: ApiArgs,
+        /// Print the API's JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Say whether delivery runs, and why not.
     Status {
         #[command(flatten)]
         api: ApiArgs,
+        /// Print the API's JSON: {"enabled", "config_enabled", "paused_by_operator", "reason"}.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -131,8 +198,9 @@ pub enum DeliveriesCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Make deliveries due now: the ones named, or every dead or failing delivery of a
-    /// subscription that changed since a time. Exits 1 if any was refused.
+    /// Make deliveries due now: the ones named (dead, failing or cancelled), or every dead
+    /// or failing delivery of a subscription that changed since a time (with
+    /// --include-cancelled, its cancelled ones too). Exits 1 if any was refused.
     #[command(group(ArgGroup::new("which").required(true).args(["ids", "subscription"])))]
     Retry {
         /// Delivery ids.
@@ -145,6 +213,10 @@ pub enum DeliveriesCommand {
         /// ago).
         #[arg(long, value_name = "TIME", value_parser = parse_time_arg, requires = "subscription")]
         since: Option<i64>,
+        /// With --subscription: retry its cancelled deliveries too (cancelled when the
+        /// subscription was removed or renamed at a reload).
+        #[arg(long, requires = "subscription")]
+        include_cancelled: bool,
         #[command(flatten)]
         api: ApiArgs,
     },

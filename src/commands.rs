@@ -1,11 +1,15 @@
 //! The operator commands run from a shell against a running `posthorn serve`: `status`,
-//! `deliveries list|show|retry`, `delivery pause|resume|status` and `test`, each one or a few calls of the operator API
+//! `deliveries list|show|retry`, `replay`, `pause`/`resume` (one subscription),
+//! `pause-all`/`resume-all` (alias `delivery pause|resume|status`) and `test`, each one or
+//! a few calls of the operator API
 //! through [`crate::client`], printed by [`crate::client::render`] (or as the API's JSON
 //! with `--json`). Exit codes: 0 done, 1 the API refused or could not be reached, 2 the
 //! command could not be set up (no token, a bad config).
 
+mod act;
 mod delivery;
 mod hash_password;
+pub mod verify;
 
 use std::io::Write as _;
 use std::process::ExitCode;
@@ -20,7 +24,8 @@ use crate::client::api::{
 use crate::client::{self, path_segment, render, Answer, ClientError, Connection};
 use crate::config;
 
-pub use delivery::delivery;
+pub use act::{pause, replay};
+pub use delivery::{delivery, switch_all};
 pub use hash_password::hash_password;
 
 /// How often `posthorn test` looks at its delivery.
@@ -119,9 +124,12 @@ pub fn deliveries(command: &DeliveriesCommand) -> ExitCode {
             ids,
             subscription,
             since,
+            include_cancelled,
             api,
         } => match (subscription, since) {
-            (Some(subscription), Some(since)) => retry_failed(subscription, *since, api),
+            (Some(subscription), Some(since)) => {
+                retry_failed(subscription, *since, *include_cancelled, api)
+            }
             _ => retry(ids, api),
         },
     })
@@ -208,15 +216,30 @@ fn retry(ids: &[i64], api: &ApiArgs) -> Result<ExitCode, Failure> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn retry_failed(subscription: &str, since: i64, api: &ApiArgs) -> Result<ExitCode, Failure> {
+fn retry_failed(
+    subscription: &str,
+    since: i64,
+    include_cancelled: bool,
+    api: &ApiArgs,
+) -> Result<ExitCode, Failure> {
     let Connection { client, .. } = connect(api)?;
+    let body = if include_cancelled {
+        json!({ "since": since, "include_cancelled": true })
+    } else {
+        json!({ "since": since })
+    };
     let answer: Answer<RetriedFailed> = client.post(
         &format!("/subscriptions/{}/retry-failed", path_segment(subscription)),
-        Some(&json!({ "since": since })),
+        Some(&body),
     )?;
     let n = answer.value.retried;
     out(&format!(
-        "{subscription}: {n} failed deliver{} since {} retried",
+        "{subscription}: {n} failed{} deliver{} since {} retried",
+        if include_cancelled {
+            " or cancelled"
+        } else {
+            ""
+        },
         if n == 1 { "y" } else { "ies" },
         client::time::format_ms(since)
     ));

@@ -79,5 +79,16 @@ fn main() -> ExitCode {
             no_wait,
             api,
         } => commands::test(&subscription, no_wait, &api),
+        Command::Replay {
+            event_ids,
+            subscription,
+            delivery,
+            api,
+        } => commands::replay(&event_ids, subscription.as_deref(), &delivery, &api),
+        Command::Pause { subscription, api } => commands::pause(&subscription, true, &api),
+        Command::Resume { subscription, api } => commands::pause(&subscription, false, &api),
+        Command::PauseAll { api, json } => commands::switch_all(&api, Some(true), json),
+        Command::ResumeAll { api, json } => commands::switch_all(&api, Some(false), json),
+        Command::Verify(args) => commands::verify::run(&args),
     }
 }

@@ -1,5 +1,6 @@
-//! `posthorn delivery pause|resume|status`: the global delivery switch from a shell
-//! (`/api/v1/delivery`). While delivery is paused, events are still taken in and stored.
+//! The global delivery switch from a shell (`/api/v1/delivery`): `posthorn pause-all`,
+//! `resume-all`, and their older spelling `delivery pause|resume|status`. While delivery
+//! is paused, events are still taken in and stored.
 
 use std::process::ExitCode;
 
@@ -11,13 +12,18 @@ use crate::client::Answer;
 /// `posthorn delivery ...`.
 pub fn delivery(command: &DeliveryCommand) -> ExitCode {
     finish(match command {
-        DeliveryCommand::Pause { api } => switch(api, Some(true)),
-        DeliveryCommand::Resume { api } => switch(api, Some(false)),
-        DeliveryCommand::Status { api } => switch(api, None),
+        DeliveryCommand::Pause { api, json } => switch(api, Some(true), *json),
+        DeliveryCommand::Resume { api, json } => switch(api, Some(false), *json),
+        DeliveryCommand::Status { api, json } => switch(api, None, *json),
     })
 }
 
-fn switch(api: &ApiArgs, pause: Option<bool>) -> Result<ExitCode, Failure> {
+/// `posthorn pause-all` (`Some(true)`), `resume-all` (`Some(false)`).
+pub fn switch_all(api: &ApiArgs, pause: Option<bool>, as_json: bool) -> ExitCode {
+    finish(switch(api, pause, as_json))
+}
+
+fn switch(api: &ApiArgs, pause: Option<bool>, as_json: bool) -> Result<ExitCode, Failure> {
     let connection = connect(api)?;
     let answer: Answer<DeliverySwitch> = match pause {
         Some(true) => connection.client.post("/delivery/pause", None)?,
@@ -25,9 +31,13 @@ fn switch(api: &ApiArgs, pause: Option<bool>) -> Result<ExitCode, Failure> {
         None => connection.client.get("/delivery", &[])?,
     };
     let switch = answer.value;
-    match &switch.reason {
-        None => out("delivery is on"),
-        Some(reason) => out(&format!("delivery is off: {reason}")),
+    if as_json {
+        out(&answer.raw);
+    } else {
+        match &switch.reason {
+            None => out("delivery is on"),
+            Some(reason) => out(&format!("delivery is off: {reason}")),
+        }
     }
     // "Resume all" cannot override `[delivery] enabled = false`: say so by the exit code.
     Ok(match pause {

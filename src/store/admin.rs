@@ -50,12 +50,14 @@ fn make_due(tx: &Connection, delivery_id: i64, now: i64) -> rusqlite::Result<()>
     Ok(())
 }
 
-/// See [`StoreHandle::retry_failed`](super::StoreHandle::retry_failed). Dead rows are found through `deliveries_final`,
-/// pending ones through `deliveries_due`.
+/// See [`StoreHandle::retry_failed`](super::StoreHandle::retry_failed). Dead (and
+/// cancelled) rows are found through `deliveries_final`, pending ones through
+/// `deliveries_due`.
 pub(super) fn retry_failed(
     tx: &Connection,
     subscription: &str,
     since_ms: i64,
+    include_cancelled: bool,
     now: i64,
 ) -> rusqlite::Result<usize> {
     tx.prepare_cached(
@@ -66,12 +68,16 @@ pub(super) fn retry_failed(
                AND subscription = ?1
              UNION ALL
              SELECT id FROM deliveries
+             WHERE ?4 AND state != 'pending' AND state = 'cancelled' AND updated_at >= ?2
+               AND subscription = ?1
+             UNION ALL
+             SELECT id FROM deliveries
              WHERE state = 'pending' AND subscription = ?1 AND attempts > 0
                AND leased_at IS NULL AND updated_at >= ?2)
          AND NOT EXISTS (SELECT 1 FROM events e
                          WHERE e.seq = event_seq AND e.payload_dropped_at IS NOT NULL)",
     )?
-    .execute(params![subscription, since_ms, now])
+    .execute(params![subscription, since_ms, now, include_cancelled])
 }
 
 /// Sends an event to a subscription again.

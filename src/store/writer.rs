@@ -110,6 +110,7 @@ pub(super) enum AdminCommand {
     RetryFailed {
         subscription: String,
         since_ms: i64,
+        include_cancelled: bool,
         reply: Reply<usize>,
     },
     Replay {
@@ -227,12 +228,20 @@ impl StoreHandle {
     /// Makes due now every dead delivery of `subscription` that died at or after
     /// `since_ms`, and every pending one whose last attempt failed at or after it (not
     /// those being sent right now). Deliveries whose event body was dropped are left
-    /// alone. Returns how many were made due.
-    pub fn retry_failed(&self, subscription: String, since_ms: i64) -> anyhow::Result<usize> {
+    /// alone. With `include_cancelled`, cancelled ones cancelled at or after `since_ms` too
+    /// (a subscription removed, or renamed without `renamed_from`, and back). Returns how
+    /// many were made due.
+    pub fn retry_failed(
+        &self,
+        subscription: String,
+        since_ms: i64,
+        include_cancelled: bool,
+    ) -> anyhow::Result<usize> {
         self.ask(|reply| {
             Command::Admin(AdminCommand::RetryFailed {
                 subscription,
                 since_ms,
+                include_cancelled,
                 reply,
             })
         })
@@ -738,9 +747,12 @@ fn admin(tx: &mut Transaction<'_>, command: AdminCommand) -> (Pending, bool) {
         AdminCommand::RetryFailed {
             subscription,
             since_ms,
+            include_cancelled,
             reply,
         } => {
-            let result = in_savepoint(tx, |tx| retry_failed(tx, &subscription, since_ms, now));
+            let result = in_savepoint(tx, |tx| {
+                retry_failed(tx, &subscription, since_ms, include_cancelled, now)
+            });
             let queued = matches!(result, Ok(n) if n > 0);
             (Pending::Count(reply, result), queued)
         }

@@ -145,7 +145,7 @@ fn retry_failed_takes_the_subscriptions_dead_and_failing_since_a_time() {
     }
     let (store, _woken) = open(&fixture);
 
-    let retried = store.handle().retry_failed("crm".into(), T).unwrap();
+    let retried = store.handle().retry_failed("crm".into(), T, false).unwrap();
 
     assert_eq!(retried, 3);
     let states: Vec<String> = ids.iter().map(|&id| row(&conn, id).0).collect();
@@ -171,7 +171,51 @@ fn retry_failed_takes_the_subscriptions_dead_and_failing_since_a_time() {
         due.iter().all(|at| at.is_some_and(|at| at > T + 40)),
         "{due:?}"
     );
-    assert_eq!(store.handle().retry_failed("nobody".into(), 0).unwrap(), 0);
+    assert_eq!(
+        store
+            .handle()
+            .retry_failed("nobody".into(), 0, false)
+            .unwrap(),
+        0
+    );
+}
+
+#[test]
+fn retry_failed_takes_cancelled_deliveries_only_when_asked() {
+    let fixture = TempStore::new();
+    let conn = fixture.conn();
+    let mut ids = Vec::new();
+    for (n, (state, updated_at)) in [
+        ("cancelled", T + 10), // taken when asked
+        ("cancelled", T - 10), // cancelled before `since`
+        ("dead", T + 10),      // taken either way
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let seq = event(&conn, &format!("e-{n}"), "conversation.ended", None, T);
+        let id = delivery(&conn, seq, "crm", state, T - 100);
+        conn.execute(
+            "UPDATE deliveries SET updated_at = ?2 WHERE id = ?1",
+            params![id, updated_at],
+        )
+        .unwrap();
+        ids.push(id);
+    }
+    let (store, _woken) = open(&fixture);
+
+    assert_eq!(
+        store.handle().retry_failed("crm".into(), T, false).unwrap(),
+        1
+    );
+    assert_eq!(row(&conn, ids[0]).0, "cancelled", "not asked for");
+    // The dead one, now pending and never tried again, is not failing: only the cancelled.
+    assert_eq!(
+        store.handle().retry_failed("crm".into(), T, true).unwrap(),
+        1
+    );
+    let states: Vec<String> = ids.iter().map(|&id| row(&conn, id).0).collect();
+    assert_eq!(states, ["pending", "cancelled", "pending"]);
 }
 
 #[test]

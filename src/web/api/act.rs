@@ -76,7 +76,8 @@ async fn send_test(state: &AppState, name: &str, event_id: &str) -> Result<i64, 
     }
     if state.store.is_paused(name) {
         return Err(conflict(format!(
-            "subscription {name:?} is paused; resume it to send a test event"
+            "subscription {name:?} is paused; resume it (`posthorn resume {name}`, or Resume \
+             on its page) to send a test event"
         )));
     }
     let event = test_event(name, event_id).map_err(|err| {
@@ -174,6 +175,9 @@ async fn set_paused(
 struct RetryFailed {
     /// Unix ms, or an RFC 3339 string.
     since: serde_json::Value,
+    /// Cancelled deliveries too (cancelled when the subscription left the config).
+    #[serde(default)]
+    include_cancelled: bool,
 }
 
 pub(super) async fn retry_failed(
@@ -187,19 +191,28 @@ pub(super) async fn retry_failed(
     let mut detail = format!("subscription {name}");
     let outcome = async {
         configured(&state, &name)?;
-        let body: RetryFailed =
-            json_body(&request, payload, r#"{"since": ms or RFC 3339}"#).await?;
+        let body: RetryFailed = json_body(
+            &request,
+            payload,
+            r#"{"since": ms or RFC 3339, "include_cancelled": false}"#,
+        )
+        .await?;
         let since_ms = match &body.since {
             serde_json::Value::String(text) => params::parse_time("since", text)?,
             // A whole number prints as its digits; anything else is refused by name.
             other => params::parse_time("since", &other.to_string())?,
         };
         detail = format!(
-            "subscription {name} since {}",
-            params::format_time(since_ms)
+            "subscription {name} since {}{}",
+            params::format_time(since_ms),
+            if body.include_cancelled {
+                ", cancelled ones included"
+            } else {
+                ""
+            }
         );
-        let (store, owned) = (state.store.clone(), name.clone());
-        write_store(move || store.retry_failed(owned, since_ms)).await
+        let (store, owned, cancelled) = (state.store.clone(), name.clone(), body.include_cancelled);
+        write_store(move || store.retry_failed(owned, since_ms, cancelled)).await
     }
     .await;
     let retried = audited(
