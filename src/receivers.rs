@@ -50,9 +50,10 @@ impl Switch {
             (false, _) => {
                 Some("delivery is switched off in the config ([delivery] enabled = false)")
             }
-            (true, true) => {
-                Some("delivery is paused by an operator (pause all); resume all to send again")
-            }
+            (true, true) => Some(
+                "delivery is paused by an operator (pause all); `posthorn resume-all` or \
+                     Resume all on the overview sends again",
+            ),
         }
     }
 }
@@ -217,7 +218,7 @@ impl Monitor {
             // The receiver says the endpoint is gone for good: no breaker, no retries.
             let reason = format!(
                 "the receiver answered 410 Gone at {}; its pending deliveries are kept \
-                 until it is resumed",
+                 until it is resumed (`posthorn resume {name}`, or Resume on its page)",
                 crate::alerts::rfc3339(record.started_at_ms)
             );
             self.pause(name, PauseCause::Gone, reason, now);

@@ -235,7 +235,10 @@ pub enum AdminRefusal {
     UnknownEvent(String),
     #[error("{what} cannot be sent again: its event body was dropped by [retention] payloads")]
     PayloadDropped { what: String },
-    #[error("delivery {0} was delivered; replay its event to send it again")]
+    #[error(
+        "delivery {0} was delivered; replay its event to send it again (`posthorn replay \
+         --delivery {0}`, or Replay an event on its subscription's page)"
+    )]
     AlreadyDelivered(i64),
     #[error("delivery {0} is being sent right now; try again once the attempt has finished")]
     InFlight(i64),
