@@ -354,6 +354,7 @@ mod tests {
             pacing: Default::default(),
             timeout: None,
             auto_pause_after: None,
+            renamed_from: None,
         })
     }
 

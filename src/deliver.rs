@@ -357,6 +357,7 @@ mod tests {
             allow_networks: Vec::new(),
             timeout: None,
             auto_pause_after: None,
+            renamed_from: None,
             pacing: Default::default(),
         }
     }

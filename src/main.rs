@@ -48,6 +48,10 @@ fn main() -> ExitCode {
             };
             match config::load(&path) {
                 Ok(config) => {
+                    // Valid but unsafe: said loudly, on stderr, without failing the check.
+                    for warning in config::advice::warnings(&config) {
+                        eprintln!("WARNING: {warning}");
+                    }
                     println!(
                         "{}: ok ({} subscription{})",
                         path.display(),

@@ -252,12 +252,22 @@ impl Reloader {
             }
         }
 
+        let renames = note_renames(&mut changes, &self.running, &applied);
         let old = self.live.replace(Settings::from_config(&applied));
-        if !changes.removed.is_empty() {
+        if !changes.removed.is_empty() || !renames.is_empty() {
             // A batch the spool routed with the old subscriptions may still be on its way
-            // to the store; cancelling before it lands would leave its deliveries to a
-            // removed subscription pending. Wait until no one holds the old settings.
+            // to the store; cancelling (or renaming) before it lands would leave its
+            // deliveries to a removed subscription pending. Wait until no one holds the
+            // old settings.
             wait_until_released(&old);
+            match self.store.rename_subscriptions(renames) {
+                Ok(count) => changes.carried = count,
+                Err(err) => tracing::error!(
+                    "could not carry renamed subscriptions' deliveries over: {err:#}"
+                ),
+            }
+        }
+        if !changes.removed.is_empty() {
             let keep = applied
                 .subscriptions
                 .iter()
@@ -399,6 +409,10 @@ struct Changes {
     settings: Vec<&'static str>,
     notes: Vec<String>,
     cancelled: usize,
+    /// `renamed_from`: (old, new) pairs applied at this reload.
+    renamed: Vec<(String, String)>,
+    /// Deliveries the renames carried over.
+    carried: usize,
 }
 
 impl Changes {
@@ -407,6 +421,19 @@ impl Changes {
         let mut parts = Vec::new();
         if !self.added.is_empty() {
             parts.push(format!("added {}", self.added.join(", ")));
+        }
+        if !self.renamed.is_empty() {
+            let pairs: Vec<String> = self
+                .renamed
+                .iter()
+                .map(|(old, new)| format!("{old} to {new}"))
+                .collect();
+            parts.push(format!(
+                "renamed {} ({} deliver{} carried over)",
+                pairs.join(", "),
+                self.carried,
+                if self.carried == 1 { "y" } else { "ies" }
+            ));
         }
         if !self.removed.is_empty() {
             parts.push(format!(
@@ -515,6 +542,32 @@ fn diff(old: &Config, new: &Config) -> Changes {
 
 /// The parts of a subscription that differ, by name. A secret is only said to have
 /// changed.
+/// The `renamed_from` pairs this reload applies: those not in force before. A rename
+/// whose old name was running shows as renamed, not as one added and one removed.
+fn note_renames(changes: &mut Changes, old: &Config, new: &Config) -> Vec<(String, String)> {
+    let pairs = |config: &Config| -> Vec<(String, String)> {
+        config
+            .subscriptions
+            .iter()
+            .filter_map(|s| Some((s.renamed_from.clone()?, s.name.clone())))
+            .collect()
+    };
+    let before = pairs(old);
+    let fresh: Vec<(String, String)> = pairs(new)
+        .into_iter()
+        .filter(|pair| !before.contains(pair))
+        .collect();
+    for (from, to) in &fresh {
+        if changes.removed.contains(from) {
+            changes.removed.retain(|name| name != from);
+            changes.added.retain(|name| name != to);
+            changes.changed.retain(|(name, _)| name != to);
+        }
+        changes.renamed.push((from.clone(), to.clone()));
+    }
+    fresh
+}
+
 fn what_changed(old: &Subscription, new: &Subscription) -> Vec<&'static str> {
     let mut what = Vec::new();
     if old.url != new.url {
@@ -540,6 +593,9 @@ fn what_changed(old: &Subscription, new: &Subscription) -> Vec<&'static str> {
     }
     if old.auto_pause_after != new.auto_pause_after {
         what.push("auto_pause_after");
+    }
+    if old.renamed_from != new.renamed_from {
+        what.push("renamed_from");
     }
     match (old.enabled, new.enabled) {
         (true, false) => what.push("paused"),

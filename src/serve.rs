@@ -37,6 +37,19 @@ pub fn serve(config: Config, log: LogControl) -> anyhow::Result<()> {
         .set_ordered(crate::scheduler::ordered_subscriptions(
             &config.subscriptions,
         ));
+    // Renamed while posthorn was stopped: the queue moves before anything is cancelled.
+    let renames = config
+        .subscriptions
+        .iter()
+        .filter_map(|s| Some((s.renamed_from.clone()?, s.name.clone())))
+        .collect();
+    let carried = store.handle().rename_subscriptions(renames)?;
+    if carried > 0 {
+        tracing::info!(
+            carried,
+            "carried deliveries of renamed subscriptions over (renamed_from)"
+        );
+    }
     let configured: Vec<String> = config
         .subscriptions
         .iter()
@@ -242,6 +255,9 @@ fn log_startup(config: &Config) {
                 "inlet source without a secret: anyone who can reach the HTTP address can post to it"
             );
         }
+    }
+    for warning in crate::config::advice::copied_secrets(config) {
+        tracing::warn!("{warning}");
     }
     if config.subscriptions.is_empty() {
         tracing::warn!(

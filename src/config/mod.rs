@@ -3,11 +3,13 @@
 //! reported with the file, line and column it comes from; secrets never appear in errors
 //! or in `Debug` output.
 
+pub mod advice;
 mod egress;
 pub mod exposure;
 mod http;
 mod inlet;
 mod pacing;
+mod rename;
 mod validate;
 mod values;
 
@@ -241,6 +243,9 @@ pub struct Subscription {
     pub timeout: Option<Duration>,
     /// Overrides `[delivery] auto_pause_after`.
     pub auto_pause_after: Option<Duration>,
+    /// The old name whose deliveries, attempts and pause state this subscription takes
+    /// over at start and reload (see `store/rename.rs`).
+    pub renamed_from: Option<String>,
 }
 
 impl Subscription {

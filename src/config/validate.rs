@@ -140,6 +140,7 @@ struct RawSubscription {
     rate_limit: Option<Spanned<super::pacing::RateLimit>>,
     ordering: Option<Spanned<super::pacing::Ordering>>,
     on_dead: Option<Spanned<super::pacing::OnDead>>,
+    renamed_from: Option<Spanned<String>>,
 }
 
 // ---- validation ----
@@ -230,12 +231,20 @@ impl Validator<'_> {
         let admin = self.admin(raw.admin, defaults.admin);
         let mut subscriptions = Vec::new();
         let mut names = HashMap::new();
+        let mut renames = Vec::new();
         for raw in raw.subscription {
             self.unique_name(&mut names, &raw.name, "subscription");
+            if let Some(old) = &raw.renamed_from {
+                renames.push(super::rename::Rename {
+                    new: raw.name.get_ref().clone(),
+                    old: old.clone(),
+                });
+            }
             if let Some(subscription) = self.subscription(raw, &delivery.allow_networks) {
                 subscriptions.push(subscription);
             }
         }
+        self.check_renames(&renames, &names);
         Config {
             source: Some(origin.to_path_buf()),
             storage,
@@ -475,6 +484,7 @@ impl Validator<'_> {
             timeout,
             auto_pause_after,
             pacing,
+            renamed_from: raw.renamed_from.map(Spanned::into_inner),
         })
     }
 

@@ -14,6 +14,7 @@ mod integrity;
 mod line;
 mod prune;
 mod query;
+mod rename;
 mod schema;
 #[cfg(test)]
 mod test_support;

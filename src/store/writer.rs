@@ -123,6 +123,11 @@ pub(super) enum AdminCommand {
         paused: bool,
         reply: Reply<bool>,
     },
+    /// `renamed_from`: see `store/rename.rs`.
+    Rename {
+        renames: Vec<(String, String)>,
+        reply: Reply<usize>,
+    },
 }
 
 /// A cheap, cloneable way to reach the writer.
@@ -776,6 +781,11 @@ fn admin(tx: &mut Transaction<'_>, command: AdminCommand) -> (Pending, bool) {
             // A resumed subscription may have work due: wake the scheduler for it.
             let resumed = !paused && matches!(result, Ok(true));
             (Pending::Flag(reply, result), resumed)
+        }
+        AdminCommand::Rename { renames, reply } => {
+            let result = in_savepoint(tx, |tx| super::rename::rename(tx, &renames));
+            let moved = matches!(result, Ok(n) if n > 0);
+            (Pending::Count(reply, result), moved)
         }
     }
 }
