@@ -1048,12 +1048,12 @@ fn the_test_action_is_a_503_with_retry_after_while_the_store_is_full() {
         config(&crm(&receiver.url)),
         admin::admin_block()
     ));
-    // Home writes [storage] itself; the limit goes under it. An empty store is over 1 KiB.
-    let text = std::fs::read_to_string(home.config_path()).unwrap();
-    let text = text.replacen("[storage]\n", "[storage]\nmax_size = \"1KiB\"\n", 1);
-    std::fs::write(home.config_path(), text).unwrap();
+    // The smallest limit, and 6 MiB of events to take the store over it.
+    home.set_max_size(common::MIN_MAX_SIZE);
+    home.drop_filler(6);
     let _serve = Serve::start(&home);
     common::wait_for_inlet(&home);
+    home.wait_for_filler();
     let api = Api::token(&home, API_TOKEN);
 
     let response = api.post("/api/v1/subscriptions/crm/test", None);

@@ -266,15 +266,13 @@ fn a_full_store_is_503_with_retry_after() {
         "[inlet]\ntoken = {TOKEN:?}\n{}",
         catch_all(&receiver.url)
     ));
-    // A limit any store is over: its first page already passes one byte.
-    let text = std::fs::read_to_string(&config).unwrap();
-    std::fs::write(
-        &config,
-        text.replacen("[storage]\n", "[storage]\nmax_size = 1\n", 1),
-    )
-    .unwrap();
+    // The smallest limit, and 6 MiB of events to take the store over it.
+    let _ = config;
+    home.set_max_size(common::MIN_MAX_SIZE);
+    home.drop_filler(6);
     let _serve = Serve::start(&home);
     common::wait_for_inlet(&home);
+    home.wait_for_filler();
     // The writer measures the store after its first commit; keep posting until refused.
     let mut last = post(&home, JSON, &event("f0"));
     for n in 1..50 {

@@ -462,7 +462,7 @@ fn healthz_turns_503_once_the_store_is_over_max_size() {
     let home = Home::new();
     home.write_config("");
     let config = std::fs::read_to_string(home.config_path()).unwrap();
-    let config = config.replacen("[storage]\n", "[storage]\nmax_size = \"2MiB\"\n", 1);
+    let config = config.replacen("[storage]\n", "[storage]\nmax_size = \"5MiB\"\n", 1);
     std::fs::write(home.config_path(), config).unwrap();
     let serve = Serve::start(&home);
     wait_for_inlet(&home);
@@ -471,17 +471,17 @@ fn healthz_turns_503_once_the_store_is_over_max_size() {
     assert_eq!(health["status"], "ok", "{health}");
     assert_eq!(
         health["checks"]["store"]["max_size_bytes"],
-        2 << 20,
+        5 << 20,
         "{health}"
     );
     assert!(
-        health["checks"]["store"]["used_bytes"].as_u64() < Some(2 << 20),
+        health["checks"]["store"]["used_bytes"].as_u64() < Some(5 << 20),
         "{health}"
     );
 
-    // 160 events of 16 KiB in one file: about 2.5 MiB, accepted while under the limit.
+    // 384 events of 16 KiB in one file: about 6 MiB, accepted while under the limit.
     let filler = "x".repeat(16 << 10);
-    let big: Vec<String> = (0..160)
+    let big: Vec<String> = (0..384)
         .map(|n| {
             format!(
                 r#"{{"id":"big-{n}","type":"conversation.started","conversation_id":"c-1","data":{{"text":"{filler}"}}}}"#
@@ -508,7 +508,7 @@ fn healthz_turns_503_once_the_store_is_over_max_size() {
         store["reason"].as_str().unwrap_or("").contains("max_size"),
         "{health}"
     );
-    assert!(store["used_bytes"].as_u64() > Some(2 << 20), "{health}");
+    assert!(store["used_bytes"].as_u64() > Some(5 << 20), "{health}");
     assert_eq!(
         health["checks"]["delivery"]["status"], "ok",
         "delivery goes on: {health}"
@@ -517,10 +517,10 @@ fn healthz_turns_503_once_the_store_is_over_max_size() {
     let samples = scrape(&home);
     assert_eq!(
         value(&samples, "posthorn_store_max_size_bytes", &[]),
-        Some((2 << 20) as f64)
+        Some((5 << 20) as f64)
     );
     assert!(
-        value(&samples, "posthorn_store_size_bytes", &[]).is_some_and(|v| v > (2 << 20) as f64),
+        value(&samples, "posthorn_store_size_bytes", &[]).is_some_and(|v| v > (5 << 20) as f64),
         "{samples:#?}"
     );
     assert_eq!(
@@ -529,7 +529,7 @@ fn healthz_turns_503_once_the_store_is_over_max_size() {
             "posthorn_events_ingested_total",
             &[("source", "spool")]
         ),
-        Some(160.0)
+        Some(384.0)
     );
     assert!(serve.log().contains("posthorn is running"));
 }

@@ -10,6 +10,7 @@ mod http;
 mod inlet;
 mod pacing;
 mod rename;
+mod storage;
 mod validate;
 mod values;
 

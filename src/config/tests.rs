@@ -368,7 +368,9 @@ fn retention_and_max_size_are_read_and_checked() {
     );
     assert_eq!(
         only_problem("[storage]\nmax_size = 0"),
-        "2:12: storage.max_size must be more than 0 bytes"
+        "2:12: storage.max_size = 0 bytes is below the 5 MiB the store needs to run (its WAL \
+         alone keeps up to 4 MiB between checkpoints); write at least \"5MiB\", or leave \
+         max_size out for no limit"
     );
     let problem = only_problem("[retention]\nevents = \"1d\"");
     assert!(

@@ -199,10 +199,7 @@ impl Validator<'_> {
                 .storage
                 .path
                 .map_or(defaults.storage.path, |p| self.base.join(p)),
-            max_size: raw
-                .storage
-                .max_size
-                .map(|size| self.positive_size(Some(size), 1, "storage.max_size") as u64),
+            max_size: raw.storage.max_size.map(|size| self.max_size(size)),
         };
         let retention = self.retention(raw.retention, defaults.retention);
         let spool = SpoolConfig {

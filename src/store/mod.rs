@@ -15,6 +15,7 @@ mod line;
 mod prune;
 mod query;
 mod rename;
+mod room;
 mod schema;
 #[cfg(test)]
 mod test_support;
@@ -438,6 +439,8 @@ fn create_private(path: &Path) -> anyhow::Result<()> {
 
 /// Bytes a WAL file may keep after a checkpoint resets it (`journal_size_limit`).
 const WAL_SIZE_LIMIT: i64 = 4 << 20;
+
+pub use room::MIN_MAX_SIZE;
 
 fn open_writer_connection(path: &Path) -> anyhow::Result<Connection> {
     create_parent_dir(path)?;

@@ -17,7 +17,7 @@ use super::faults::{storage_fault, Faults, StoreUnavailable};
 use super::health::{self, HealthCommand};
 use super::prune::prune;
 use super::writes::{audit, cancel_removed, forget_positions, ingest_batch, put_setting, record};
-use super::{measure, DueHints, PruneReport, PruneRequest, StoreFull, StoreStatus};
+use super::{measure, DueHints, PruneReport, PruneRequest, StoreStatus};
 use super::{
     AdminRefusal, AttemptRecord, AuditEntry, ClaimRequest, ClaimResult, IngestBatch, IngestReport,
     Replayed,
@@ -414,8 +414,7 @@ pub(super) fn spawn(
                 conn,
                 new_work,
                 durable: true,
-                max_size: None,
-                used_bytes: 0,
+                budget: Default::default(),
                 metrics: writer_metrics,
                 faults: writer_faults,
                 hints: writer_hints,
@@ -463,10 +462,8 @@ struct Writer {
     new_work: Sender<()>,
     /// Whether the connection is currently at `synchronous = FULL`.
     durable: bool,
-    /// `[storage] max_size`: input is refused while `used_bytes` is over it.
-    max_size: Option<u64>,
-    /// What the store held after the last commit; measured only under a max_size.
-    used_bytes: u64,
+    /// `[storage] max_size` and what the store holds (see `room.rs`).
+    budget: super::room::Budget,
     metrics: Arc<Metrics>,
     faults: Arc<Faults>,
     hints: Arc<DueHints>,
@@ -553,7 +550,7 @@ impl Writer {
                         }
                     }
                     Command::Ingest(ingest, reply) => {
-                        if let Some(full) = refusal(self.max_size, self.used_bytes, &ingest) {
+                        if let Some(full) = self.budget.refusal(&ingest) {
                             answers.push(Pending::Ingest(reply, Err(full.into())));
                             continue;
                         }
@@ -635,7 +632,7 @@ impl Writer {
                         let result = in_savepoint(&mut tx, |tx| prune(tx, &request, now_ms()));
                         answers.push(Pending::Prune(reply, result));
                     }
-                    Command::SetMaxSize(max_size) => self.max_size = max_size,
+                    Command::SetMaxSize(max_size) => self.budget.max = max_size,
                     Command::SetOrdered(names) => self.ordered = names,
                     Command::Ping(_) | Command::Shutdown => {}
                 }
@@ -661,12 +658,7 @@ impl Writer {
                 Pending::Flag(reply, result) => drop(reply.send(settle(&outcome, result))),
             }
         }
-        if self.max_size.is_some() {
-            match measure(&self.conn) {
-                Ok(used) => self.used_bytes = used,
-                Err(err) => tracing::warn!(%err, "could not measure the store's size"),
-            }
-        }
+        self.budget.measure(&self.conn);
         if outcome.is_ok() && created_deliveries {
             self.hints.note(&due_for);
             if due_everywhere {
@@ -677,14 +669,6 @@ impl Writer {
     }
 }
 
-/// Whether `[storage] max_size` refuses this batch: one that adds events or rejections
-/// while the store is over the limit. (A bare spool position adds nothing.)
-fn refusal(max_size: Option<u64>, used: u64, batch: &IngestBatch) -> Option<StoreFull> {
-    let max = max_size?;
-    let adds_rows = !batch.events.is_empty() || !batch.rejections.is_empty();
-    (adds_rows && used > max).then_some(StoreFull { used, max })
-}
-
 impl Writer {
     /// Answers pings with the store's size, measured now (a few pragmas and a `stat`,
     /// no write).
@@ -693,12 +677,12 @@ impl Writer {
             tracing::error!("could not measure the store's size: {err:#}");
         });
         let status = status.map(|used| {
-            if self.max_size.is_some() {
-                self.used_bytes = used;
+            if self.budget.max.is_some() {
+                self.budget.used = used;
             }
             StoreStatus {
                 used_bytes: used,
-                max_size: self.max_size,
+                max_size: self.budget.max,
             }
         });
         for ping in pings {

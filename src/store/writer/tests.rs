@@ -2,7 +2,7 @@ use rusqlite::{params, Connection};
 
 use super::*;
 use crate::store::test_support::{attempt, delivery, event, TempStore};
-use crate::store::{Claimed, NextStep, Reader, Store};
+use crate::store::{Claimed, NextStep, Reader, Store, StoreFull};
 
 const T: i64 = 1_700_000_000_000;
 
@@ -493,6 +493,66 @@ fn input_refused_over_max_size_counts_nothing_and_the_ping_says_why() {
         samples(&handle, "posthorn_events_ingested_total{source=\"inlet\"}"),
         [r#"posthorn_events_ingested_total{source="inlet"} 0"#]
     );
+}
+
+/// The WAL file keeps its size after a checkpoint: a store that refused input on its WAL's
+/// size stayed "full" after everything was pruned, until a restart.
+#[test]
+fn a_store_full_on_its_wal_takes_input_again_once_pruned() {
+    let fixture = TempStore::new();
+    let (store, _woken) = open(&fixture);
+    let handle = store.handle();
+    handle.set_max_size(Some(2 << 20));
+    let big = |id: String| crate::store::RoutedEvent {
+        event: crate::event::Event {
+            body: format!(r#"{{"id":"{id}","data":"{}"}}"#, "x".repeat(64 << 10)),
+            ..routed(&id, &[]).event
+        },
+        subscriptions: Vec::new(),
+    };
+    // One batch of 5 MiB, taken while the store is under the limit: the WAL grows past
+    // 4 MiB and its file keeps that size after the checkpoint.
+    let first = IngestBatch {
+        source: "spool".into(),
+        events: (0..80).map(|n| big(format!("big-{n}"))).collect(),
+        ..Default::default()
+    };
+    handle.ingest(first).unwrap();
+    let refused = handle.ingest(IngestBatch {
+        source: "spool".into(),
+        events: vec![routed("one-more", &[])],
+        ..Default::default()
+    });
+    assert!(refused.unwrap_err().downcast_ref::<StoreFull>().is_some());
+
+    // Retention's work, done at once: every row goes.
+    let conn = fixture.conn();
+    conn.execute("DELETE FROM events", []).unwrap();
+    drop(conn);
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let batch = IngestBatch {
+            source: "spool".into(),
+            events: vec![routed(&format!("small-{tries}"), &[])],
+            ..Default::default()
+        };
+        match handle.ingest(batch) {
+            Ok(_) => break,
+            Err(err) if err.downcast_ref::<StoreFull>().is_some() => {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "input is still refused after pruning: {err:#} (WAL {} bytes)",
+                    std::fs::metadata(format!("{}-wal", fixture.path.display()))
+                        .map_or(0, |m| m.len())
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(err) => panic!("{err:#}"),
+        }
+    }
 }
 
 #[test]
