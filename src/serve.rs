@@ -136,6 +136,7 @@ pub fn serve(config: Config, log: LogControl) -> anyhow::Result<()> {
     let reloader = std::thread::Builder::new()
         .name("reload".into())
         .spawn(move || reloader.run(reload_rx))?;
+    tracing::info!("admin page: {}", admin_url(config.http.listen));
     tracing::info!("posthorn is running");
 
     let signal = signals
@@ -288,5 +289,15 @@ fn signal_name(signal: i32) -> &'static str {
         SIGINT => "SIGINT",
         SIGTERM => "SIGTERM",
         _ => "signal",
+    }
+}
+
+/// Where the admin page is: the listen address, or this host's name in place of an
+/// address that means "every interface".
+fn admin_url(listen: std::net::SocketAddr) -> String {
+    if listen.ip().is_unspecified() {
+        format!("http://<this host>:{}/admin/", listen.port())
+    } else {
+        format!("http://{listen}/admin/")
     }
 }
