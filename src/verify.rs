@@ -175,13 +175,19 @@ fn check_standard(
         ));
     }
 
-    // v1 entries are checked; `v1a,` (ed25519) entries are recognized and counted, to be
-    // checked by the ed25519 verifier once posthorn signs with it.
+    // v1 (HMAC) entries are checked here. ED25519 HOOK: `v1a,` entries (Standard
+    // Webhooks' asymmetric signatures, `whpk_` public keys) are only collected for now;
+    // their check belongs in a `Scheme::Ed25519` beside `Scheme::Standard`.
     let mut given_v1 = Vec::new();
+    let mut given_v1a = Vec::new();
     let mut other = Vec::new();
     for entry in signatures.split_whitespace() {
         match entry.split_once(',') {
             Some(("v1", sig)) => given_v1.push(sig),
+            Some(("v1a", sig)) => {
+                given_v1a.push(sig);
+                other.push("v1a".to_string());
+            }
             Some((version, _)) => other.push(version.to_string()),
             None => other.push(format!("{entry:?} (no version)")),
         }
