@@ -147,7 +147,8 @@ impl Alert {
                 ..
             } => format!(
                 "delivery {delivery_id} (event {event_id}) to subscription {subscription} is \
-                 dead after {attempts} attempts"
+                 dead after {attempts} attempts; once the receiver is back, retry it \
+                 (`posthorn deliveries retry {delivery_id}`, or Retry on its page)"
             ),
         }
     }

@@ -273,7 +273,9 @@ impl Monitor {
             .unwrap_or(settings.delivery.auto_pause_after);
         if now.saturating_sub(since) >= limit.as_millis() as i64 {
             let reason = format!(
-                "failing without a success since {} (auto_pause_after = {}); last: {}",
+                "failing without a success since {} (auto_pause_after = {}); last: {}; its \
+                 pending deliveries are kept until it is resumed (`posthorn resume {name}`, or \
+                 Resume on its page)",
                 crate::alerts::rfc3339(since),
                 humantime_secs(limit),
                 describe_failure(record.status, record.error.as_deref())

@@ -79,7 +79,10 @@ fn gone_410_pauses_at_once_keeps_the_deliveries_and_tells_the_pager() {
     });
     let view = api.get("/api/v1/subscriptions/crm").json();
     let reason = view["health"]["pause_reason"].as_str().unwrap_or_default();
-    assert!(reason.contains("410 Gone"), "pause reason: {view:#}");
+    assert!(
+        reason.contains("410 Gone") && reason.contains("`posthorn resume crm`"),
+        "pause reason names the way out: {view:#}"
+    );
 
     // Every delivery is kept, pending; none died of the 410, none burned its schedule
     // beyond the attempts that met the 410 before the pause took hold.
@@ -278,7 +281,7 @@ fn a_subscription_failing_longer_than_auto_pause_after_pauses_itself() {
     let view = api.get("/api/v1/subscriptions/crm").json();
     let reason = view["health"]["pause_reason"].as_str().unwrap_or_default();
     assert!(
-        reason.contains("auto_pause_after = 2s"),
+        reason.contains("auto_pause_after = 2s") && reason.contains("`posthorn resume crm`"),
         "pause reason: {view:#}"
     );
     assert!(view["health"]["failing_since"].is_i64(), "{view:#}");
