@@ -347,6 +347,21 @@ fn verify_checks_a_request_posthorn_sent_and_names_what_is_wrong() {
     )
     .expect(1);
     assert!(out.stdout.contains("wrong secret"), "{out:#?}");
+    let json = verify(
+        with_headers(&["--secret", other.trim(), "--body", body_arg, "--json"]),
+        &[],
+        None,
+    )
+    .expect(1)
+    .json();
+    assert_eq!(json["valid"], false, "{json:#}");
+    assert!(
+        json["findings"][0]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("wrong secret"),
+        "{json:#}"
+    );
     // Checked an hour later: stale; with a tolerance of two hours: valid.
     let later = (std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -71,6 +71,9 @@ pub struct VerifyArgs {
     /// RFC 3339, unix ms, or 30m/1h/2d ago.
     #[arg(long, value_name = "TIME", value_parser = parse_time_arg)]
     pub at: Option<i64>,
+    /// Print {"valid": true|false, "findings": ["..."]} instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `posthorn verify`.
@@ -87,9 +90,14 @@ pub fn run(args: &VerifyArgs) -> ExitCode {
         None => time::OffsetDateTime::now_utc().unix_timestamp(),
     };
     let report = verify::check(&captured, &scheme, now, args.tolerance);
-    out(if report.valid { "valid" } else { "invalid" });
-    for finding in &report.findings {
-        out(&format!("  {finding}"));
+    if args.json {
+        let json = serde_json::json!({ "valid": report.valid, "findings": report.findings });
+        out(&format!("{json:#}"));
+    } else {
+        out(if report.valid { "valid" } else { "invalid" });
+        for finding in &report.findings {
+            out(&format!("  {finding}"));
+        }
     }
     if report.valid {
         ExitCode::SUCCESS
