@@ -40,8 +40,13 @@ pub enum Command {
         #[arg(value_name = "PATH", conflicts_with = "config_flag")]
         config: Option<PathBuf>,
     },
-    /// Print a fresh Standard Webhooks secret (whsec_...).
-    GenSecret,
+    /// Print a fresh Standard Webhooks secret (whsec_...), or with --ed25519 a key pair
+    /// for `signature = "ed25519"` (whsk_ private key and whpk_ public key).
+    GenSecret {
+        /// Print an ed25519 key pair (Standard Webhooks v1a) instead of an HMAC secret.
+        #[arg(long)]
+        ed25519: bool,
+    },
     /// Hash an admin password for `[admin] password_hash` (asked twice without echo on a
     /// terminal; one line from stdin otherwise).
     HashPassword,

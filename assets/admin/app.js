@@ -605,7 +605,9 @@
         ['Conversations', (sub.conversations || []).join(', '), 'conversations'],
         ['Projects', (sub.projects || []).join(', '), 'projects'],
         ['Events', (sub.events || []).join(', '), 'events'],
-        ['Signing', sub.signing === 'hex' ? 'hex HMAC of the body' : 'Standard Webhooks', 'signing'],
+        ['Signing', { hex: 'hex HMAC of the body', ed25519: 'Standard Webhooks, ed25519 (v1a)' }[sub.signing]
+          || 'Standard Webhooks', 'signing'],
+        (sub.public_keys || []).length ? ['Public key', h('code', { text: sub.public_keys.join(' ') }), 'public-keys'] : null,
       ], 'subscription-fields'),
       section('Health (last 24 h)',
         h('div', { class: 'cards', test: 'health' },

@@ -3,6 +3,7 @@
 //! reported with the file, line and column it comes from; secrets never appear in errors
 //! or in `Debug` output.
 
+mod ed25519;
 mod egress;
 pub mod exposure;
 mod http;
@@ -279,6 +280,8 @@ pub enum Signing {
         header: String,
         prefix: String,
     },
+    /// Standard Webhooks `v1a`: one ed25519 signature per key (several during rotation).
+    Ed25519 { keys: Vec<crate::sign::Ed25519Key> },
 }
 
 pub const DEFAULT_SCHEDULE: [&str; 7] = ["5s", "5m", "30m", "2h", "5h", "10h", "10h"];
