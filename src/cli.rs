@@ -69,6 +69,24 @@ pub enum Command {
         #[command(subcommand)]
         command: DeliveriesCommand,
     },
+    /// Forget a conversation (an erasure request): blank every stored payload, attempt
+    /// snippet and rejection snippet of it, keeping the delivery log's ids, types, times,
+    /// states and status codes. Cancels its pending deliveries unless
+    /// --let-pending-finish. Events of it taken in later are not affected.
+    Forget {
+        /// The conversation's id.
+        #[arg(long, value_name = "ID")]
+        conversation: String,
+        /// Let pending deliveries finish (their events are blanked once they are final)
+        /// instead of cancelling them.
+        #[arg(long)]
+        let_pending_finish: bool,
+        /// Print the API's JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
     /// Send a `posthorn.test` event to one subscription and wait for its first attempt;
     /// exits 0 on a 2xx answer, 1 otherwise.
     Test {

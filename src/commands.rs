@@ -1,10 +1,11 @@
 //! The operator commands run from a shell against a running `posthorn serve`: `status`,
-//! `deliveries list|show|retry`, `delivery pause|resume|status` and `test`, each one or a few calls of the operator API
+//! `deliveries list|show|retry`, `delivery pause|resume|status`, `forget` and `test`, each one or a few calls of the operator API
 //! through [`crate::client`], printed by [`crate::client::render`] (or as the API's JSON
 //! with `--json`). Exit codes: 0 done, 1 the API refused or could not be reached, 2 the
 //! command could not be set up (no token, a bad config).
 
 mod delivery;
+mod forget;
 mod hash_password;
 
 use std::io::Write as _;
@@ -21,6 +22,7 @@ use crate::client::{self, path_segment, render, Answer, ClientError, Connection}
 use crate::config;
 
 pub use delivery::delivery;
+pub use forget::forget;
 pub use hash_password::hash_password;
 
 /// How often `posthorn test` looks at its delivery.

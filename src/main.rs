@@ -85,6 +85,12 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::HashPassword => commands::hash_password(),
+        Command::Forget {
+            conversation,
+            let_pending_finish,
+            json,
+            api,
+        } => commands::forget(&conversation, let_pending_finish, json, &api),
         Command::Status { api, json } => commands::status(&api, json),
         Command::Deliveries { command } => commands::deliveries(&command),
         Command::Delivery { command } => commands::delivery(&command),
