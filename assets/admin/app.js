@@ -998,9 +998,12 @@
     return { path, params };
   }
 
+  // forget.js builds its page with these (route() shadows `section`).
+  const forgetKit = () => ({ api, h, section, notice, confirmAction, act });
+
   const TITLES = {
     overview: 'Overview', subscriptions: 'Subscriptions', deliveries: 'Deliveries',
-    rejections: 'Rejections', audit: 'Audit', login: 'Log in',
+    rejections: 'Rejections', audit: 'Audit', login: 'Log in', forget: 'Forget a conversation',
   };
 
   function route({ path, params }, seq) {
@@ -1011,6 +1014,7 @@
       case 'deliveries': return ['deliveries', id ? () => deliveryView(seq, id) : () => deliveriesView(params)];
       case 'rejections': return ['rejections', () => rejectionsView()];
       case 'audit': return ['audit', () => auditView()];
+      case 'forget': return ['forget', () => window.posthornForget(forgetKit())];
       default: return [null, null];
     }
   }
