@@ -834,7 +834,7 @@
         table('request-headers', ['Header', 'Value'], headerRows, 'No headers.'),
         h('h3', { text: 'Body' }),
         r.body === null
-          ? notice('The body was dropped by retention.', 'warn', 'request-body-dropped')
+          ? notice('The body was dropped (by retention, or the conversation was forgotten).', 'warn', 'request-body-dropped')
           : h('pre', { class: 'code wrap', test: 'request-body' }, h('code', { text: pretty(r.body) }))]
       : notice(`${d.subscription} is no longer in the config, so nothing more is sent.`, 'warn', 'request-gone');
 
@@ -873,7 +873,7 @@
           ['Sequence', String(e.seq)],
         ], 'event-fields'),
         e.body === null
-          ? notice(`The body was dropped by retention${e.payload_dropped_at ? ` at ${localTime(e.payload_dropped_at)}` : ''}.`,
+          ? notice(`The body was dropped (by retention or a forget)${e.payload_dropped_at ? ` at ${localTime(e.payload_dropped_at)}` : ''}.`,
             'warn', 'event-body-dropped')
           : h('pre', { class: 'code wrap', test: 'event-body' }, h('code', { text: pretty(e.body) }))),
     ];
