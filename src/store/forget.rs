@@ -14,7 +14,8 @@
 //! writer finishes it after recording attempts (see [`settle_waiting`]), so a restart
 //! does not lose it. The writer runs all this with `secure_delete` on and truncates the
 //! WAL after the commit, so the old bytes linger neither in free space nor in the WAL.
-//! Events of the conversation taken in later are not affected.
+//! Events of the conversation taken in after the request are not affected (also while
+//! it waits): only events received up to `requested_at` are cancelled and blanked.
 
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
@@ -50,13 +51,12 @@ pub struct Forgotten {
 struct Erased {
     events: usize,
     attempts: usize,
-    rejections: usize,
     waiting: usize,
 }
 
 impl Erased {
     fn any(&self) -> bool {
-        self.events + self.attempts + self.rejections > 0
+        self.events + self.attempts > 0
     }
 }
 
@@ -97,14 +97,15 @@ pub(super) fn forget(
     let cancelled = if let_pending_finish {
         0
     } else {
-        cancel_pending(tx, conversation, now)?
+        cancel_pending(tx, conversation, now, now)?
     };
-    let erased = erase(tx, conversation, now)?;
+    let erased = erase(tx, conversation, now, now)?;
+    let rejections = blank_rejections(tx, conversation)?;
     Ok(Ok(Forgotten {
         conversation_id: conversation.to_string(),
         events: erased.events,
         attempts: erased.attempts,
-        rejections: erased.rejections,
+        rejections,
         cancelled,
         waiting: erased.waiting,
         again,
@@ -125,19 +126,19 @@ pub(super) fn any_waiting(conn: &Connection) -> rusqlite::Result<bool> {
 /// (unless it lets pending deliveries finish) and blanks what is final now. Returns
 /// whether anything was blanked, and whether any conversation still waits.
 pub(super) fn settle_waiting(tx: &Connection, now: i64) -> rusqlite::Result<(bool, bool)> {
-    let waiting: Vec<(String, bool)> = tx
+    let waiting: Vec<(String, bool, i64)> = tx
         .prepare_cached(
-            "SELECT conversation_id, let_pending_finish FROM forgotten_conversations
+            "SELECT conversation_id, let_pending_finish, requested_at FROM forgotten_conversations
              WHERE done_at IS NULL",
         )?
-        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?
         .collect::<Result<_, _>>()?;
     let (mut blanked, mut still) = (false, false);
-    for (conversation, let_finish) in waiting {
+    for (conversation, let_finish, requested_at) in waiting {
         if !let_finish {
-            cancel_pending(tx, &conversation, now)?;
+            cancel_pending(tx, &conversation, requested_at, now)?;
         }
-        let erased = erase(tx, &conversation, now)?;
+        let erased = erase(tx, &conversation, requested_at, now)?;
         blanked |= erased.any();
         still |= erased.waiting > 0;
         if erased.any() {
@@ -145,7 +146,6 @@ pub(super) fn settle_waiting(tx: &Connection, now: i64) -> rusqlite::Result<(boo
                 conversation = %conversation,
                 events = erased.events,
                 attempts = erased.attempts,
-                rejections = erased.rejections,
                 waiting = erased.waiting,
                 "erased a forgotten conversation's payloads as its deliveries finished"
             );
@@ -189,50 +189,52 @@ fn needle(conversation: &str) -> String {
     serde_json::Value::String(conversation.to_string()).to_string()
 }
 
-/// Cancels the conversation's pending deliveries that no worker holds. One being sent
-/// keeps going; its outcome is recorded and then settled by [`settle_waiting`].
-fn cancel_pending(tx: &Connection, conversation: &str, now: i64) -> rusqlite::Result<usize> {
+/// Cancels the pending deliveries that no worker holds of the conversation's events taken
+/// in up to `upto` (when the forget was asked: later events are not affected). One being
+/// sent keeps going; its outcome is recorded and then settled by [`settle_waiting`].
+fn cancel_pending(
+    tx: &Connection,
+    conversation: &str,
+    upto: i64,
+    now: i64,
+) -> rusqlite::Result<usize> {
     tx.prepare_cached(
         "UPDATE deliveries
          SET state = 'cancelled', next_attempt_at = NULL, updated_at = ?2,
              last_error = 'cancelled: its conversation was forgotten'
          WHERE state = 'pending' AND leased_at IS NULL
-           AND event_seq IN (SELECT seq FROM events WHERE conversation_id = ?1)",
+           AND event_seq IN (SELECT seq FROM events
+                             WHERE conversation_id = ?1 AND received_at <= ?3)",
     )?
-    .execute(params![conversation, now])
+    .execute(params![conversation, now, upto])
 }
 
-/// Blanks what may be blanked now and marks the request done once no delivery of the
-/// conversation is pending.
-fn erase(tx: &Connection, conversation: &str, now: i64) -> rusqlite::Result<Erased> {
+/// Blanks what may be blanked now of the conversation's events taken in up to `upto`, and
+/// marks the request done once none of their deliveries is pending. (Rejections are
+/// blanked once, by [`forget`]: later ones are later input.)
+fn erase(tx: &Connection, conversation: &str, upto: i64, now: i64) -> rusqlite::Result<Erased> {
     let events = tx
         .prepare_cached(
             "UPDATE events SET body = '', payload_dropped_at = coalesce(payload_dropped_at, ?2)
-             WHERE conversation_id = ?1 AND body != ''
+             WHERE conversation_id = ?1 AND received_at <= ?3 AND body != ''
                AND NOT EXISTS (SELECT 1 FROM deliveries
                                WHERE event_seq = events.seq AND state = 'pending')",
         )?
-        .execute(params![conversation, now])?;
+        .execute(params![conversation, now, upto])?;
     let attempts = tx
         .prepare_cached(
             "UPDATE attempts SET response_snippet = NULL
              WHERE response_snippet IS NOT NULL AND delivery_id IN (
                  SELECT d.id FROM events e JOIN deliveries d ON d.event_seq = e.seq
-                 WHERE e.conversation_id = ?1)",
+                 WHERE e.conversation_id = ?1 AND e.received_at <= ?2)",
         )?
-        .execute(params![conversation])?;
-    let rejections = tx
-        .prepare_cached(
-            "UPDATE rejections SET snippet = NULL
-             WHERE snippet IS NOT NULL AND instr(snippet, ?1) > 0",
-        )?
-        .execute(params![needle(conversation)])?;
+        .execute(params![conversation, upto])?;
     let waiting: i64 = tx
         .prepare_cached(
             "SELECT count(*) FROM events e JOIN deliveries d ON d.event_seq = e.seq
-             WHERE e.conversation_id = ?1 AND d.state = 'pending'",
+             WHERE e.conversation_id = ?1 AND e.received_at <= ?2 AND d.state = 'pending'",
         )?
-        .query_row(params![conversation], |row| row.get(0))?;
+        .query_row(params![conversation, upto], |row| row.get(0))?;
     if waiting == 0 {
         tx.prepare_cached(
             "UPDATE forgotten_conversations SET done_at = ?2
@@ -243,9 +245,17 @@ fn erase(tx: &Connection, conversation: &str, now: i64) -> rusqlite::Result<Eras
     Ok(Erased {
         events,
         attempts,
-        rejections,
         waiting: waiting as usize,
     })
+}
+
+/// Blanks the snippet of every rejection that quotes the conversation id.
+fn blank_rejections(tx: &Connection, conversation: &str) -> rusqlite::Result<usize> {
+    tx.prepare_cached(
+        "UPDATE rejections SET snippet = NULL
+         WHERE snippet IS NOT NULL AND instr(snippet, ?1) > 0",
+    )?
+    .execute(params![needle(conversation)])
 }
 
 /// After a commit that erased something: moves every page into the database file and

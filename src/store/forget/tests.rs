@@ -254,9 +254,24 @@ fn a_delivery_in_flight_when_its_conversation_is_forgotten_is_cancelled_when_it_
         .forget_conversation("c-1".into(), false)
         .unwrap();
     assert_eq!((forgotten.cancelled, forgotten.waiting), (0, 1));
+    // An event of the conversation taken in after the request, while it still waits.
+    let later = event(
+        &conn,
+        "e-later",
+        "conversation.ended",
+        Some("c-1"),
+        crate::store::now_ms() + 60_000,
+    );
+    let later_delivery = delivery(&conn, later, "crm", "pending", T);
 
     record(&store, in_flight, NextStep::RetryAt(T + 1));
     assert_eq!(state(&conn, in_flight), "cancelled");
     assert_eq!(body(&conn, "e-1"), "");
     assert_eq!(snippets(&conn, in_flight), [None]);
+    assert_eq!(
+        state(&conn, later_delivery),
+        "pending",
+        "a later event is not affected"
+    );
+    assert_eq!(body(&conn, "e-later"), r#"{"id":"e-later"}"#);
 }
