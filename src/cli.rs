@@ -40,8 +40,13 @@ pub enum Command {
         #[arg(value_name = "PATH", conflicts_with = "config_flag")]
         config: Option<PathBuf>,
     },
-    /// Print a fresh Standard Webhooks secret (whsec_...).
-    GenSecret,
+    /// Print a fresh Standard Webhooks secret (whsec_...), or with --ed25519 a key pair
+    /// for `signature = "ed25519"` (whsk_ private key and whpk_ public key).
+    GenSecret {
+        /// Print an ed25519 key pair (Standard Webhooks v1a) instead of an HMAC secret.
+        #[arg(long)]
+        ed25519: bool,
+    },
     /// Hash an admin password for `[admin] password_hash` (asked twice without echo on a
     /// terminal; one line from stdin otherwise).
     HashPassword,
@@ -121,6 +126,24 @@ pub enum Command {
     /// (stale timestamp, wrong secret, changed body, missing headers). Exit 0 valid, 1
     /// invalid, 2 usage. Needs no running posthorn.
     Verify(crate::commands::verify::VerifyArgs),
+    /// Forget a conversation (an erasure request): blank every stored payload, attempt
+    /// snippet and rejection snippet of it, keeping the delivery log's ids, types, times,
+    /// states and status codes. Cancels its pending deliveries unless
+    /// --let-pending-finish. Events of it taken in later are not affected.
+    Forget {
+        /// The conversation's id.
+        #[arg(long, value_name = "ID")]
+        conversation: String,
+        /// Let pending deliveries finish (their events are blanked once they are final)
+        /// instead of cancelling them.
+        #[arg(long)]
+        let_pending_finish: bool,
+        /// Print the API's JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
     /// Send a `posthorn.test` event to one subscription and wait for its first attempt;
     /// exits 0 on a 2xx answer, 1 otherwise.
     Test {

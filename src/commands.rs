@@ -1,6 +1,6 @@
 //! The operator commands run from a shell against a running `posthorn serve`: `status`,
 //! `deliveries list|show|retry`, `replay`, `pause`/`resume` (one subscription),
-//! `pause-all`/`resume-all` (alias `delivery pause|resume|status`) and `test`, each one or
+//! `pause-all`/`resume-all` (alias `delivery pause|resume|status`), `forget` and `test`, each one or
 //! a few calls of the operator API
 //! through [`crate::client`], printed by [`crate::client::render`] (or as the API's JSON
 //! with `--json`). Exit codes: 0 done, 1 the API refused or could not be reached, 2 the
@@ -8,6 +8,7 @@
 
 mod act;
 mod delivery;
+mod forget;
 mod hash_password;
 pub mod verify;
 
@@ -26,6 +27,7 @@ use crate::config;
 
 pub use act::{pause, replay};
 pub use delivery::{delivery, switch_all};
+pub use forget::forget;
 pub use hash_password::hash_password;
 
 /// How often `posthorn test` looks at its delivery.

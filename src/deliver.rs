@@ -69,6 +69,14 @@ pub fn request_headers(
                 sign::standard_signature(keys, event_id, timestamp, body),
             ));
         }
+        Signing::Ed25519 { keys } => {
+            headers.push(("webhook-id".into(), event_id.into()));
+            headers.push(("webhook-timestamp".into(), timestamp.to_string()));
+            headers.push((
+                "webhook-signature".into(),
+                sign::v1a_signature(keys, event_id, timestamp, body),
+            ));
+        }
         Signing::Hex {
             key,
             header,

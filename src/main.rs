@@ -70,11 +70,31 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::GenSecret => {
+        Command::GenSecret { ed25519: false } => {
             println!("{}", sign::generate_whsec());
             ExitCode::SUCCESS
         }
+        Command::GenSecret { ed25519: true } => {
+            let key = sign::Ed25519Key::generate();
+            println!(
+                "# Private key: for posthorn's config only (secret, secret_file or secret_env,\n\
+                 # with signature = \"ed25519\"). Keep it secret; the receiver never needs it.\n\
+                 {}\n\
+                 # Public key: give it to the receiver, which verifies the v1a signatures with it.\n\
+                 # It is not secret (the admin page shows it too).\n\
+                 {}",
+                key.secret_whsk(),
+                key.public_whpk()
+            );
+            ExitCode::SUCCESS
+        }
         Command::HashPassword => commands::hash_password(),
+        Command::Forget {
+            conversation,
+            let_pending_finish,
+            json,
+            api,
+        } => commands::forget(&conversation, let_pending_finish, json, &api),
         Command::Status { api, json } => commands::status(&api, json),
         Command::Deliveries { command } => commands::deliveries(&command),
         Command::Delivery { command } => commands::delivery(&command),

@@ -1,5 +1,9 @@
 //! Request signing: Standard Webhooks (`webhook-signature: v1,<base64>`) and the
-//! "hex HMAC of the raw body" recipe. Pure functions, no I/O.
+//! "hex HMAC of the raw body" recipe. Pure functions, no I/O. The asymmetric `v1a`
+//! (ed25519) variant lives in `ed25519`.
+
+mod ed25519;
+pub use ed25519::{v1a_signature, Ed25519Key, Ed25519KeyError};
 
 use std::fmt;
 
@@ -24,6 +28,9 @@ impl SigningKey {
 
     /// Parses a Standard Webhooks secret: `whsec_` followed by base64 of 24 to 64 bytes.
     pub fn from_whsec(secret: &str) -> Result<Self, KeyError> {
+        if secret.starts_with("whsk_") || secret.starts_with("whpk_") {
+            return Err(KeyError::Asymmetric);
+        }
         let encoded = secret
             .strip_prefix(WHSEC_PREFIX)
             .ok_or(KeyError::MissingPrefix)?;
@@ -53,6 +60,11 @@ pub enum KeyError {
         "a Standard Webhooks secret starts with \"whsec_\" (make one with `posthorn gen-secret`)"
     )]
     MissingPrefix,
+    #[error(
+        "this is an ed25519 key (whsk_/whpk_); set signature = \"ed25519\" and give posthorn \
+         the whsk_ private key, or use a whsec_ secret (`posthorn gen-secret`)"
+    )]
+    Asymmetric,
     #[error("the part after \"whsec_\" is not valid base64")]
     NotBase64,
     #[error("the secret decodes to {0} bytes; expected 24 to 64")]

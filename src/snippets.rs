@@ -1,9 +1,12 @@
 //! What the admin page offers to copy for one subscription: its `[[subscription]]` block
 //! (secrets and header values redacted) and receiver-side verification code in Python,
 //! Node and Go that matches its signing settings. The code uses only each language's
-//! standard library; tests run all three against requests signed by `deliver`.
+//! standard library (but for Python's ed25519, see `ed25519`); tests run all three
+//! against requests signed by `deliver`.
 
 use serde::Serialize;
+
+mod ed25519;
 
 use crate::config::{Signing, Subscription};
 use crate::logging::url_for_log;
@@ -47,6 +50,7 @@ pub fn toml_block(subscription: &Subscription) -> String {
     lines.push(format!("secret = {}", toml_string(REDACTED)));
     match &subscription.signing {
         Signing::Standard { .. } => lines.push("signature = \"standard\"".to_string()),
+        Signing::Ed25519 { .. } => lines.push("signature = \"ed25519\"".to_string()),
         Signing::Hex { header, prefix, .. } => {
             lines.push("signature = \"hex\"".to_string());
             lines.push(format!("signature_header = {}", toml_string(header)));
@@ -74,6 +78,10 @@ pub fn verification_snippets(subscription: &Subscription) -> Snippets {
             node: NODE_STANDARD.replace("{NAME}", name),
             go: GO_STANDARD.replace("{NAME}", name),
         },
+        Signing::Ed25519 { keys } => {
+            let public: Vec<String> = keys.iter().map(|k| k.public_whpk()).collect();
+            ed25519::snippets(name, &public)
+        }
         Signing::Hex { header, prefix, .. } => {
             let fill = |template: &str, header_name: &str| {
                 template

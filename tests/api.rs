@@ -32,6 +32,7 @@ const GUARDED: &[(&str, &str)] = &[
     ("post", "/api/v1/subscriptions/crm/retry-failed"),
     ("post", "/api/v1/subscriptions/crm/replay"),
     ("post", "/api/v1/deliveries/1/retry"),
+    ("post", "/api/v1/conversations/forget"),
 ];
 
 fn now_ms() -> i64 {

@@ -605,7 +605,9 @@
         ['Conversations', (sub.conversations || []).join(', '), 'conversations'],
         ['Projects', (sub.projects || []).join(', '), 'projects'],
         ['Events', (sub.events || []).join(', '), 'events'],
-        ['Signing', sub.signing === 'hex' ? 'hex HMAC of the body' : 'Standard Webhooks', 'signing'],
+        ['Signing', { hex: 'hex HMAC of the body', ed25519: 'Standard Webhooks, ed25519 (v1a)' }[sub.signing]
+          || 'Standard Webhooks', 'signing'],
+        (sub.public_keys || []).length ? ['Public key', h('code', { text: sub.public_keys.join(' ') }), 'public-keys'] : null,
       ], 'subscription-fields'),
       section('Health (last 24 h)',
         h('div', { class: 'cards', test: 'health' },
@@ -832,7 +834,7 @@
         table('request-headers', ['Header', 'Value'], headerRows, 'No headers.'),
         h('h3', { text: 'Body' }),
         r.body === null
-          ? notice('The body was dropped by retention.', 'warn', 'request-body-dropped')
+          ? notice('The body was dropped (by retention, or the conversation was forgotten).', 'warn', 'request-body-dropped')
           : h('pre', { class: 'code wrap', test: 'request-body' }, h('code', { text: pretty(r.body) }))]
       : notice(`${d.subscription} is no longer in the config, so nothing more is sent.`, 'warn', 'request-gone');
 
@@ -871,7 +873,7 @@
           ['Sequence', String(e.seq)],
         ], 'event-fields'),
         e.body === null
-          ? notice(`The body was dropped by retention${e.payload_dropped_at ? ` at ${localTime(e.payload_dropped_at)}` : ''}.`,
+          ? notice(`The body was dropped (by retention or a forget)${e.payload_dropped_at ? ` at ${localTime(e.payload_dropped_at)}` : ''}.`,
             'warn', 'event-body-dropped')
           : h('pre', { class: 'code wrap', test: 'event-body' }, h('code', { text: pretty(e.body) }))),
     ];
@@ -996,9 +998,12 @@
     return { path, params };
   }
 
+  // forget.js builds its page with these (route() shadows `section`).
+  const forgetKit = () => ({ api, h, section, notice, confirmAction, act });
+
   const TITLES = {
     overview: 'Overview', subscriptions: 'Subscriptions', deliveries: 'Deliveries',
-    rejections: 'Rejections', audit: 'Audit', login: 'Log in',
+    rejections: 'Rejections', audit: 'Audit', login: 'Log in', forget: 'Forget a conversation',
   };
 
   function route({ path, params }, seq) {
@@ -1009,6 +1014,7 @@
       case 'deliveries': return ['deliveries', id ? () => deliveryView(seq, id) : () => deliveriesView(params)];
       case 'rejections': return ['rejections', () => rejectionsView()];
       case 'audit': return ['audit', () => auditView()];
+      case 'forget': return ['forget', () => window.posthornForget(forgetKit())];
       default: return [null, null];
     }
   }

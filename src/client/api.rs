@@ -6,6 +6,8 @@ use serde::Deserialize;
 
 // The API serializes these store types as they are; the CLI, shipped in the same binary,
 // reads them back with the same definitions, so the two cannot drift apart.
+/// `POST /conversations/forget`.
+pub use crate::store::Forgotten;
 pub use crate::store::{
     AttemptView as Attempt, DeliveryRow, EventView as Event, Page, StateCounts,
     SubscriptionHealth as Health,

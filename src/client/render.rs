@@ -165,7 +165,7 @@ pub fn delivery_detail(detail: &DeliveryDetail) -> String {
     let _ = writeln!(out, "\nevent {}", e.id);
     let body = match (&e.body, e.payload_dropped_at) {
         (Some(text), _) => text.clone(),
-        (None, Some(at)) => format!("(dropped by retention at {})", format_ms(at)),
+        (None, Some(at)) => format!("(dropped by retention or a forget at {})", format_ms(at)),
         (None, None) => "(none)".to_string(),
     };
     push_fields(

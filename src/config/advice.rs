@@ -76,6 +76,12 @@ pub fn copied_secrets(config: &Config) -> Vec<String> {
         let published_key = match &subscription.signing {
             Signing::Standard { keys } => keys.iter().any(is_published),
             Signing::Hex { key, .. } => is_published(key),
+            Signing::Ed25519 { keys } => keys.iter().any(|key| {
+                published.iter().any(|value| {
+                    crate::sign::Ed25519Key::from_whsk(value)
+                        .is_ok_and(|k| k.public_whpk() == key.public_whpk())
+                })
+            }),
         };
         if published_key {
             out.push(copied(format!(

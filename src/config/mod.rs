@@ -4,6 +4,7 @@
 //! or in `Debug` output.
 
 pub mod advice;
+mod ed25519;
 mod egress;
 pub mod exposure;
 mod http;
@@ -285,6 +286,8 @@ pub enum Signing {
         header: String,
         prefix: String,
     },
+    /// Standard Webhooks `v1a`: one ed25519 signature per key (several during rotation).
+    Ed25519 { keys: Vec<crate::sign::Ed25519Key> },
 }
 
 pub const DEFAULT_SCHEDULE: [&str; 7] = ["5s", "5m", "30m", "2h", "5h", "10h", "10h"];

@@ -110,9 +110,10 @@ struct RawDelivery {
 
 #[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
-enum SignatureKind {
+pub(super) enum SignatureKind {
     Standard,
     Hex,
+    Ed25519,
 }
 
 #[derive(Deserialize)]
@@ -550,7 +551,7 @@ impl Validator<'_> {
         kind: SignatureKind,
         label: &str,
     ) -> Option<Signing> {
-        if kind == SignatureKind::Standard {
+        if kind != SignatureKind::Hex {
             for extra in [&raw.signature_header, &raw.signature_prefix]
                 .into_iter()
                 .flatten()
@@ -585,6 +586,7 @@ impl Validator<'_> {
         };
         let parts: Vec<&str> = secret.split_whitespace().collect();
         match kind {
+            SignatureKind::Ed25519 => self.ed25519_keys(&parts, span, label),
             SignatureKind::Standard => {
                 let mut keys = Vec::new();
                 for (i, part) in parts.iter().enumerate() {

@@ -424,3 +424,102 @@ fn hex_settings_with_quotes_are_escaped_in_every_language() {
         assert!(code.contains(r#""v=\"1\"\\""#), "{code}");
     }
 }
+
+const WHSK_OLD: &str = "whsk_TM0Imyj/ltqdtsNG7BFOD1uKMZ81q6Yk2oz27U+4pvs=";
+
+fn ed25519_pair() -> (Subscription, crate::sign::Ed25519Key) {
+    let new = crate::sign::Ed25519Key::generate();
+    let sub = config(&format!(
+        r#"[[subscription]]
+name = "asym"
+url = "https://crm.example.org/hook"
+conversations = ["*"]
+events = ["conversation.*"]
+signature = "ed25519"
+secret = "{} {WHSK_OLD}"
+"#,
+        new.secret_whsk()
+    ))
+    .subscriptions
+    .remove(0);
+    (sub, new)
+}
+
+fn ed25519_cases() -> (Subscription, Vec<Case>) {
+    let (sub, new) = ed25519_pair();
+    let old = crate::sign::Ed25519Key::from_whsk(WHSK_OLD).unwrap();
+    let body = br#"{"id":"evt_123","type":"conversation.ended","data":{"text":"h\u00e9"}}"#;
+    let now = now_secs();
+    let mut tampered = body.to_vec();
+    tampered[10] ^= 1;
+    let case = |what, headers, body: &[u8], key: &crate::sign::Ed25519Key, valid| Case {
+        what,
+        headers,
+        body: body.to_vec(),
+        secret: key.public_whpk(),
+        valid,
+    };
+    let cases = vec![
+        case("valid, new key", signed(&sub, now, body), body, &new, true),
+        case(
+            "valid, old key during rotation",
+            signed(&sub, now, body),
+            body,
+            &old,
+            true,
+        ),
+        case(
+            "tampered body",
+            signed(&sub, now, body),
+            &tampered,
+            &new,
+            false,
+        ),
+        case(
+            "another key",
+            signed(&sub, now, body),
+            body,
+            &crate::sign::Ed25519Key::generate(),
+            false,
+        ),
+        case(
+            "ten minutes old",
+            signed(&sub, now - 600, body),
+            body,
+            &new,
+            false,
+        ),
+        case(
+            "a v1 (HMAC) signature only",
+            signed(&standard(), now, body),
+            body,
+            &new,
+            false,
+        ),
+    ];
+    (sub, cases)
+}
+
+#[test]
+fn ed25519_snippets_verify_v1a_with_the_public_key_in_every_language() {
+    let (sub, cases) = ed25519_cases();
+    let snippets = verification_snippets(&sub);
+    check("python ed25519", &cases, python(&snippets.python, &cases));
+    check("node ed25519", &cases, node(&snippets.node, &cases));
+    check("go ed25519", &cases, go(&snippets.go, &cases));
+}
+
+#[test]
+fn ed25519_snippets_and_block_name_the_public_keys_and_never_the_private_ones() {
+    let (sub, new) = ed25519_pair();
+    let snippets = verification_snippets(&sub);
+    let block = toml_block(&sub);
+    assert!(block.contains("signature = \"ed25519\""), "{block}");
+    for code in [&snippets.python, &snippets.node, &snippets.go, &block] {
+        assert!(!code.contains(&new.secret_whsk()[5..]), "{code}");
+        assert!(!code.contains(&WHSK_OLD[5..]), "{code}");
+    }
+    for code in [&snippets.python, &snippets.node, &snippets.go] {
+        assert!(code.contains(&new.public_whpk()), "{code}");
+    }
+}

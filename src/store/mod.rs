@@ -9,6 +9,7 @@ mod admin;
 mod claim;
 mod due;
 mod faults;
+mod forget;
 mod health;
 mod integrity;
 mod line;
@@ -32,6 +33,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
 pub use due::DueHints;
 pub use faults::{FailingCommits, Faults, StoreUnavailable};
+pub use forget::Forgotten;
 pub use line::{HeldBehind, LineView};
 pub use query::{
     AttemptView, AuditRow, DeliveryDetail, DeliveryFilter, DeliveryRow, EventView, FailureRow,
@@ -235,7 +237,10 @@ pub enum AdminRefusal {
     UnknownDelivery(i64),
     #[error("there is no event {0:?}")]
     UnknownEvent(String),
-    #[error("{what} cannot be sent again: its event body was dropped by [retention] payloads")]
+    #[error(
+        "{what} cannot be sent again: its event body was dropped (by [retention] payloads, \
+         or its conversation was forgotten)"
+    )]
     PayloadDropped { what: String },
     #[error(
         "delivery {0} was delivered; replay its event to send it again (`posthorn replay \
@@ -244,6 +249,10 @@ pub enum AdminRefusal {
     AlreadyDelivered(i64),
     #[error("delivery {0} is being sent right now; try again once the attempt has finished")]
     InFlight(i64),
+    #[error(
+        "the store holds nothing of conversation {0:?}: no event and no rejected input names it"
+    )]
+    UnknownConversation(String),
 }
 
 /// What a replay did: made the existing delivery of the event to the subscription due

@@ -166,6 +166,18 @@ ALTER TABLE deliveries ADD COLUMN conversation_id TEXT;
 CREATE INDEX deliveries_line ON deliveries (subscription, conversation_id, event_seq)
     WHERE state IN ('pending', 'dead') AND conversation_id IS NOT NULL;
 "#,
+    // Forgotten conversations (store/forget.rs): one row per conversation an operator had
+    // erased. `done_at` stays NULL while some of its deliveries are pending (let finish,
+    // or in flight when it was asked): the writer erases their events once they are final,
+    // from this row, so a restart does not lose the request.
+    r#"
+CREATE TABLE forgotten_conversations (
+    conversation_id    TEXT PRIMARY KEY,
+    requested_at       INTEGER NOT NULL,  -- unix milliseconds
+    let_pending_finish INTEGER NOT NULL CHECK (let_pending_finish IN (0, 1)),
+    done_at            INTEGER            -- unix milliseconds; NULL while waiting
+);
+"#,
 ];
 
 /// Brings the database up to the newest schema. Refuses a database written by a newer

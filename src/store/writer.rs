@@ -12,15 +12,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crossbeam_channel::{Receiver, Sender};
 use rusqlite::{Connection, Transaction};
 
-use super::admin::{replay, retry_failed, retry_one, set_paused};
 use super::faults::{storage_fault, Faults, StoreUnavailable};
+use super::forget::{self, Forgotten};
 use super::health::{self, HealthCommand};
 use super::prune::prune;
 use super::writes::{audit, cancel_removed, forget_positions, ingest_batch, put_setting, record};
 use super::{measure, DueHints, PruneReport, PruneRequest, StoreStatus};
 use super::{
-    AdminRefusal, AttemptRecord, AuditEntry, ClaimRequest, ClaimResult, IngestBatch, IngestReport,
-    Replayed,
+    AttemptRecord, AuditEntry, ClaimRequest, ClaimResult, IngestBatch, IngestReport, Replayed,
 };
 use crate::metrics::{Metrics, Tally};
 
@@ -127,6 +126,11 @@ pub(super) enum AdminCommand {
     Rename {
         renames: Vec<(String, String)>,
         reply: Reply<usize>,
+    },
+    Forget {
+        conversation: String,
+        let_pending_finish: bool,
+        reply: Reply<Forgotten>,
     },
 }
 
@@ -285,6 +289,22 @@ impl StoreHandle {
         Ok(changed)
     }
 
+    /// Forgets a conversation (see `forget.rs`): blanks its payloads and snippets,
+    /// cancels its pending deliveries unless `let_pending_finish`, and empties the WAL.
+    pub fn forget_conversation(
+        &self,
+        conversation: String,
+        let_pending_finish: bool,
+    ) -> anyhow::Result<Forgotten> {
+        self.ask(|reply| {
+            Command::Admin(AdminCommand::Forget {
+                conversation,
+                let_pending_finish,
+                reply,
+            })
+        })
+    }
+
     pub(super) fn paused_set(&self) -> std::sync::RwLockWriteGuard<'_, HashSet<String>> {
         self.paused.write().unwrap_or_else(|e| e.into_inner())
     }
@@ -399,6 +419,7 @@ pub(super) fn spawn(
             "returned deliveries leased before a crash to the queue"
         );
     }
+    let forgetting = forget::settle_at_start(&mut conn)?;
     let paused = load_paused(&conn)?;
     let loaded = health::load(&conn)?;
     let metrics = Arc::new(Metrics::new(now_ms()));
@@ -419,6 +440,7 @@ pub(super) fn spawn(
                 faults: writer_faults,
                 hints: writer_hints,
                 ordered: HashSet::new(),
+                forgetting,
             }
             .run(inbox)
         })?;
@@ -469,6 +491,8 @@ struct Writer {
     hints: Arc<DueHints>,
     /// Subscriptions with ordering by conversation (see `StoreHandle::set_ordered`).
     ordered: HashSet<String>,
+    /// Whether a forgotten conversation waits for deliveries to finish (`forget.rs`).
+    forgetting: bool,
 }
 
 /// An answer held back until the transaction commits.
@@ -482,6 +506,7 @@ enum Pending {
     Count(Reply<usize>, anyhow::Result<usize>),
     Replay(Reply<Replayed>, anyhow::Result<Replayed>),
     Flag(Reply<bool>, anyhow::Result<bool>),
+    Forget(Reply<Forgotten>, anyhow::Result<Forgotten>),
 }
 
 impl Writer {
@@ -536,6 +561,7 @@ impl Writer {
         let mut due_for: HashSet<String> = HashSet::new();
         let mut due_everywhere = false;
         let mut tally = Tally::default();
+        let (mut recorded, mut forgets, mut erased) = (false, false, false);
         let outcome = (|| -> rusqlite::Result<()> {
             let mut tx = self.conn.transaction()?;
             for command in batch {
@@ -593,6 +619,7 @@ impl Writer {
                         answers.push(Pending::Claim(reply, result));
                     }
                     Command::Record(records) => {
+                        recorded = true;
                         match in_savepoint(&mut tx, |tx| record(tx, &records)) {
                             Ok(finished) => {
                                 for (r, finished) in records.iter().zip(finished) {
@@ -618,6 +645,9 @@ impl Writer {
                         answers.push(Pending::Audit(reply, result));
                     }
                     Command::Admin(command) => {
+                        if let AdminCommand::Forget { .. } = command {
+                            forgets = true;
+                        }
                         let (answer, queued) = admin(&mut tx, command);
                         created_deliveries |= queued;
                         due_everywhere |= queued;
@@ -637,6 +667,18 @@ impl Writer {
                     Command::Ping(_) | Command::Shutdown => {}
                 }
             }
+            if forgets || (recorded && self.forgetting) {
+                // After the batch's records: what they finished can be erased now.
+                match in_savepoint(&mut tx, |tx| {
+                    forget::erasing(tx, |tx| forget::settle_waiting(tx, now_ms()))
+                }) {
+                    Ok((blanked, waiting)) => {
+                        erased |= blanked || forgets;
+                        self.forgetting = waiting;
+                    }
+                    Err(err) => tracing::error!("could not erase forgotten conversations: {err:#}"),
+                }
+            }
             tx.commit()
         })();
 
@@ -644,6 +686,7 @@ impl Writer {
             Ok(()) => self.metrics.add(tally),
             Err(err) => tracing::error!(%err, "store commit failed; the batch is not stored"),
         }
+        let wal_truncated = outcome.is_ok() && erased && forget::truncate_wal(&self.conn);
         self.faults.note(&kinds, &outcome, &own_faults, now_ms());
         for answer in answers {
             match answer {
@@ -656,6 +699,12 @@ impl Writer {
                 Pending::Count(reply, result) => drop(reply.send(settle(&outcome, result))),
                 Pending::Replay(reply, result) => drop(reply.send(settle(&outcome, result))),
                 Pending::Flag(reply, result) => drop(reply.send(settle(&outcome, result))),
+                Pending::Forget(reply, mut result) => {
+                    if let Ok(forgotten) = &mut result {
+                        forgotten.wal_truncated = wal_truncated;
+                    }
+                    drop(reply.send(settle(&outcome, result)))
+                }
             }
         }
         self.budget.measure(&self.conn);
@@ -723,61 +772,8 @@ fn in_savepoint<T>(
     }
 }
 
-/// Runs one admin command in its own savepoint; also says whether it queued deliveries
-/// (so the scheduler is woken after the commit).
-fn admin(tx: &mut Transaction<'_>, command: AdminCommand) -> (Pending, bool) {
-    let now = now_ms();
-    match command {
-        AdminCommand::Retry { delivery_id, reply } => {
-            let result = refusable(in_savepoint(tx, |tx| retry_one(tx, delivery_id, now)));
-            let queued = result.is_ok();
-            (Pending::Unit(reply, result), queued)
-        }
-        AdminCommand::RetryFailed {
-            subscription,
-            since_ms,
-            include_cancelled,
-            reply,
-        } => {
-            let result = in_savepoint(tx, |tx| {
-                retry_failed(tx, &subscription, since_ms, include_cancelled, now)
-            });
-            let queued = matches!(result, Ok(n) if n > 0);
-            (Pending::Count(reply, result), queued)
-        }
-        AdminCommand::Replay {
-            event_id,
-            subscription,
-            reply,
-        } => {
-            let result = refusable(in_savepoint(tx, |tx| {
-                replay(tx, &event_id, &subscription, now)
-            }));
-            let queued = result.is_ok();
-            (Pending::Replay(reply, result), queued)
-        }
-        AdminCommand::SetPaused {
-            subscription,
-            paused,
-            reply,
-        } => {
-            let result = in_savepoint(tx, |tx| set_paused(tx, &subscription, paused, now));
-            // A resumed subscription may have work due: wake the scheduler for it.
-            let resumed = !paused && matches!(result, Ok(true));
-            (Pending::Flag(reply, result), resumed)
-        }
-        AdminCommand::Rename { renames, reply } => {
-            let result = in_savepoint(tx, |tx| super::rename::rename(tx, &renames));
-            let moved = matches!(result, Ok(n) if n > 0);
-            (Pending::Count(reply, result), moved)
-        }
-    }
-}
-
-/// Flattens a refusal into the command's error, where callers can `downcast_ref` it.
-fn refusable<T>(result: anyhow::Result<Result<T, AdminRefusal>>) -> anyhow::Result<T> {
-    result.and_then(|inner| inner.map_err(anyhow::Error::from))
-}
+mod admin_commands;
+use admin_commands::admin;
 
 #[cfg(test)]
 mod tests;

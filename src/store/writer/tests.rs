@@ -2,7 +2,7 @@ use rusqlite::{params, Connection};
 
 use super::*;
 use crate::store::test_support::{attempt, delivery, event, TempStore};
-use crate::store::{Claimed, NextStep, Reader, Store, StoreFull};
+use crate::store::{AdminRefusal, Claimed, NextStep, Reader, Store, StoreFull};
 
 const T: i64 = 1_700_000_000_000;
 
@@ -105,7 +105,7 @@ fn retry_refuses_unknown_delivered_in_flight_and_dropped_payloads() {
     let err = handle.retry_delivery(dropped).unwrap_err();
     assert!(
         err.to_string()
-            .contains("its event body was dropped by [retention] payloads"),
+            .contains("its event body was dropped (by [retention] payloads"),
         "{err}"
     );
     assert_eq!(row(&conn, dropped).0, "dead", "left as it was");

@@ -334,7 +334,7 @@ pub(super) async fn retry(
 
 /// Reads an action's JSON body: `application/json`, at most [`MAX_ACTION_BODY`] bytes,
 /// exactly the fields of `T`. `shape` is shown in the error.
-async fn json_body<T: DeserializeOwned>(
+pub(super) async fn json_body<T: DeserializeOwned>(
     request: &HttpRequest,
     payload: web::Payload,
     shape: &str,

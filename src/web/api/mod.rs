@@ -8,6 +8,7 @@
 //! `assets/openapi.json` to each other.
 
 mod act;
+mod forget;
 mod params;
 mod read;
 mod switch;
@@ -54,6 +55,7 @@ routes! {
     post "/api/v1/subscriptions/{name}/retry-failed" => act::retry_failed,
     post "/api/v1/subscriptions/{name}/replay" => act::replay,
     post "/api/v1/deliveries/{id}/retry" => act::retry,
+    post "/api/v1/conversations/forget" => forget::forget,
     get "/api/v1/delivery" => switch::show,
     post "/api/v1/delivery/pause" => switch::pause_all,
     post "/api/v1/delivery/resume" => switch::resume_all,
@@ -115,9 +117,9 @@ where
 fn store_error(err: anyhow::Error) -> ApiError {
     if let Some(refusal) = err.downcast_ref::<AdminRefusal>() {
         let status = match refusal {
-            AdminRefusal::UnknownDelivery(_) | AdminRefusal::UnknownEvent(_) => {
-                StatusCode::NOT_FOUND
-            }
+            AdminRefusal::UnknownDelivery(_)
+            | AdminRefusal::UnknownEvent(_)
+            | AdminRefusal::UnknownConversation(_) => StatusCode::NOT_FOUND,
             _ => StatusCode::CONFLICT,
         };
         return ApiError::new(status, refusal.to_string());

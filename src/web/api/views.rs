@@ -25,6 +25,10 @@ pub struct SubscriptionView {
     pub projects: Vec<String>,
     pub events: Vec<String>,
     pub signing: &'static str,
+    /// The `whpk_` public keys receivers verify `signature = "ed25519"` with (the
+    /// private keys are never shown); empty for the HMAC kinds.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub public_keys: Vec<String>,
     pub health: SubscriptionHealth,
 }
 
@@ -47,6 +51,11 @@ pub fn subscription_view(
         signing: match subscription.signing {
             Signing::Standard { .. } => "standard",
             Signing::Hex { .. } => "hex",
+            Signing::Ed25519 { .. } => "ed25519",
+        },
+        public_keys: match &subscription.signing {
+            Signing::Ed25519 { keys } => keys.iter().map(|k| k.public_whpk()).collect(),
+            _ => Vec::new(),
         },
         health,
     }
@@ -69,7 +78,7 @@ pub struct RequestView {
 pub fn request_view(subscription: &Subscription, event: &EventView) -> RequestView {
     let body = event.body.as_deref().unwrap_or_default();
     let signature_header = match &subscription.signing {
-        Signing::Standard { .. } => "webhook-signature",
+        Signing::Standard { .. } | Signing::Ed25519 { .. } => "webhook-signature",
         Signing::Hex { header, .. } => header.as_str(),
     };
     let headers = deliver::request_headers(subscription, &event.id, 0, body.as_bytes())
