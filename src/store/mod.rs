@@ -9,6 +9,7 @@ mod admin;
 mod claim;
 mod due;
 mod faults;
+mod find;
 mod health;
 mod integrity;
 mod line;
@@ -30,6 +31,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
 pub use due::DueHints;
 pub use faults::{FailingCommits, Faults, StoreUnavailable};
+pub use find::{Found, StoredEvent, CONVERSATION_COUNT_CAP};
 pub use line::{HeldBehind, LineView};
 pub use query::{
     AttemptView, AuditRow, DeliveryDetail, DeliveryFilter, DeliveryRow, EventView, FailureRow,
