@@ -3,6 +3,7 @@
 //! reported with the file, line and column it comes from; secrets never appear in errors
 //! or in `Debug` output.
 
+pub mod draft;
 mod egress;
 pub mod exposure;
 mod http;

@@ -27,8 +27,33 @@ pub(super) fn validate(text: &str, origin: &Path) -> Result<Config, Vec<Problem>
         text,
         base,
         problems: Vec::new(),
+        draft: false,
     };
     let config = validator.resolve(raw, origin);
+    if validator.problems.is_empty() {
+        Ok(config)
+    } else {
+        Err(validator.problems)
+    }
+}
+
+/// Validates a draft the way [`validate`] does a file, with `draft` set (see
+/// [`Validator::draft`]).
+pub(super) fn validate_draft(text: &str) -> Result<Config, Vec<Problem>> {
+    let raw: RawConfig = toml::from_str(text).map_err(|err| {
+        vec![locate(
+            text,
+            err.span(),
+            err.message().trim_end().to_string(),
+        )]
+    })?;
+    let mut validator = Validator {
+        text,
+        base: PathBuf::new(),
+        problems: Vec::new(),
+        draft: true,
+    };
+    let config = validator.resolve(raw, Path::new("draft"));
     if validator.problems.is_empty() {
         Ok(config)
     } else {
@@ -148,6 +173,9 @@ pub(super) struct Validator<'a> {
     pub(super) text: &'a str,
     pub(super) base: PathBuf,
     pub(super) problems: Vec<Problem>,
+    /// A draft pasted into the admin page (`draft.rs`): its secrets are neither
+    /// required nor read, a placeholder stands in.
+    pub(super) draft: bool,
 }
 
 impl Validator<'_> {
@@ -560,6 +588,10 @@ impl Validator<'_> {
             raw.secret_env.is_some(),
         ];
         let (secret, span) = match given.iter().filter(|g| **g).count() {
+            _ if self.draft => (
+                super::draft::PLACEHOLDER_SECRET.to_string(),
+                raw.name.span(),
+            ),
             1 => self.read_secret(raw, label)?,
             0 => {
                 self.problem(
