@@ -5,6 +5,7 @@
 //! command could not be set up (no token, a bad config).
 
 mod delivery;
+mod events;
 mod hash_password;
 
 use std::io::Write as _;
@@ -21,6 +22,7 @@ use crate::client::{self, path_segment, render, Answer, ClientError, Connection}
 use crate::config;
 
 pub use delivery::delivery;
+pub use events::events;
 pub use hash_password::hash_password;
 
 /// How often `posthorn test` looks at its delivery.
@@ -114,7 +116,7 @@ fn raw_json(raw: &str) -> serde_json::Value {
 pub fn deliveries(command: &DeliveriesCommand) -> ExitCode {
     finish(match command {
         DeliveriesCommand::List { filter, api, json } => list(filter, api, *json),
-        DeliveriesCommand::Show { id, api, json } => show(*id, api, *json),
+        DeliveriesCommand::Show { id, api, json } => events::show_delivery_or_event(id, api, *json),
         DeliveriesCommand::Retry {
             ids,
             subscription,
@@ -134,6 +136,7 @@ fn list(filter: &DeliveryFilterArgs, api: &ApiArgs, as_json: bool) -> Result<Exi
         ("subscription", &filter.subscription),
         ("state", &filter.state),
         ("conversation", &filter.conversation),
+        ("event_id", &filter.event_id),
         ("event_type", &filter.event_type),
         ("cursor", &filter.cursor),
     ];
@@ -164,17 +167,6 @@ fn list(filter: &DeliveryFilterArgs, api: &ApiArgs, as_json: bool) -> Result<Exi
     }
     if let Some(cursor) = &page.value.next_cursor {
         eprintln!("more: add --cursor {cursor} for the next page");
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-fn show(id: i64, api: &ApiArgs, as_json: bool) -> Result<ExitCode, Failure> {
-    let Connection { client, .. } = connect(api)?;
-    let detail: Answer<DeliveryDetail> = client.get(&format!("/deliveries/{id}"), &[])?;
-    if as_json {
-        out(&detail.raw);
-    } else {
-        out(&render::delivery_detail(&detail.value));
     }
     Ok(ExitCode::SUCCESS)
 }
