@@ -270,17 +270,14 @@ fn a_draft_previews_without_a_secret_and_its_problems_are_located_in_it() {
     let draft = |toml: &str| api.post("/api/v1/preview", Some(json!({ "toml": toml })));
 
     // No secret at all, and a scope no configured subscription has.
-    let preview = draft(
-        &("[[subscription]]\nname = \"starts\"\nurl = \"https://crm.example.org/hook\"\n\
+    let text = format!(
+        "[[subscription]]\nname = \"starts\"\nurl = \"https://crm.example.org/hook\"\n\
          conversations = [\"c-*\"]\nevents = [\"conversation.started\"]\n\n\
          [[subscription]]\nname = \"reports\"\nurl = \"https://crm.example.org/r\"\n\
          projects = [\"p-1\"]\nevents = [\"report.*\"]\nenabled = false\n\
-         secret = \""
-            .to_string()
-            + DRAFT_SECRET
-            + "\"\n")
-            .as_str(),
+         secret = \"{DRAFT_SECRET}\"\n"
     );
+    let preview = draft(&text);
     let preview = preview.expect(200).json();
     assert_eq!(
         previewed(&preview, "starts"),
