@@ -180,7 +180,7 @@ fn events_show_prints_the_event_as_received_and_its_deliveries() {
     );
     assert!(text.contains("c-1") && text.contains("p-1"), "{shown:#?}");
     assert!(
-        text.contains(&format!("{} (spool file ", fx.spool_source())),
+        text.contains(&format!("{} (a spool file)", fx.spool_source())),
         "{shown:#?}"
     );
     assert!(text.contains("deliveries (1)"), "{shown:#?}");

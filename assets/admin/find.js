@@ -17,12 +17,12 @@ window.posthornPages.push((kit) => {
 
   // What a stored `source` means.
   function sourceMeaning(source) {
-    if (source.startsWith('spool:')) return `spool file ${source.slice(6)}`;
-    if (source.startsWith('source:')) return `inlet source "${source.slice(7)}"`;
+    if (source.startsWith('spool:')) return '(a spool file)';
+    if (source.startsWith('source:')) return `(inlet source "${source.slice(7)}")`;
     return {
-      inlet: 'the HTTP inlet (POST /v1/events)',
-      admin: 'a test event sent from this page or posthorn test',
-      posthorn: 'posthorn\'s own event',
+      inlet: '(the HTTP inlet, POST /v1/events)',
+      admin: '(a test event sent from this page or posthorn test)',
+      posthorn: '(posthorn\'s own event)',
     }[source] || null;
   }
 
