@@ -1,5 +1,6 @@
 //! The operator commands run from a shell against a running `posthorn serve`: `status`,
-//! `deliveries list|show|retry`, `delivery pause|resume|status` and `test`, each one or a few calls of the operator API
+//! `deliveries list|show|retry`, `delivery pause|resume|status`, `events show` and `test`,
+//! each one or a few calls of the operator API
 //! through [`crate::client`], printed by [`crate::client::render`] (or as the API's JSON
 //! with `--json`). Exit codes: 0 done, 1 the API refused or could not be reached, 2 the
 //! command could not be set up (no token, a bad config).
