@@ -136,3 +136,79 @@ fn shown(stored: &StoredEvent) -> PreviewEvent {
         source: stored.source.clone(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::draft::parse_draft;
+    use crate::store::test_support::{event, TempStore};
+
+    const NOW: i64 = 1_795_000_000_000;
+
+    fn subscription(name: &str, scope: &str, events: &str) -> Subscription {
+        let text = format!(
+            "[[subscription]]\nname = {name:?}\nurl = \"https://a.example.org/\"\n{scope}\nevents = {events}\n"
+        );
+        parse_draft(&text)
+            .unwrap_or_else(|p| panic!("{p:?}"))
+            .remove(0)
+    }
+
+    #[test]
+    fn a_preview_counts_the_last_day_lists_the_newest_and_stops_at_its_bounds() {
+        let store = TempStore::new();
+        let mut conn = store.conn();
+        let tx = conn.transaction().unwrap();
+        // Older than the window: never looked at.
+        event(&tx, "old", "x.y", Some("c-1"), NOW - WINDOW_MS - 1);
+        // More events in the window than one preview looks at, the newest last.
+        let total = SCAN_LIMIT as i64 + 5;
+        for n in 0..total {
+            let conversation = if n % 100 == 0 { "c-1" } else { "c-2" };
+            event(
+                &tx,
+                &format!("e-{n}"),
+                "x.y",
+                Some(conversation),
+                NOW - total + n,
+            );
+        }
+        tx.commit().unwrap();
+        let reader = store.reader();
+        let subscriptions = [
+            subscription("one", "conversations = [\"c-1\"]", "[\"x.*\"]"),
+            subscription("none", "conversations = [\"c-1\"]", "[\"report.*\"]"),
+        ];
+
+        let preview = preview(&reader, &subscriptions, NOW).unwrap();
+        assert_eq!(preview.scanned, SCAN_LIMIT as u64);
+        assert!(preview.truncated);
+        assert_eq!(preview.since, NOW - WINDOW_MS);
+        // The newest SCAN_LIMIT events: e-5 .. e-20004; c-1 holds every hundredth.
+        let one = &preview.subscriptions[0];
+        let expected = (5..total).filter(|n| n % 100 == 0).count() as u64;
+        assert_eq!(one.matched, expected);
+        assert_eq!(one.events.len(), SHOW_LIMIT);
+        assert_eq!(one.events[0].id, format!("e-{}", (total - 1) / 100 * 100));
+        assert!(one
+            .events
+            .iter()
+            .all(|e| e.conversation_id.as_deref() == Some("c-1")));
+        assert_eq!(preview.subscriptions[1].matched, 0);
+        assert!(preview.subscriptions[1].events.is_empty());
+    }
+
+    #[test]
+    fn a_disabled_subscription_is_matched_as_if_enabled() {
+        let store = TempStore::new();
+        let conn = store.conn();
+        event(&conn, "e-1", "x.y", Some("c-1"), NOW - 10);
+        let mut off = subscription("off", "conversations = [\"*\"]", "[\"*\"]");
+        off.enabled = false;
+        let preview = preview(&store.reader(), &[off], NOW).unwrap();
+        assert!(!preview.truncated);
+        assert_eq!(preview.scanned, 1);
+        let off = &preview.subscriptions[0];
+        assert_eq!((off.enabled, off.matched), (false, 1));
+    }
+}

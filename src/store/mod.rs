@@ -17,7 +17,7 @@ mod prune;
 mod query;
 mod schema;
 #[cfg(test)]
-mod test_support;
+pub(crate) mod test_support;
 mod writer;
 mod writes;
 
