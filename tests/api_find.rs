@@ -9,7 +9,7 @@ mod find_fixture;
 use std::collections::BTreeSet;
 
 use common::admin::{Api, PASSWORD};
-use find_fixture::ODD_ID;
+use find_fixture::{NUMBER_ID, ODD_ID};
 use serde_json::{json, Value};
 
 /// `(event_id, subscription)` of each item of a delivery page.
@@ -217,6 +217,14 @@ fn search_finds_events_deliveries_and_conversations_by_exact_id() {
     // "9999" is an event id; no delivery has that number.
     assert_eq!(kinds("9999"), [("event".to_string(), json!("9999"))]);
     assert_eq!(kinds("c-20"), [("conversation".to_string(), json!("c-20"))]);
+    // An id that names an event and a delivery: both.
+    assert_eq!(
+        kinds(NUMBER_ID),
+        [
+            ("event".to_string(), json!(NUMBER_ID)),
+            ("delivery".to_string(), json!(3))
+        ]
+    );
     let answer = api.get("/api/v1/search?q=c-3").expect(200).json();
     assert_eq!(answer["matches"][0]["events"], 2, "{answer}");
     assert!(kinds("nothing-has-this-id").is_empty());
@@ -240,7 +248,7 @@ fn a_configured_subscription_previews_the_events_of_its_last_day() {
         .expect(200)
         .json();
     assert_eq!(previewed(&preview, "wiki"), (ids(&["evt_2", "evt_4"]), 2));
-    assert_eq!(preview["scanned"], 7, "{preview}");
+    assert_eq!(preview["scanned"], 8, "{preview}");
     assert_eq!(preview["truncated"], false);
     let preview = api
         .get("/api/v1/subscriptions/crm/preview")
@@ -281,7 +289,7 @@ fn a_draft_previews_without_a_secret_and_its_problems_are_located_in_it() {
     let preview = preview.expect(200).json();
     assert_eq!(
         previewed(&preview, "starts"),
-        (ids(&["evt_1", "evt_5", ODD_ID]), 3)
+        (ids(&["evt_1", "evt_5", ODD_ID, NUMBER_ID]), 4)
     );
     assert_eq!(previewed(&preview, "reports"), (ids(&["evt_3", "9999"]), 2));
     assert_eq!(preview["subscriptions"][1]["enabled"], false);

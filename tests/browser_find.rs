@@ -116,6 +116,21 @@ fn search_for_each_kind(browser: &Browser, fx: &Fixture) {
         SHOWN,
     );
 
+    // An id that names an event and a delivery: a list of both, each a link.
+    search(browser, find_fixture::NUMBER_ID);
+    browser.wait_for(&t("search-results"), SHOWN);
+    let kinds: Vec<String> = browser
+        .find_all(&t("search-result"))
+        .iter()
+        .filter_map(|item| browser.attribute(item, "data-kind"))
+        .collect();
+    assert_eq!(kinds, ["event", "delivery"]);
+    browser.click(&browser.wait_for(&format!("{} a", t("search-result")), SHOWN));
+    browser.wait_for(&t("event-page-body"), SHOWN);
+    assert_eq!(hash(browser), "#/events/3");
+    let title = browser.text(&browser.wait_for(&t("event-title"), SHOWN));
+    assert!(title.ends_with('3'), "{title}");
+
     // An id with URL punctuation reaches its event.
     search(browser, find_fixture::ODD_ID);
     browser.wait_for_text(&t("event-title"), find_fixture::ODD_ID, SHOWN);
@@ -197,14 +212,22 @@ fn preview_drafts(browser: &Browser) {
          conversations = [\"c-*\"]\nevents = [\"conversation.started\"]\n",
     );
     browser.click(&browser.wait_for(&t("preview-run"), SHOWN));
-    browser.wait_for_text(&t("preview-matched"), "Matched 3 events", SHOWN);
+    browser.wait_for_text(&t("preview-matched"), "Matched 4 events", SHOWN);
     let mut ids: Vec<String> = browser
         .find_all(&t("preview-event-row"))
         .iter()
         .filter_map(|row| browser.attribute(row, "data-id"))
         .collect();
     ids.sort();
-    assert_eq!(ids, [find_fixture::ODD_ID, "evt_1", "evt_5"]);
+    assert_eq!(
+        ids,
+        [
+            find_fixture::NUMBER_ID,
+            find_fixture::ODD_ID,
+            "evt_1",
+            "evt_5"
+        ]
+    );
 
     // A bad name on line 2 and no events: both named, the first with its line.
     let area = browser.wait_for(&t("preview-draft"), SHOWN);

@@ -1,8 +1,8 @@
 //! The store the find tests (api_find, cli_find, browser_find) look into: the real
 //! binary with three subscriptions of different scopes (one by a conversation glob)
-//! delivering to a recording receiver on 127.0.0.1, and seven events from a spool file
+//! delivering to a recording receiver on 127.0.0.1, and eight events from a spool file
 //! that fan out to none, one or two of them, one with numbers a JSON parser would round
-//! and one with an id full of URL punctuation.
+//! one with an id full of URL punctuation and one whose id is also a delivery's.
 #![allow(dead_code)] // each test file uses a different part of this
 
 use std::time::Duration;
@@ -14,12 +14,14 @@ use crate::common::{subscription, wait_for, Home, Receiver, Serve};
 pub const SPOOL_FILE: &str = "events.ndjson";
 /// An event id a URL must escape: `/`, `?` and `#`.
 pub const ODD_ID: &str = "ev/t?1#x";
+/// An event id that is also a delivery's id (deliveries are numbered from 1).
+pub const NUMBER_ID: &str = "3";
 /// The data of `evt_1`, as the producer wrote it: a float and an integer JSON.parse
 /// would round, a repeated key.
 pub const EVT_1_DATA: &str =
     r#"{"score":1.0000000000000001,"big":12345678901234567890,"tag":"a","tag":"b"}"#;
 /// Deliveries the events make: evt_1 1, evt_2 2, evt_3 1, evt_4 1, evt_5 0, 9999 1,
-/// ODD_ID 1.
+/// ODD_ID 1, NUMBER_ID 0.
 pub const DELIVERIES: i64 = 7;
 
 pub struct Fixture {
@@ -87,6 +89,8 @@ pub fn start() -> Fixture {
         event("evt_5", "conversation.started", "c-9", r#"{"n":5}"#),
         event("9999", "report.generated", "c-3", r#"{"n":6}"#),
         event(ODD_ID, "conversation.started", "c-1", r#"{"n":7}"#),
+        // Taken by no subscription; its id is also a delivery's.
+        event(NUMBER_ID, "conversation.started", "c-9", r#"{"n":8}"#),
     ]
     .concat();
     home.append(SPOOL_FILE, lines.as_bytes());
@@ -95,7 +99,7 @@ pub fn start() -> Fixture {
         Duration::from_secs(60),
         || home.count("SELECT count(*) FROM deliveries WHERE state = 'delivered'") == DELIVERIES,
     );
-    assert_eq!(home.count("SELECT count(*) FROM events"), 7);
+    assert_eq!(home.count("SELECT count(*) FROM events"), 8);
     Fixture {
         receiver,
         home,
