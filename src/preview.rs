@@ -1,8 +1,10 @@
 //! "What would this subscription get?": the stored events of the last day that a
 //! subscription (configured, or a draft pasted into the admin page) matches, found with
 //! the same matcher that routes live events (`routing::matches`), so a scope is checked
-//! before it is saved. The walk is bounded: at most [`SCAN_LIMIT`] events are looked at,
-//! read a page at a time, and at most [`SHOW_LIMIT`] matches per subscription are listed.
+//! before it is saved. The walk is bounded: at most [`SCAN_LIMIT`] events and
+//! [`BODY_BUDGET`] bytes of their bodies are read (one body held at a time, since the
+//! matcher may look into it), and at most [`SHOW_LIMIT`] matches per subscription are
+//! listed.
 
 use serde::Serialize;
 
@@ -17,7 +19,10 @@ pub const WINDOW_MS: i64 = 24 * 60 * 60 * 1000;
 pub const SCAN_LIMIT: usize = 20_000;
 /// Most matching events listed per subscription (all are counted).
 pub const SHOW_LIMIT: usize = 100;
-/// Events read per page of the walk, so only one page of bodies is held at a time.
+/// Bytes of event bodies one preview reads at most (a day of 16 MiB ECHO transcripts
+/// must not read gigabytes).
+pub const BODY_BUDGET: u64 = 256 << 20;
+/// Events read per page of the walk (without bodies).
 const PAGE: usize = 500;
 
 /// What a preview found.
@@ -27,7 +32,8 @@ pub struct Preview {
     pub since: i64,
     /// Events looked at.
     pub scanned: u64,
-    /// The window held more events than [`SCAN_LIMIT`]: older ones were not looked at.
+    /// The window held more events than [`SCAN_LIMIT`] (or their bodies more than
+    /// [`BODY_BUDGET`] bytes): older ones were not looked at.
     pub truncated: bool,
     pub scan_limit: usize,
     pub subscriptions: Vec<SubscriptionPreview>,
@@ -61,6 +67,15 @@ pub fn preview(
     subscriptions: &[Subscription],
     now_ms: i64,
 ) -> Result<Preview, QueryError> {
+    walk(reader, subscriptions, now_ms, BODY_BUDGET)
+}
+
+fn walk(
+    reader: &Reader,
+    subscriptions: &[Subscription],
+    now_ms: i64,
+    body_budget: u64,
+) -> Result<Preview, QueryError> {
     // Matched as if enabled: the question is the scope, not whether it is switched on.
     let candidates: Vec<Subscription> = subscriptions
         .iter()
@@ -80,9 +95,10 @@ pub fn preview(
         .collect();
     let since = now_ms - WINDOW_MS;
     let mut scanned = 0usize;
+    let mut body_bytes = 0u64;
     let mut after = None;
     let mut truncated = false;
-    loop {
+    'walk: loop {
         let room = SCAN_LIMIT - scanned;
         if room == 0 {
             // One more row would say whether anything was left unread.
@@ -92,9 +108,18 @@ pub fn preview(
         let page = reader.recent_events(since, after, PAGE.min(room))?;
         let Some(last) = page.last() else { break };
         after = Some((last.received_at, last.seq));
-        scanned += page.len();
         for stored in page {
-            let event = as_event(&stored);
+            body_bytes += stored.body_bytes;
+            if body_bytes > body_budget {
+                truncated = true;
+                break 'walk;
+            }
+            scanned += 1;
+            let body = match stored.body_bytes {
+                0 => None,
+                _ => reader.event_body(stored.seq)?,
+            };
+            let event = as_event(&stored, body);
             for (subscription, seen) in candidates.iter().zip(found.iter_mut()) {
                 if routing::matches(subscription, &event) {
                     seen.matched += 1;
@@ -116,13 +141,13 @@ pub fn preview(
 
 /// The stored event as the router saw it when it came in: the same fields and the same
 /// body (empty once retention dropped it).
-fn as_event(stored: &StoredEvent) -> Event {
+fn as_event(stored: &StoredEvent, body: Option<String>) -> Event {
     Event {
         id: stored.id.clone(),
         kind: stored.event_type.clone(),
         conversation_id: stored.conversation_id.clone(),
         project_id: stored.project_id.clone(),
-        body: stored.body.clone().unwrap_or_default(),
+        body: body.unwrap_or_default(),
     }
 }
 
@@ -196,6 +221,30 @@ mod tests {
             .all(|e| e.conversation_id.as_deref() == Some("c-1")));
         assert_eq!(preview.subscriptions[1].matched, 0);
         assert!(preview.subscriptions[1].events.is_empty());
+    }
+
+    #[test]
+    fn a_preview_stops_at_its_budget_of_body_bytes() {
+        let store = TempStore::new();
+        let conn = store.conn();
+        // Bodies of 12 bytes (`{"id":"e-N"}`), newest first e-9 .. e-0.
+        for n in 0..10 {
+            event(&conn, &format!("e-{n}"), "x.y", Some("c-1"), NOW - 100 + n);
+        }
+        let all = subscription("all", "conversations = [\"*\"]", "[\"*\"]");
+        let reader = store.reader();
+        let preview = walk(&reader, std::slice::from_ref(&all), NOW, 5 * 12).unwrap();
+        assert!(preview.truncated);
+        assert_eq!(preview.scanned, 5);
+        let ids: Vec<&str> = preview.subscriptions[0]
+            .events
+            .iter()
+            .map(|e| e.id.as_str())
+            .collect();
+        assert_eq!(ids, ["e-9", "e-8", "e-7", "e-6", "e-5"]);
+        let preview = walk(&reader, &[all], NOW, 10 * 12).unwrap();
+        assert!(!preview.truncated);
+        assert_eq!(preview.scanned, 10);
     }
 
     #[test]

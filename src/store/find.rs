@@ -34,7 +34,8 @@ pub enum Found {
     Conversation { id: String, events: u64 },
 }
 
-/// A stored event as the subscription matcher sees it.
+/// A stored event as the subscription matcher sees it, without its body (read one at a
+/// time with [`Reader::event_body`], so a walk holds one body at most).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredEvent {
     pub seq: i64,
@@ -44,8 +45,8 @@ pub struct StoredEvent {
     pub project_id: Option<String>,
     pub received_at: i64,
     pub source: String,
-    /// `None` once retention dropped it.
-    pub body: Option<String>,
+    /// The body's length in bytes; 0 once retention dropped it.
+    pub body_bytes: u64,
 }
 
 impl Reader {
@@ -116,15 +117,14 @@ impl Reader {
             .conn
             .prepare_cached(
                 "SELECT seq, id, type, conversation_id, project_id, received_at, source,
-                        body, payload_dropped_at
+                        CASE WHEN payload_dropped_at IS NULL THEN length(CAST(body AS BLOB))
+                             ELSE 0 END
                  FROM events
                  WHERE received_at >= ?1 AND received_at <= ?2
                        AND (received_at < ?2 OR seq < ?3)
                  ORDER BY received_at DESC, seq DESC LIMIT ?4",
             )?
             .query_map(params![since_ms, at, seq, limit as i64], |row| {
-                let dropped: Option<i64> = row.get(8)?;
-                let body: String = row.get(7)?;
                 Ok(StoredEvent {
                     seq: row.get(0)?,
                     id: row.get(1)?,
@@ -133,10 +133,21 @@ impl Reader {
                     project_id: row.get(4)?,
                     received_at: row.get(5)?,
                     source: row.get(6)?,
-                    body: dropped.is_none().then_some(body),
+                    body_bytes: row.get(7)?,
                 })
             })?
             .collect::<Result<_, _>>()?)
+    }
+
+    /// The body of event `seq`; `None` if retention dropped it (or the event is gone).
+    pub fn event_body(&self, seq: i64) -> Result<Option<String>, QueryError> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT body FROM events WHERE seq = ?1 AND payload_dropped_at IS NULL",
+            )?
+            .query_row(params![seq], |row| row.get(0))
+            .optional()?)
     }
 }
 
