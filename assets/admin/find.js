@@ -143,8 +143,8 @@ window.posthornPages.push((kit) => {
     return h('div', { class: 'preview-result', test: 'preview-result' },
       h('p', { class: 'muted', test: 'preview-scanned' }, scanned, when(preview.since), '.'),
       preview.truncated
-        ? notice(`More events came in than the ${preview.scan_limit.toLocaleString('en-US')} looked at; older ones are not counted.`,
-          'warn', 'preview-truncated')
+        ? notice(`Not every event of the last day was looked at (at most ${preview.scan_limit.toLocaleString('en-US')} ` +
+          'events and 256 MiB of their bodies, newest first); older ones are not counted.', 'warn', 'preview-truncated')
         : null,
       preview.subscriptions.map((sub) => {
         const rows = sub.events.map((e) => h('tr', { test: 'preview-event-row', 'data-id': e.id },
