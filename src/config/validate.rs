@@ -15,6 +15,16 @@ use super::*;
 
 /// Parses `text` and validates it into a [`Config`], or every problem found.
 pub(super) fn validate(text: &str, origin: &Path) -> Result<Config, Vec<Problem>> {
+    run(text, origin, false)
+}
+
+/// Validates a draft the way [`validate`] does a file, with `draft` set (see
+/// [`Validator::draft`]).
+pub(super) fn validate_draft(text: &str) -> Result<Config, Vec<Problem>> {
+    run(text, Path::new("draft"), true)
+}
+
+fn run(text: &str, origin: &Path, draft: bool) -> Result<Config, Vec<Problem>> {
     let raw: RawConfig = toml::from_str(text).map_err(|err| {
         vec![locate(
             text,
@@ -27,33 +37,9 @@ pub(super) fn validate(text: &str, origin: &Path) -> Result<Config, Vec<Problem>
         text,
         base,
         problems: Vec::new(),
-        draft: false,
+        draft,
     };
     let config = validator.resolve(raw, origin);
-    if validator.problems.is_empty() {
-        Ok(config)
-    } else {
-        Err(validator.problems)
-    }
-}
-
-/// Validates a draft the way [`validate`] does a file, with `draft` set (see
-/// [`Validator::draft`]).
-pub(super) fn validate_draft(text: &str) -> Result<Config, Vec<Problem>> {
-    let raw: RawConfig = toml::from_str(text).map_err(|err| {
-        vec![locate(
-            text,
-            err.span(),
-            err.message().trim_end().to_string(),
-        )]
-    })?;
-    let mut validator = Validator {
-        text,
-        base: PathBuf::new(),
-        problems: Vec::new(),
-        draft: true,
-    };
-    let config = validator.resolve(raw, Path::new("draft"));
     if validator.problems.is_empty() {
         Ok(config)
     } else {

@@ -210,6 +210,53 @@ mod tests {
     }
 
     #[test]
+    fn the_event_filter_lists_exactly_that_events_deliveries() {
+        use crate::store::DeliveryFilter;
+        let store = TempStore::new();
+        let conn = store.conn();
+        let mut want = Vec::new();
+        for n in 0..40i64 {
+            // Many deliveries per millisecond, so pages cut through equal times.
+            let seq = event(&conn, &format!("e-{n}"), "x.y", Some("c-1"), NOW + n % 3);
+            for subscription in ["crm", "wiki", "bot"].iter().take(1 + (n % 3) as usize) {
+                let id = delivery(&conn, seq, subscription, "pending", NOW + n % 3);
+                if n == 7 || n == 8 {
+                    want.push((n, id));
+                }
+            }
+        }
+        let reader = store.reader();
+        for n in [7, 8] {
+            let mut expected: Vec<i64> = want
+                .iter()
+                .filter(|(m, _)| *m == n)
+                .map(|(_, id)| *id)
+                .collect();
+            expected.sort_by(|a, b| b.cmp(a));
+            let mut filter = DeliveryFilter {
+                event_id: Some(format!("e-{n}")),
+                limit: 1,
+                ..Default::default()
+            };
+            let mut got = Vec::new();
+            for _ in 0..10 {
+                let page = reader.deliveries(&filter).unwrap();
+                got.extend(page.items.iter().map(|d| d.id));
+                match page.next_cursor {
+                    Some(cursor) => filter.cursor = Some(cursor),
+                    None => break,
+                }
+            }
+            assert_eq!(got, expected, "e-{n}");
+        }
+        let none = DeliveryFilter {
+            event_id: Some("e-nope".into()),
+            ..Default::default()
+        };
+        assert!(reader.deliveries(&none).unwrap().items.is_empty());
+    }
+
+    #[test]
     fn recent_events_walk_newest_first_and_stop_at_the_window() {
         let store = TempStore::new();
         let conn = store.conn();

@@ -799,34 +799,3 @@ fn the_queue_gauge_agrees_with_the_overview_and_reads_only_an_index() {
         "plan: {plan}"
     );
 }
-
-#[test]
-fn the_event_filter_lists_exactly_that_events_deliveries() {
-    let spread = spread();
-    let reader = spread.store.reader();
-    let conn = spread.store.conn();
-    for event_id in ["e-7", "e-8", "e-299"] {
-        let mut want: Vec<i64> = conn
-            .prepare("SELECT id FROM deliveries WHERE event_id = ?1 ORDER BY id DESC")
-            .unwrap()
-            .query_map([event_id], |row| row.get(0))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
-        want.sort_by(|a, b| b.cmp(a));
-        assert!(!want.is_empty(), "{event_id} has deliveries in the fixture");
-        let filter = DeliveryFilter {
-            event_id: Some(event_id.to_string()),
-            limit: 1,
-            ..Default::default()
-        };
-        let mut got = walk(&reader, &filter);
-        got.sort_by(|a, b| b.cmp(a));
-        assert_eq!(got, want, "{event_id}");
-    }
-    let none = DeliveryFilter {
-        event_id: Some("e-nope".into()),
-        ..Default::default()
-    };
-    assert!(reader.deliveries(&none).unwrap().items.is_empty());
-}
