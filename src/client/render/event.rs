@@ -38,6 +38,11 @@ pub fn event_detail(detail: &EventDetail) -> String {
         let _ = writeln!(out, "  none: no subscription took it");
     } else {
         out.push_str(&delivery_table(items));
+        let _ = writeln!(
+            out,
+            "one in full: posthorn deliveries show {}",
+            items.first().map(|d| d.id).unwrap_or_default()
+        );
         if !more.is_empty() {
             let _ = writeln!(
                 out,
