@@ -144,6 +144,11 @@ pub enum Command {
         #[command(flatten)]
         api: ApiArgs,
     },
+    /// Show stored events.
+    Events {
+        #[command(subcommand)]
+        command: EventsCommand,
+    },
     /// Send a `posthorn.test` event to one subscription and wait for its first attempt;
     /// exits 0 on a 2xx answer, 1 otherwise.
     Test {
@@ -211,10 +216,12 @@ pub enum DeliveriesCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Show one delivery with its event and every attempt.
+    /// Show one delivery with its event and every attempt; given an event id, that
+    /// event's deliveries.
     Show {
-        /// The delivery's id.
-        id: i64,
+        /// A delivery id (a whole number), or an event id.
+        #[arg(value_name = "ID")]
+        id: String,
         #[command(flatten)]
         api: ApiArgs,
         /// Print the API's JSON.
@@ -253,9 +260,12 @@ pub struct DeliveryFilterArgs {
     pub subscription: Option<String>,
     #[arg(long, value_name = "STATE", value_parser = ["pending", "delivered", "dead", "cancelled"])]
     pub state: Option<String>,
-    /// A conversation id.
+    /// A conversation id, or a pattern where `*` stands for any text (c-2*).
     #[arg(long, value_name = "ID")]
     pub conversation: Option<String>,
+    /// One event's deliveries.
+    #[arg(long = "event", value_name = "EVENT_ID")]
+    pub event_id: Option<String>,
     /// An event type; `*` stands for any text (conversation.*).
     #[arg(long, value_name = "TYPE")]
     pub event_type: Option<String>,
@@ -271,4 +281,19 @@ pub struct DeliveryFilterArgs {
     /// The next page: the cursor the previous page printed.
     #[arg(long, value_name = "CURSOR")]
     pub cursor: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EventsCommand {
+    /// Show one event as received (body indented, values as stored), where it came from,
+    /// and every delivery it produced.
+    Show {
+        /// The event's id.
+        id: String,
+        #[command(flatten)]
+        api: ApiArgs,
+        /// Print the API's JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }

@@ -1,13 +1,14 @@
 //! The operator commands run from a shell against a running `posthorn serve`: `status`,
 //! `deliveries list|show|retry`, `replay`, `pause`/`resume` (one subscription),
-//! `pause-all`/`resume-all` (alias `delivery pause|resume|status`), `forget` and `test`, each one or
-//! a few calls of the operator API
+//! `pause-all`/`resume-all` (alias `delivery pause|resume|status`), `events show`, `forget`
+//! and `test`, each one or a few calls of the operator API
 //! through [`crate::client`], printed by [`crate::client::render`] (or as the API's JSON
 //! with `--json`). Exit codes: 0 done, 1 the API refused or could not be reached, 2 the
 //! command could not be set up (no token, a bad config).
 
 mod act;
 mod delivery;
+mod events;
 mod forget;
 mod hash_password;
 pub mod verify;
@@ -27,6 +28,7 @@ use crate::config;
 
 pub use act::{pause, replay};
 pub use delivery::{delivery, switch_all};
+pub use events::events;
 pub use forget::forget;
 pub use hash_password::hash_password;
 
@@ -121,7 +123,7 @@ fn raw_json(raw: &str) -> serde_json::Value {
 pub fn deliveries(command: &DeliveriesCommand) -> ExitCode {
     finish(match command {
         DeliveriesCommand::List { filter, api, json } => list(filter, api, *json),
-        DeliveriesCommand::Show { id, api, json } => show(*id, api, *json),
+        DeliveriesCommand::Show { id, api, json } => events::show_delivery_or_event(id, api, *json),
         DeliveriesCommand::Retry {
             ids,
             subscription,
@@ -144,6 +146,7 @@ fn list(filter: &DeliveryFilterArgs, api: &ApiArgs, as_json: bool) -> Result<Exi
         ("subscription", &filter.subscription),
         ("state", &filter.state),
         ("conversation", &filter.conversation),
+        ("event_id", &filter.event_id),
         ("event_type", &filter.event_type),
         ("cursor", &filter.cursor),
     ];
@@ -174,17 +177,6 @@ fn list(filter: &DeliveryFilterArgs, api: &ApiArgs, as_json: bool) -> Result<Exi
     }
     if let Some(cursor) = &page.value.next_cursor {
         eprintln!("more: add --cursor {cursor} for the next page");
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-fn show(id: i64, api: &ApiArgs, as_json: bool) -> Result<ExitCode, Failure> {
-    let Connection { client, .. } = connect(api)?;
-    let detail: Answer<DeliveryDetail> = client.get(&format!("/deliveries/{id}"), &[])?;
-    if as_json {
-        out(&detail.raw);
-    } else {
-        out(&render::delivery_detail(&detail.value));
     }
     Ok(ExitCode::SUCCESS)
 }

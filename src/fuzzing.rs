@@ -57,6 +57,50 @@ fn check_event(event: &Event, data: Option<&str>) {
     if let Some(data) = data {
         assert_eq!(body.data.get(), data);
     }
+    check_indent(&event.body);
+}
+
+/// The event page's indented body (`crate::indent`) differs from the stored one only in
+/// whitespace outside strings, and reads as the same JSON.
+fn check_indent(body: &str) {
+    let indented = crate::indent::indent(body);
+    let squeeze = |text: &str| -> String {
+        let mut kept = String::with_capacity(text.len());
+        let (mut in_string, mut escaped) = (false, false);
+        for c in text.chars() {
+            if in_string {
+                kept.push(c);
+                match c {
+                    _ if escaped => escaped = false,
+                    '\\' => escaped = true,
+                    '"' => in_string = false,
+                    _ => {}
+                }
+            } else if c == '"' {
+                in_string = true;
+                kept.push(c);
+            } else if !c.is_whitespace() {
+                kept.push(c);
+            }
+        }
+        kept
+    };
+    assert_eq!(
+        squeeze(&indented),
+        squeeze(body),
+        "indenting changed more than whitespace"
+    );
+    let (a, b) = (
+        serde_json::from_str::<serde_json::Value>(body),
+        serde_json::from_str::<serde_json::Value>(&indented),
+    );
+    if let Ok(a) = a {
+        assert_eq!(
+            Some(a),
+            b.ok(),
+            "the indented body reads differently: {indented}"
+        );
+    }
 }
 
 /// The event envelope (`event::parse_event`): spool files and `/v1/events` items.

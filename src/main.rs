@@ -98,6 +98,7 @@ fn main() -> ExitCode {
         Command::Status { api, json } => commands::status(&api, json),
         Command::Deliveries { command } => commands::deliveries(&command),
         Command::Delivery { command } => commands::delivery(&command),
+        Command::Events { command } => commands::events(&command),
         Command::Test {
             subscription,
             no_wait,

@@ -67,10 +67,13 @@
       throw new ApiError(401, message || 'log in first', true);
     }
     if (!response.ok) {
-      throw new ApiError(
+      const err = new ApiError(
         response.status,
         message || `posthorn answered ${response.status} ${response.statusText}`.trim(),
       );
+      // The rest of the error body (e.g. a draft's located `problems`).
+      err.details = data;
+      throw err;
     }
     return data;
   }
@@ -256,13 +259,10 @@
       h('div', { class: 'inline-form' }, button), out);
   }
 
-  // A JSON text pretty-printed when it parses, as is otherwise.
+  // A JSON text with a member per line, every value as written (json.js): a parse and
+  // reprint would round numbers like 1.0000000000000001.
   function pretty(text) {
-    try {
-      return JSON.stringify(JSON.parse(text), null, 2);
-    } catch (_) {
-      return text;
-    }
+    return window.posthornIndentJson ? window.posthornIndentJson(text) : text;
   }
 
   // <input type=datetime-local> speaks local time without a zone.
@@ -489,7 +489,8 @@
     });
     return [
       h('h1', { text: 'Subscriptions' }),
-      h('p', { class: 'muted', text: 'Health over the last 24 hours.' }),
+      h('p', { class: 'muted' }, 'Health over the last 24 hours. ',
+        link('#/preview', 'Preview a draft subscription →', 'preview-draft-link')),
       table('subscriptions',
         ['Name', 'Scope', 'State', 'Success', 'Median / p95', 'Last attempt', 'Failing streak', 'Pending'],
         rows, 'No subscriptions: add [[subscription]] blocks to the config.'),
@@ -644,7 +645,9 @@
             h('p', { class: 'muted', text: 'Send a stored event to this subscription again.' }),
             h('div', { class: 'inline-form' }, eventInput, replayButton), replayOut)),
         h('p', null, link(`#/deliveries${query({ subscription: sub.name })}`, 'Deliveries of this subscription →',
-          'subscription-deliveries'))),
+          'subscription-deliveries')),
+        h('p', null, link(`#/preview${query({ subscription: sub.name })}`, 'What it matched in the last day →',
+          'subscription-preview'))),
       section('Configuration',
         copyBlock('config.toml', sub.toml || '', 'toml')),
       section('Verify signatures on the receiver',
@@ -702,7 +705,8 @@
     const inputs = {
       subscription: subSelect,
       state: stateSelect,
-      conversation: text('conversation', 'filter-conversation', 'c-204'),
+      conversation: text('conversation', 'filter-conversation', 'c-204 or c-2*'),
+      event_id: text('event_id', 'filter-event-id', 'evt_7f3a'),
       event_type: text('event_type', 'filter-event-type', 'conversation.*'),
       from: time('from', 'filter-from'),
       to: time('to', 'filter-to'),
@@ -725,6 +729,7 @@
     label('Subscription', inputs.subscription),
     label('State', inputs.state),
     label('Conversation', inputs.conversation),
+    label('Event', inputs.event_id),
     label('Event type', inputs.event_type),
     label('From', inputs.from),
     label('To', inputs.to),
@@ -736,7 +741,7 @@
 
   async function deliveriesView(params) {
     const filter = {};
-    for (const key of ['subscription', 'state', 'conversation', 'event_type', 'from', 'to']) {
+    for (const key of ['subscription', 'state', 'conversation', 'event_id', 'event_type', 'from', 'to']) {
       if (params[key]) filter[key] = params[key];
     }
     let subscriptions = [];
@@ -848,7 +853,8 @@
       retryOut,
       fields([
         ['Subscription', link(`#/subscriptions/${encodeURIComponent(d.subscription)}`, d.subscription), 'delivery-subscription'],
-        ['Event', h('code', { text: d.event_id }), 'delivery-event-id'],
+        ['Event', h('a', { href: `#/events/${encodeURIComponent(d.event_id)}`, test: 'delivery-event-link' },
+          h('code', { text: d.event_id })), 'delivery-event-id'],
         ['Event type', d.event_type, 'delivery-event-type'],
         ['Conversation', d.conversation_id, 'delivery-conversation'],
         ['Attempts', String(d.attempts), 'delivery-attempts'],
@@ -1015,7 +1021,10 @@
       case 'rejections': return ['rejections', () => rejectionsView()];
       case 'audit': return ['audit', () => auditView()];
       case 'forget': return ['forget', () => window.posthornForget(forgetKit())];
-      default: return [null, null];
+      default: {
+        const page = pages[section];
+        return page ? [section, () => page.view({ path, params, seq })] : [null, null];
+      }
     }
   }
 
@@ -1037,7 +1046,7 @@
     for (const a of document.querySelectorAll('.nav a')) {
       a.classList.toggle('active', a.dataset.route === name);
     }
-    document.title = `${TITLES[name] || 'Not found'} · posthorn`;
+    document.title = `${TITLES[name] || (pages[name] && pages[name].title) || 'Not found'} · posthorn`;
     if (!build) {
       shownHash = null;
       main.replaceChildren(h('h1', { text: 'Not found' }),
@@ -1072,7 +1081,20 @@
     location.hash = '#/login';
   }
 
+  // Pages from other files (find.js, ...), each `window.posthornPages.push((kit) => ({
+  // route: {view, title}, ...}))`, given the helpers above.
+  const pages = {};
+  function loadPages() {
+    const kit = {
+      api, query, h, add, dash, badge, notice, errorBox, link, localTime, when, dotted,
+      count, httpStatus, stateBadge, table, cell, fields, section, copyBlock, act, pretty,
+      render: () => render(),
+    };
+    for (const make of window.posthornPages || []) Object.assign(pages, make(kit));
+  }
+
   async function start() {
+    loadPages();
     document.getElementById('logout').addEventListener('click', logout);
     if (!location.hash || location.hash === '#') history.replaceState(null, '', '#/');
     try {

@@ -84,3 +84,12 @@ pub struct Retried {
 pub struct RetriedFailed {
     pub retried: u64,
 }
+
+/// `GET /events/{id}`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct EventDetail {
+    pub event: Event,
+    /// The body with a member per line, values as stored; `None` once dropped.
+    pub body_indented: Option<String>,
+    pub deliveries: DeliveryPage,
+}

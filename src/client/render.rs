@@ -2,6 +2,8 @@
 //! the delivery table, one delivery in full, and an attempt's outcome. Times are UTC RFC
 //! 3339; nothing here reads the network.
 
+mod event;
+
 use std::fmt::Write as _;
 
 use super::api::{Attempt, DeliveryDetail, DeliveryRow, Overview, Subscription};
@@ -12,6 +14,8 @@ const CELL_CHARS: usize = 60;
 /// How much of a response snippet the detail views show.
 const SNIPPET_CHARS: usize = 300;
 const NONE: &str = "-";
+
+pub use event::event_detail;
 
 /// `posthorn status`: the overview, then one line per subscription.
 pub fn status(base: &str, overview: &Overview, subscriptions: &[Subscription]) -> String {

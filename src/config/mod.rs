@@ -4,6 +4,7 @@
 //! or in `Debug` output.
 
 pub mod advice;
+pub mod draft;
 mod ed25519;
 mod egress;
 pub mod exposure;

@@ -15,6 +15,16 @@ use super::*;
 
 /// Parses `text` and validates it into a [`Config`], or every problem found.
 pub(super) fn validate(text: &str, origin: &Path) -> Result<Config, Vec<Problem>> {
+    run(text, origin, false)
+}
+
+/// Validates a draft the way [`validate`] does a file, with `draft` set (see
+/// [`Validator::draft`]).
+pub(super) fn validate_draft(text: &str) -> Result<Config, Vec<Problem>> {
+    run(text, Path::new("draft"), true)
+}
+
+fn run(text: &str, origin: &Path, draft: bool) -> Result<Config, Vec<Problem>> {
     let raw: RawConfig = toml::from_str(text).map_err(|err| {
         vec![locate(
             text,
@@ -27,6 +37,7 @@ pub(super) fn validate(text: &str, origin: &Path) -> Result<Config, Vec<Problem>
         text,
         base,
         problems: Vec::new(),
+        draft,
     };
     let config = validator.resolve(raw, origin);
     if validator.problems.is_empty() {
@@ -150,6 +161,9 @@ pub(super) struct Validator<'a> {
     pub(super) text: &'a str,
     pub(super) base: PathBuf,
     pub(super) problems: Vec<Problem>,
+    /// A draft pasted into the admin page (`draft.rs`): its secrets are neither
+    /// required nor read, a placeholder stands in.
+    pub(super) draft: bool,
 }
 
 impl Validator<'_> {
@@ -568,6 +582,10 @@ impl Validator<'_> {
             raw.secret_env.is_some(),
         ];
         let (secret, span) = match given.iter().filter(|g| **g).count() {
+            _ if self.draft => (
+                super::draft::PLACEHOLDER_SECRET.to_string(),
+                raw.name.span(),
+            ),
             1 => self.read_secret(raw, label)?,
             0 => {
                 self.problem(

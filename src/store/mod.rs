@@ -9,6 +9,7 @@ mod admin;
 mod claim;
 mod due;
 mod faults;
+mod find;
 mod forget;
 mod health;
 mod integrity;
@@ -19,7 +20,7 @@ mod rename;
 mod room;
 mod schema;
 #[cfg(test)]
-mod test_support;
+pub(crate) mod test_support;
 mod writer;
 mod writes;
 
@@ -33,6 +34,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
 pub use due::DueHints;
 pub use faults::{FailingCommits, Faults, StoreUnavailable};
+pub use find::{Found, StoredEvent, CONVERSATION_COUNT_CAP};
 pub use forget::Forgotten;
 pub use line::{HeldBehind, LineView};
 pub use query::{

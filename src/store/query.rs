@@ -127,7 +127,10 @@ pub struct DeliveryFilter {
     pub subscription: Option<String>,
     /// `pending`, `delivered`, `dead` or `cancelled`.
     pub state: Option<String>,
+    /// A conversation id, or a pattern where `*` stands for any text (`c-2*`).
     pub conversation_id: Option<String>,
+    /// One event's deliveries.
+    pub event_id: Option<String>,
     /// An event type, or a pattern where `*` stands for any text (`conversation.*`).
     pub event_type: Option<String>,
     /// Created at or after (unix ms).
@@ -314,10 +317,12 @@ pub(super) fn delivery_list_sql(
     size: usize,
 ) -> Result<(String, Vec<Value>), QueryError> {
     let type_filter = filter.event_type.as_deref().map(TypeFilter::parse);
-    // Start from the conversation's events when one is named (a conversation holds few);
-    // otherwise walk the deliveries newest first through an index in time order and stop
-    // at a page. An event type is on the delivery row (migration 6).
-    let events_first = filter.conversation_id.is_some();
+    let conversation_filter = filter.conversation_id.as_deref().map(TypeFilter::parse);
+    // Start from the events when one event or one conversation is named (a conversation
+    // holds few); otherwise walk the deliveries newest first through an index in time
+    // order and stop at a page. An event type is on the delivery row (migration 6).
+    let events_first =
+        filter.event_id.is_some() || matches!(conversation_filter, Some(TypeFilter::Exact(_)));
     // Starting from the events, each event's deliveries must be found through
     // UNIQUE (event_seq, subscription). Without statistics the planner may instead take
     // an index on a filtered delivery column for that inner loop (a scan per event);
@@ -341,9 +346,22 @@ pub(super) fn delivery_list_sql(
         clauses.push(format!("{d}state = ?"));
         values.push(Value::Text(state.clone()));
     }
-    if let Some(conversation) = &filter.conversation_id {
-        clauses.push("e.conversation_id = ?".into());
-        values.push(Value::Text(conversation.clone()));
+    if let Some(event_id) = &filter.event_id {
+        clauses.push("e.id = ?".into());
+        values.push(Value::Text(event_id.clone()));
+    }
+    match conversation_filter {
+        None => {}
+        Some(TypeFilter::Exact(conversation)) => {
+            clauses.push("e.conversation_id = ?".into());
+            values.push(Value::Text(conversation));
+        }
+        Some(TypeFilter::Glob(glob)) => {
+            // Like a type glob: checked on each row of the newest-first walk, the `+`
+            // keeping the planner off a range of events_conversation it would then sort.
+            clauses.push("+e.conversation_id GLOB ?".into());
+            values.push(Value::Text(glob));
+        }
     }
     match type_filter {
         None => {}

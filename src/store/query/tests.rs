@@ -325,6 +325,29 @@ fn filters_combine_and_match_what_rust_computes() {
         ),
         (
             DeliveryFilter {
+                conversation_id: s("*-3"),
+                ..Default::default()
+            },
+            Box::new(|r| r.3 == "c-3"),
+        ),
+        (
+            DeliveryFilter {
+                conversation_id: s("c-*"),
+                state: s("dead"),
+                ..Default::default()
+            },
+            Box::new(|r| r.2 == "dead"),
+        ),
+        (
+            // Only `*` is a wildcard, as in the type filter.
+            DeliveryFilter {
+                conversation_id: s("c-?"),
+                ..Default::default()
+            },
+            Box::new(|_| false),
+        ),
+        (
+            DeliveryFilter {
                 event_type: s("*.generated"),
                 ..Default::default()
             },
@@ -371,7 +394,9 @@ fn filters_combine_and_match_what_rust_computes() {
         filter.limit = 9;
         let want = expected(&spread, keep);
         assert_eq!(walk(&reader, &filter), want, "{filter:?}");
-        assert!(!want.is_empty() || filter.event_type.as_deref() == Some("conversation.?nded"));
+        let empty_on_purpose = filter.event_type.as_deref() == Some("conversation.?nded")
+            || filter.conversation_id.as_deref() == Some("c-?");
+        assert!(!want.is_empty() || empty_on_purpose, "{filter:?}");
     }
 }
 
@@ -646,6 +671,14 @@ fn list_queries_use_indexes_over_100000_deliveries() {
             event_type: s("conversation.*"),
             ..Default::default()
         },
+        DeliveryFilter {
+            event_id: s("e-77"),
+            ..Default::default()
+        },
+        DeliveryFilter {
+            conversation_id: s("c-*"),
+            ..Default::default()
+        },
     ];
     for filter in &filters {
         let (sql, values) = delivery_list_sql(filter, DEFAULT_PAGE).unwrap();
@@ -657,7 +690,11 @@ fn list_queries_use_indexes_over_100000_deliveries() {
         });
         assert!(!full_scan, "{filter:?}\nplan: {plan}");
         assert!(plan.contains("INDEX"), "{filter:?}\nplan: {plan}");
-        let events_first = filter.conversation_id.is_some();
+        let events_first = filter.event_id.is_some()
+            || filter
+                .conversation_id
+                .as_deref()
+                .is_some_and(|c| !c.contains('*'));
         if events_first {
             // Each event's deliveries through UNIQUE (event_seq, subscription), not a
             // scan of an index on some delivery column per event.

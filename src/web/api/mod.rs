@@ -8,6 +8,7 @@
 //! `assets/openapi.json` to each other.
 
 mod act;
+mod find;
 mod forget;
 mod params;
 mod read;
@@ -49,6 +50,10 @@ routes! {
     get "/api/v1/deliveries/{id}" => read::delivery,
     get "/api/v1/rejections" => read::rejections,
     get "/api/v1/audit" => read::audit,
+    get "/api/v1/events/{id}" => find::event,
+    get "/api/v1/search" => find::search,
+    get "/api/v1/subscriptions/{name}/preview" => find::subscription_preview,
+    post "/api/v1/preview" => find::draft_preview,
     post "/api/v1/subscriptions/{name}/test" => act::test,
     post "/api/v1/subscriptions/{name}/pause" => act::pause,
     post "/api/v1/subscriptions/{name}/resume" => act::resume,

@@ -191,7 +191,18 @@ fn the_markup_check_catches_what_the_csp_would_block() {
 
 #[test]
 fn the_script_builds_the_page_without_markup_from_strings_or_inline_styles() {
-    let script = page_file("app.js");
+    // Every script of the page: app.js and the page files beside it (find.js, ...).
+    let scripts: Vec<String> = AdminAssets::iter()
+        .filter(|name| name.ends_with(".js"))
+        .map(|name| name.to_string())
+        .collect();
+    assert!(scripts.iter().any(|name| name == "app.js"), "{scripts:?}");
+    for name in &scripts {
+        check_script(name, &page_file(name));
+    }
+}
+
+fn check_script(name: &str, script: &str) {
     for forbidden in [
         ".innerHTML",
         ".outerHTML",
@@ -206,7 +217,7 @@ fn the_script_builds_the_page_without_markup_from_strings_or_inline_styles() {
         "window.confirm",
         "alert(",
     ] {
-        assert!(!script.contains(forbidden), "app.js uses {forbidden}");
+        assert!(!script.contains(forbidden), "{name} uses {forbidden}");
     }
 }
 
