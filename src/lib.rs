@@ -30,4 +30,5 @@ pub mod sign;
 pub mod snippets;
 pub mod spool;
 pub mod store;
+pub mod transport;
 pub mod web;

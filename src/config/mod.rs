@@ -3,11 +3,13 @@
 //! reported with the file, line and column it comes from; secrets never appear in errors
 //! or in `Debug` output.
 
+mod auth;
 mod egress;
 pub mod exposure;
 mod http;
 mod inlet;
 mod pacing;
+mod transport;
 mod validate;
 mod values;
 
@@ -19,8 +21,10 @@ use crate::egress::Network;
 use crate::routing::Pattern;
 use crate::sign::SigningKey;
 
+pub use auth::{Auth, ClientAuth, OAuth2};
 pub use http::{default_allowed_hosts, host_without_port};
 pub use pacing::{OnDead, Ordering, Pacing, RateLimit};
+pub use transport::{CaBundle, ClientIdentity, DeliveryTransport, NoProxy, Proxy, Tls, Transport};
 pub use values::{parse_duration, parse_size};
 
 /// The resolved configuration.
@@ -135,7 +139,7 @@ pub enum Verify {
 }
 
 /// A secret from the config (a token). `Debug` and `Display` never show it.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Secret(String);
 
 impl Secret {
@@ -220,6 +224,8 @@ pub struct DeliveryConfig {
     pub breaker_after: usize,
     /// How long an opened breaker holds back; doubled after each failed probe.
     pub breaker_backoff: Duration,
+    /// TLS defaults (`ca_file`, client certificate) and the egress proxy.
+    pub transport: DeliveryTransport,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -241,6 +247,8 @@ pub struct Subscription {
     pub timeout: Option<Duration>,
     /// Overrides `[delivery] auto_pause_after`.
     pub auto_pause_after: Option<Duration>,
+    /// TLS (its own or `[delivery]`'s), the proxy, and receiver authentication.
+    pub transport: Transport,
 }
 
 impl Subscription {
@@ -415,6 +423,7 @@ pub fn embedded_defaults() -> Config {
             auto_pause_after: DEFAULT_AUTO_PAUSE_AFTER,
             breaker_after: DEFAULT_BREAKER_AFTER,
             breaker_backoff: DEFAULT_BREAKER_BACKOFF,
+            transport: DeliveryTransport::default(),
         },
         log: LogConfig {
             level: DEFAULT_LOG_LEVEL.to_string(),
