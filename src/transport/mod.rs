@@ -125,15 +125,23 @@ pub fn describe(err: &ureq::Error) -> String {
     if let Some(refusal) = egress::refusal(err) {
         return refusal.to_string();
     }
+    // rustls errors reach us inside an I/O error from the handshake, or on their own.
+    let tls = match err {
+        ureq::Error::Rustls(tls) => Some(tls),
+        ureq::Error::Io(io) => io.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()),
+        _ => None,
+    };
+    if let Some(rustls::Error::InvalidCertificate(cert)) = tls {
+        return format!(
+            "TLS: the receiver's certificate was refused ({cert:?}); for a private CA set \
+             ca_file (under [delivery] or in the subscription)"
+        );
+    }
     match err {
         ureq::Error::Timeout(which) => format!("timed out ({which})"),
         ureq::Error::HostNotFound => "host not found (DNS lookup failed)".into(),
         ureq::Error::ConnectionFailed => "connection failed".into(),
         ureq::Error::Io(io) => format!("network error: {io}"),
-        ureq::Error::Rustls(rustls::Error::InvalidCertificate(cert)) => format!(
-            "TLS: the receiver's certificate was refused ({cert:?}); for a private CA set \
-             ca_file (under [delivery] or in the subscription)"
-        ),
         other => other.to_string(),
     }
 }
