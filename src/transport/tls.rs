@@ -47,6 +47,35 @@ pub fn tls_config(tls: &Tls) -> TlsConfig {
 mod tests {
     use super::*;
 
+    fn tls_with(keys: &str) -> Tls {
+        let ca = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tls/ca.pem");
+        let text = format!(
+            "[delivery]\nca_file = {ca:?}\n{keys}\n[[subscription]]\nname = \"s\"\n\
+             url = \"https://crm.lan/\"\nconversations = [\"*\"]\nevents = [\"*\"]\n\
+             secret = \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"\n"
+        );
+        crate::config::parse(&text, std::path::Path::new("/etc/posthorn/config.toml"))
+            .unwrap()
+            .delivery
+            .transport
+            .tls
+    }
+
+    fn roots(config: &TlsConfig) -> usize {
+        match config.root_certs() {
+            RootCerts::Specific(certs) => certs.len(),
+            other => panic!("specific roots expected, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn ca_file_adds_to_the_builtin_roots_and_ca_only_replaces_them() {
+        let added = roots(&tls_config(&tls_with("")));
+        assert_eq!(added, webpki_root_certs::TLS_SERVER_ROOT_CERTS.len() + 1);
+        assert!(added > 100);
+        assert_eq!(roots(&tls_config(&tls_with("ca_only = true"))), 1);
+    }
+
     #[test]
     fn without_ca_file_the_builtin_roots_are_used() {
         let config = tls_config(&Tls::default());
