@@ -504,6 +504,10 @@ fn diff(old: &Config, new: &Config) -> Changes {
             "delivery.breaker_backoff",
             old.delivery.breaker_backoff != new.delivery.breaker_backoff,
         ),
+        (
+            "delivery TLS or proxy",
+            old.delivery.transport != new.delivery.transport,
+        ),
     ];
     changes.settings = settings
         .into_iter()
@@ -540,6 +544,12 @@ fn what_changed(old: &Subscription, new: &Subscription) -> Vec<&'static str> {
     }
     if old.auto_pause_after != new.auto_pause_after {
         what.push("auto_pause_after");
+    }
+    if old.transport.tls != new.transport.tls || old.transport.proxy != new.transport.proxy {
+        what.push("TLS or proxy");
+    }
+    if old.transport.auth != new.transport.auth {
+        what.push("auth");
     }
     match (old.enabled, new.enabled) {
         (true, false) => what.push("paused"),
