@@ -132,6 +132,14 @@ pub fn describe(err: &ureq::Error) -> String {
         _ => None,
     };
     if let Some(rustls::Error::InvalidCertificate(cert)) = tls {
+        // webpki's reason arrives as an opaque "other" error; its name is in the Debug text.
+        if format!("{cert:?}").contains("CaUsedAsEndEntity") {
+            return "TLS: the receiver presents a CA certificate as its own \
+                    (CaUsedAsEndEntity, e.g. a self-signed certificate made with openssl req \
+                    -x509); give the receiver a certificate signed by that CA and put the CA \
+                    in ca_file"
+                .into();
+        }
         return format!(
             "TLS: the receiver's certificate was refused ({cert:?}); for a private CA set \
              ca_file (under [delivery] or in the subscription)"
