@@ -154,3 +154,30 @@ fn a_proxy_whose_address_is_not_allowed_is_a_config_error() {
     );
     assert!(!text.contains("secret-in-url"), "{text}");
 }
+
+#[test]
+fn an_https_receiver_with_a_private_ca_is_reached_through_the_tunnel() {
+    let proxy = ConnectProxy::start();
+    let home = Home::new();
+    let dir = home.path();
+    let ca = reach_common::make_ca(dir, "ca");
+    let (cert, key) = reach_common::make_leaf(dir, "ca", "receiver", "serverAuth");
+    let receiver = reach_common::TlsReceiver::start(dir, &cert, &key, None);
+    home.write_config(&format!(
+        "[delivery]\nschedule = [\"200ms\", \"200ms\"]\ntimeout = \"5s\"\n\
+         allow_networks = [\"127.0.0.1/32\"]\nproxy = \"{}\"\nca_file = {:?}\n{}",
+        proxy.url(),
+        ca.display().to_string(),
+        all("tls-via-proxy", &receiver.url("/tunnelled")),
+    ));
+    let _serve = Serve::start(&home);
+    home.drop_json("evt_tunnel.json", &spool_event("evt_tunnel"));
+    wait_for(
+        "the delivery through the tunnel",
+        Duration::from_secs(20),
+        || delivered(&home, "tls-via-proxy") == 1,
+    );
+    assert_eq!(receiver.at("/tunnelled").len(), 1);
+    let targets: Vec<String> = proxy.tunnels().into_iter().map(|t| t.target).collect();
+    assert_eq!(targets, [format!("127.0.0.1:{}", receiver.port)]);
+}

@@ -227,3 +227,68 @@ fn bad_certificate_files_are_located_config_errors_that_never_show_the_key() {
         assert!(!text.contains(&key_body), "{keys}: the key shows:\n{text}");
     }
 }
+
+/// Regression: a receiver with a self-signed certificate made the common way
+/// (`openssl req -x509`, which marks it a CA) failed with `CaUsedAsEndEntity` even with
+/// that very certificate in `ca_file`. Its name must still match.
+#[test]
+fn a_self_signed_receiver_certificate_named_in_ca_file_is_trusted_for_its_names() {
+    let home = Home::new();
+    let dir = home.path();
+    let output = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "self.key",
+            "-out",
+            "self.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ])
+        .current_dir(dir)
+        .output()
+        .expect("openssl runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let (cert, key) = (dir.join("self.pem"), dir.join("self.key"));
+    let receiver = TlsReceiver::start(dir, &cert, &key, None);
+    let pinned = format!("ca_file = {:?}", cert.display().to_string());
+    home.write_config(&format!(
+        "{}{}",
+        all("pinned", &receiver.url("/pinned"), &pinned),
+        // The same receiver by a name the certificate does not hold.
+        all(
+            "wrong-name",
+            &format!("https://localhost:{}/wrong-name", receiver.port),
+            &pinned
+        ),
+    ));
+    let _serve = Serve::start(&home);
+    home.drop_json("evt_self.json", &spool_event("evt_self"));
+    wait_for(
+        "the delivery to the self-signed receiver",
+        Duration::from_secs(20),
+        || delivered(&home, "pinned") == 1,
+    );
+    assert_eq!(receiver.at("/pinned").len(), 1);
+    wait_for(
+        "a refused attempt by the wrong name",
+        Duration::from_secs(20),
+        || !attempt_errors(&home, "wrong-name").is_empty(),
+    );
+    assert!(receiver.at("/wrong-name").is_empty());
+    assert_eq!(delivered(&home, "wrong-name"), 0);
+}

@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 use ureq::http::Uri;
 use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
 use ureq::unversioned::transport::{
-    ConnectionDetails, Connector, DefaultConnector, NextTimeout, Transport,
+    ConnectProxyConnector, ConnectionDetails, Connector, DefaultConnector, NextTimeout,
+    TcpConnector,
 };
 
 use crate::config::{DeliveryConfig, Proxy, Tls};
@@ -41,14 +42,25 @@ pub fn build_agent(config: &DeliveryConfig, route: &Route) -> ureq::Agent {
         .proxy(proxy)
         .tls_config(super::tls::tls_config(&route.tls))
         .build();
-    ureq::Agent::with_parts(
-        agent_config,
-        ProxiedTargetGuard(DefaultConnector::default()),
-        egress::GuardedResolver::new(
-            CachingResolver::default(),
-            egress::Policy::new(&route.allow),
+    let resolver = egress::GuardedResolver::new(
+        CachingResolver::default(),
+        egress::Policy::new(&route.allow),
+    );
+    // With a ca_file, TLS is ours (see `pinned`); otherwise ureq's, with the built-in roots.
+    match super::pinned::client_config(&route.tls) {
+        Some(tls) => {
+            let connector =
+                ().chain(ConnectProxyConnector::default())
+                    .chain(TcpConnector::default())
+                    .chain(super::pinned::CaFileTls(tls));
+            ureq::Agent::with_parts(agent_config, ProxiedTargetGuard(connector), resolver)
+        }
+        None => ureq::Agent::with_parts(
+            agent_config,
+            ProxiedTargetGuard(DefaultConnector::default()),
+            resolver,
         ),
-    )
+    }
 }
 
 /// The ureq proxy for our settings; `None` only if they cannot form one, which the
@@ -77,10 +89,10 @@ fn ureq_proxy(proxy: &Proxy) -> Option<ureq::Proxy> {
 /// not resolve here (split DNS) is left to the proxy. The proxy may still resolve it
 /// differently; the README says so.
 #[derive(Debug)]
-struct ProxiedTargetGuard(DefaultConnector);
+struct ProxiedTargetGuard<C>(C);
 
-impl Connector<()> for ProxiedTargetGuard {
-    type Out = Box<dyn Transport>;
+impl<C: Connector<()>> Connector<()> for ProxiedTargetGuard<C> {
+    type Out = C::Out;
 
     fn connect(
         &self,

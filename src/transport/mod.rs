@@ -6,6 +6,7 @@
 
 mod agents;
 pub mod oauth;
+mod pinned;
 mod tls;
 
 use std::time::{Duration, Instant};
