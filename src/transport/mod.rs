@@ -132,6 +132,22 @@ pub fn describe(err: &ureq::Error) -> String {
         ureq::Error::Io(io) => io.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()),
         _ => None,
     };
+    if let Some(rustls::Error::AlertReceived(alert)) = tls {
+        use rustls::AlertDescription as Alert;
+        if matches!(
+            alert,
+            Alert::CertificateRequired
+                | Alert::BadCertificate
+                | Alert::UnknownCA
+                | Alert::CertificateUnknown
+                | Alert::AccessDenied
+        ) {
+            return format!(
+                "TLS: the receiver refused the connection ({alert:?}): it wants a client \
+                 certificate it trusts (client_cert_file and client_key_file)"
+            );
+        }
+    }
     if let Some(rustls::Error::InvalidCertificate(cert)) = tls {
         // webpki's reason arrives as an opaque "other" error; its name is in the Debug text.
         if format!("{cert:?}").contains("CaUsedAsEndEntity") {
