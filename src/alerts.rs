@@ -353,6 +353,7 @@ mod tests {
             enabled: true,
             allow_networks: Vec::new(),
             pacing: Default::default(),
+            transport: Default::default(),
             timeout: None,
             auto_pause_after: None,
             renamed_from: None,

@@ -3,22 +3,18 @@
 //! touches the store: outcomes go back to the scheduler. Each worker stamps the start and
 //! end of its attempts, so `/healthz` can tell a stuck pool.
 
-use std::collections::HashMap;
 use std::io::Read as _;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{Receiver, Sender};
-use ureq::http::Uri;
-use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
-use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
 
 use crate::config::{DeliveryConfig, Signing, Subscription};
-use crate::egress;
 use crate::metrics::Metrics;
 use crate::retry;
 use crate::sign;
 use crate::store::{AttemptRecord, Claimed, NextStep};
+use crate::transport::Reach;
 
 /// How much of a receiver's answer is kept with the attempt.
 pub const RESPONSE_SNIPPET_BYTES: usize = 4096;
@@ -131,22 +127,21 @@ pub fn spawn_workers(
     finished: Sender<Finished>,
     metrics: Arc<Metrics>,
 ) -> std::io::Result<Vec<std::thread::JoinHandle<()>>> {
-    let agent_config = config.clone();
-    let agents = Arc::new(egress::Agents::new(move |policy| {
-        build_agent(&agent_config, policy)
-    }));
+    // One agent per route for the whole pool, so keep-alive connections are shared (see
+    // `transport`).
+    let reach = Arc::new(Reach::new(config));
+    let default_timeout = config.timeout;
     metrics.liveness.workers_started(config.workers);
     (0..config.workers)
         .map(|n| {
-            let (agents, jobs, finished) = (agents.clone(), jobs.clone(), finished.clone());
+            let (reach, jobs, finished) = (reach.clone(), jobs.clone(), finished.clone());
             let metrics = Arc::clone(&metrics);
             std::thread::Builder::new()
                 .name(format!("deliver-{n}"))
                 .spawn(move || {
                     for job in jobs {
                         metrics.liveness.attempt_started(n);
-                        let agent = agents.for_networks(&job.subscription.allow_networks);
-                        let record = attempt(&agent, &job);
+                        let record = attempt(&reach, &job, default_timeout);
                         metrics.liveness.attempt_finished(n);
                         let endpoint = job.subscription.url.clone();
                         let event_id = job.claimed.event_id.clone();
@@ -164,75 +159,11 @@ pub fn spawn_workers(
         .collect()
 }
 
-/// One agent per allow list for the whole pool, so keep-alive connections are shared and
-/// reused. Its resolver hands on only the addresses `policy` allows (see `egress`), and it
-/// ignores `HTTP_PROXY`-style variables: through a proxy, the proxy would pick the
-/// address and the guard could not see it.
-fn build_agent(config: &DeliveryConfig, policy: egress::Policy) -> ureq::Agent {
-    let config = ureq::Agent::config_builder()
-        .timeout_global(Some(config.timeout))
-        .max_redirects(0)
-        .http_status_as_error(false)
-        .user_agent(concat!("posthorn/", env!("CARGO_PKG_VERSION")))
-        .max_idle_connections(config.workers.max(16))
-        .max_idle_connections_per_host(config.max_in_flight_per_endpoint)
-        .proxy(None)
-        .build();
-    ureq::Agent::with_parts(
-        config,
-        DefaultConnector::default(),
-        egress::GuardedResolver::new(CachingResolver::default(), policy),
-    )
-}
-
-/// How long a host's resolved addresses are reused before it is looked up again.
-const RESOLVE_CACHE_TTL: Duration = Duration::from_secs(30);
-
-/// Resolves each endpoint at most once per `RESOLVE_CACHE_TTL`. ureq asks its resolver
-/// on every request, before it looks for a kept-alive connection, and its default
-/// resolver spawns a thread per lookup when a timeout is set: without this cache every
-/// attempt cost a thread and a `getaddrinfo` call, even on a reused connection.
-/// (`Resolver` is in ureq's `unversioned` API, outside its semver promise: recheck this on
-/// a ureq upgrade.)
-#[derive(Debug, Default)]
-struct CachingResolver {
-    inner: DefaultResolver,
-    cache: Mutex<HashMap<String, (Instant, ResolvedSocketAddrs)>>,
-}
-
-impl Resolver for CachingResolver {
-    fn resolve(
-        &self,
-        uri: &Uri,
-        config: &ureq::config::Config,
-        timeout: NextTimeout,
-    ) -> Result<ResolvedSocketAddrs, ureq::Error> {
-        let Some(authority) = uri.authority() else {
-            return self.inner.resolve(uri, config, timeout);
-        };
-        let key = format!("{}://{authority}", uri.scheme_str().unwrap_or_default());
-        let cached = self.cache.lock().ok().and_then(|cache| {
-            let (at, addrs) = cache.get(&key)?;
-            (at.elapsed() < RESOLVE_CACHE_TTL).then(|| addrs.clone())
-        });
-        if let Some(addrs) = cached {
-            return Ok(addrs);
-        }
-        // Failures are not cached: the next attempt looks the host up again.
-        let addrs = self.inner.resolve(uri, config, timeout)?;
-        if let Ok(mut cache) = self.cache.lock() {
-            cache.retain(|_, (at, _)| at.elapsed() < RESOLVE_CACHE_TTL);
-            cache.insert(key, (Instant::now(), addrs.clone()));
-        }
-        Ok(addrs)
-    }
-}
-
-fn attempt(agent: &ureq::Agent, job: &Job) -> AttemptRecord {
+fn attempt(reach: &Reach, job: &Job, default_timeout: Duration) -> AttemptRecord {
     let started = SystemTime::now();
     let started_at_ms = unix_ms(started);
     let clock = Instant::now();
-    let response = post(agent, job, unix_secs(started));
+    let response = post(reach, job, unix_secs(started), default_timeout);
     let duration_ms = clock.elapsed().as_millis() as i64;
     let next = next_step(
         &response,
@@ -266,18 +197,12 @@ fn attempt(agent: &ureq::Agent, job: &Job) -> AttemptRecord {
     }
 }
 
-fn post(agent: &ureq::Agent, job: &Job, timestamp: i64) -> Response {
+fn post(reach: &Reach, job: &Job, timestamp: i64, default_timeout: Duration) -> Response {
     let body = job.claimed.body.as_bytes();
-    let mut request = agent.post(&job.subscription.url);
-    if let Some(timeout) = job.subscription.timeout {
-        // The subscription's own `timeout` replaces `[delivery] timeout` for its attempts.
-        request = request.config().timeout_global(Some(timeout)).build();
-    }
-    for (name, value) in request_headers(&job.subscription, &job.claimed.event_id, timestamp, body)
-    {
-        request = request.header(name, value);
-    }
-    match request.send(body) {
+    let headers = request_headers(&job.subscription, &job.claimed.event_id, timestamp, body);
+    // The subscription's own `timeout` replaces `[delivery] timeout` for its attempts.
+    let timeout = job.subscription.timeout.unwrap_or(default_timeout);
+    match reach.send(&job.subscription, &headers, body, timeout) {
         Ok(mut response) => {
             let status = response.status().as_u16();
             let retry_after = response
@@ -312,25 +237,12 @@ fn post(agent: &ureq::Agent, job: &Job, timestamp: i64) -> Response {
                 retry_after,
             }
         }
-        Err(err) => Response {
+        Err(error) => Response {
             status: None,
-            error: Some(describe(&err)),
+            error: Some(error),
             snippet: None,
             retry_after: None,
         },
-    }
-}
-
-fn describe(err: &ureq::Error) -> String {
-    if let Some(refusal) = egress::refusal(err) {
-        return refusal.to_string();
-    }
-    match err {
-        ureq::Error::Timeout(which) => format!("timed out ({which})"),
-        ureq::Error::HostNotFound => "host not found (DNS lookup failed)".into(),
-        ureq::Error::ConnectionFailed => "connection failed".into(),
-        ureq::Error::Io(io) => format!("network error: {io}"),
-        other => other.to_string(),
     }
 }
 
@@ -367,6 +279,7 @@ mod tests {
             auto_pause_after: None,
             renamed_from: None,
             pacing: Default::default(),
+            transport: Default::default(),
         }
     }
 
@@ -408,19 +321,6 @@ mod tests {
             "X-Dembrane-Signature".into(),
             "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843".into()
         )));
-    }
-
-    #[test]
-    fn resolved_addresses_are_reused_per_endpoint() {
-        let resolver = CachingResolver::default();
-        let config = ureq::config::Config::default();
-        let timeout = NextTimeout::default();
-        let uri: Uri = "http://127.0.0.1:9/hook".parse().unwrap();
-        let first = resolver.resolve(&uri, &config, timeout).unwrap();
-        let again = resolver.resolve(&uri, &config, timeout).unwrap();
-        assert_eq!(&*first, &*again);
-        assert_eq!(first.first().map(|a| a.port()), Some(9));
-        assert_eq!(resolver.cache.lock().unwrap().len(), 1);
     }
 
     fn response(status: Option<u16>, retry_after: Option<Duration>) -> Response {

@@ -408,37 +408,38 @@ pub fn refusal(err: &ureq::Error) -> Option<&Refusal> {
     }
 }
 
-/// Most agents kept, one per distinct allow list; past it the cache starts again.
+/// Most agents kept, one per distinct route; past it the cache starts again.
 const MAX_AGENTS: usize = 64;
 
-/// One HTTP agent per allow list, made on first use. Each agent's connection pool holds
-/// only connections its own policy allowed, so a kept-alive connection opened for one
-/// subscription is never reused by another with a narrower list.
-pub struct Agents {
-    make: Box<dyn Fn(Policy) -> ureq::Agent + Send + Sync>,
-    by_policy: Mutex<HashMap<Vec<Network>, ureq::Agent>>,
+/// One HTTP agent per route (an allow list, and whatever else changes how a connection
+/// is made), made on first use. Each agent's connection pool holds only connections its
+/// own policy allowed, so a kept-alive connection opened for one subscription is never
+/// reused by another with a narrower list.
+pub struct Agents<K> {
+    make: Box<dyn Fn(&K) -> ureq::Agent + Send + Sync>,
+    by_route: Mutex<HashMap<K, ureq::Agent>>,
 }
 
-impl Agents {
-    /// `make` builds an agent whose resolver enforces the policy it is given.
-    pub fn new(make: impl Fn(Policy) -> ureq::Agent + Send + Sync + 'static) -> Agents {
+impl<K: std::hash::Hash + Eq + Clone> Agents<K> {
+    /// `make` builds an agent whose resolver enforces the policy of the route it is given.
+    pub fn new(make: impl Fn(&K) -> ureq::Agent + Send + Sync + 'static) -> Agents<K> {
         Agents {
             make: Box::new(make),
-            by_policy: Mutex::new(HashMap::new()),
+            by_route: Mutex::new(HashMap::new()),
         }
     }
 
-    /// The agent for a subscription that may reach `allow` beyond the public internet.
-    pub fn for_networks(&self, allow: &[Network]) -> ureq::Agent {
-        let mut agents = self.by_policy.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(agent) = agents.get(allow) {
+    /// The agent for `route`.
+    pub fn get(&self, route: &K) -> ureq::Agent {
+        let mut agents = self.by_route.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(agent) = agents.get(route) {
             return agent.clone();
         }
         if agents.len() >= MAX_AGENTS {
             agents.clear();
         }
-        let agent = (self.make)(Policy::new(allow));
-        agents.insert(allow.to_vec(), agent.clone());
+        let agent = (self.make)(route);
+        agents.insert(route.clone(), agent.clone());
         agent
     }
 }

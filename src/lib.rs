@@ -32,5 +32,6 @@ pub mod sign;
 pub mod snippets;
 pub mod spool;
 pub mod store;
+pub mod transport;
 pub mod verify;
 pub mod web;

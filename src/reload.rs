@@ -531,6 +531,10 @@ fn diff(old: &Config, new: &Config) -> Changes {
             "delivery.breaker_backoff",
             old.delivery.breaker_backoff != new.delivery.breaker_backoff,
         ),
+        (
+            "delivery TLS or proxy",
+            old.delivery.transport != new.delivery.transport,
+        ),
     ];
     changes.settings = settings
         .into_iter()
@@ -596,6 +600,12 @@ fn what_changed(old: &Subscription, new: &Subscription) -> Vec<&'static str> {
     }
     if old.renamed_from != new.renamed_from {
         what.push("renamed_from");
+    }
+    if old.transport.tls != new.transport.tls || old.transport.proxy != new.transport.proxy {
+        what.push("TLS or proxy");
+    }
+    if old.transport.auth != new.transport.auth {
+        what.push("auth");
     }
     match (old.enabled, new.enabled) {
         (true, false) => what.push("paused"),

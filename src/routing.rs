@@ -159,6 +159,7 @@ mod tests {
             auto_pause_after: None,
             renamed_from: None,
             pacing: Default::default(),
+            transport: Default::default(),
         }
     }
 

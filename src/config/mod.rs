@@ -4,6 +4,7 @@
 //! or in `Debug` output.
 
 pub mod advice;
+mod auth;
 pub mod draft;
 mod ed25519;
 mod egress;
@@ -13,6 +14,7 @@ mod inlet;
 mod pacing;
 mod rename;
 mod storage;
+mod transport;
 mod validate;
 mod values;
 
@@ -24,8 +26,10 @@ use crate::egress::Network;
 use crate::routing::Pattern;
 use crate::sign::SigningKey;
 
+pub use auth::{Auth, ClientAuth, OAuth2};
 pub use http::{default_allowed_hosts, host_without_port};
 pub use pacing::{OnDead, Ordering, Pacing, RateLimit};
+pub use transport::{CaBundle, ClientIdentity, DeliveryTransport, NoProxy, Proxy, Tls, Transport};
 pub use values::{parse_duration, parse_size};
 
 /// The resolved configuration.
@@ -140,7 +144,7 @@ pub enum Verify {
 }
 
 /// A secret from the config (a token). `Debug` and `Display` never show it.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Secret(String);
 
 impl Secret {
@@ -225,6 +229,8 @@ pub struct DeliveryConfig {
     pub breaker_after: usize,
     /// How long an opened breaker holds back; doubled after each failed probe.
     pub breaker_backoff: Duration,
+    /// TLS defaults (`ca_file`, client certificate) and the egress proxy.
+    pub transport: DeliveryTransport,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -249,6 +255,8 @@ pub struct Subscription {
     /// The old name whose deliveries, attempts and pause state this subscription takes
     /// over at start and reload (see `store/rename.rs`).
     pub renamed_from: Option<String>,
+    /// TLS (its own or `[delivery]`'s), the proxy, and receiver authentication.
+    pub transport: Transport,
 }
 
 impl Subscription {
@@ -425,6 +433,7 @@ pub fn embedded_defaults() -> Config {
             auto_pause_after: DEFAULT_AUTO_PAUSE_AFTER,
             breaker_after: DEFAULT_BREAKER_AFTER,
             breaker_backoff: DEFAULT_BREAKER_BACKOFF,
+            transport: DeliveryTransport::default(),
         },
         log: LogConfig {
             level: DEFAULT_LOG_LEVEL.to_string(),

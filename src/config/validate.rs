@@ -117,6 +117,14 @@ struct RawDelivery {
     auto_pause_after: Option<Spanned<HumanDuration>>,
     breaker_after: Option<Spanned<i64>>,
     breaker_backoff: Option<Spanned<HumanDuration>>,
+    ca_file: Option<Spanned<PathBuf>>,
+    ca_only: Option<Spanned<bool>>,
+    client_cert_file: Option<Spanned<PathBuf>>,
+    client_key_file: Option<Spanned<PathBuf>>,
+    proxy: Option<Spanned<String>>,
+    proxy_password_env: Option<Spanned<String>>,
+    proxy_password_file: Option<Spanned<PathBuf>>,
+    no_proxy: Option<Vec<Spanned<String>>>,
 }
 
 #[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
@@ -153,6 +161,11 @@ struct RawSubscription {
     ordering: Option<Spanned<super::pacing::Ordering>>,
     on_dead: Option<Spanned<super::pacing::OnDead>>,
     renamed_from: Option<Spanned<String>>,
+    ca_file: Option<Spanned<PathBuf>>,
+    ca_only: Option<Spanned<bool>>,
+    client_cert_file: Option<Spanned<PathBuf>>,
+    client_key_file: Option<Spanned<PathBuf>>,
+    auth: Option<Spanned<super::auth::RawAuth>>,
 }
 
 // ---- validation ----
@@ -252,7 +265,7 @@ impl Validator<'_> {
                     old: old.clone(),
                 });
             }
-            if let Some(subscription) = self.subscription(raw, &delivery.allow_networks) {
+            if let Some(subscription) = self.subscription(raw, &delivery) {
                 subscriptions.push(subscription);
             }
         }
@@ -372,6 +385,23 @@ impl Validator<'_> {
                 schedule
             }
         };
+        let allow_networks = self.networks(raw.allow_networks, "delivery.allow_networks");
+        let tls = super::transport::RawTls {
+            ca_file: raw.ca_file,
+            ca_only: raw.ca_only,
+            client_cert_file: raw.client_cert_file,
+            client_key_file: raw.client_key_file,
+        };
+        let proxy = super::transport::RawProxy {
+            proxy: raw.proxy,
+            proxy_password_env: raw.proxy_password_env,
+            proxy_password_file: raw.proxy_password_file,
+            no_proxy: raw.no_proxy,
+        };
+        let transport = DeliveryTransport {
+            tls: self.tls(tls, &defaults.transport.tls, "delivery."),
+            proxy: self.proxy(proxy, &allow_networks),
+        };
         DeliveryConfig {
             schedule,
             timeout: self.positive_duration(raw.timeout, DEFAULT_TIMEOUT, "delivery.timeout"),
@@ -382,7 +412,7 @@ impl Validator<'_> {
                 1..1025,
                 "delivery.max_in_flight_per_endpoint",
             ),
-            allow_networks: self.networks(raw.allow_networks, "delivery.allow_networks"),
+            allow_networks,
             enabled: raw.enabled.unwrap_or(true),
             auto_pause_after: self.positive_duration(
                 raw.auto_pause_after,
@@ -400,14 +430,16 @@ impl Validator<'_> {
                 DEFAULT_BREAKER_BACKOFF,
                 "delivery.breaker_backoff",
             ),
+            transport,
         }
     }
 
     fn subscription(
         &mut self,
         raw: RawSubscription,
-        global_networks: &[crate::egress::Network],
+        delivery: &DeliveryConfig,
     ) -> Option<Subscription> {
+        let global_networks = &delivery.allow_networks;
         let before = self.problems.len();
         let name = raw.name.get_ref().clone();
         let label = format!("subscription {name:?}");
@@ -457,7 +489,7 @@ impl Validator<'_> {
                 .all(|p| p.as_str().starts_with(crate::alerts::OWN_EVENT_PREFIX));
         if conversations.is_empty() && projects.is_empty() && !only_own_events {
             self.problem(
-                name_span,
+                name_span.clone(),
                 format!(
                     "{label} needs conversations or projects to scope it; \
                      write conversations = [\"*\"] to take every conversation \
@@ -482,6 +514,27 @@ impl Validator<'_> {
             &label,
         );
         let pacing = self.pacing(raw.rate_limit, raw.ordering, raw.on_dead, &label);
+        let tls = super::transport::RawTls {
+            ca_file: raw.ca_file,
+            ca_only: raw.ca_only,
+            client_cert_file: raw.client_cert_file,
+            client_key_file: raw.client_key_file,
+        };
+        let transport = Transport {
+            tls: self.tls(tls, &delivery.transport.tls, &format!("{label}: ")),
+            proxy: delivery.transport.proxy.clone(),
+            auth: raw.auth.and_then(|auth| self.auth(auth, &label)),
+        };
+        if transport.auth.is_some() {
+            if let Some((name, _)) = headers
+                .iter()
+                .find(|(name, _)| name.eq_ignore_ascii_case("authorization"))
+            {
+                let message =
+                    format!("{label}: header {name:?} is set by auth; remove one of them");
+                self.problem(name_span.clone(), message);
+            }
+        }
 
         (self.problems.len() == before).then_some(Subscription {
             name,
@@ -497,6 +550,7 @@ impl Validator<'_> {
             auto_pause_after,
             pacing,
             renamed_from: raw.renamed_from.map(Spanned::into_inner),
+            transport,
         })
     }
 
@@ -526,7 +580,7 @@ impl Validator<'_> {
         }
     }
 
-    fn check_url(&mut self, url: &Spanned<String>, label: &str) {
+    pub(super) fn check_url(&mut self, url: &Spanned<String>, label: &str) {
         let text = url.get_ref();
         let rest = text
             .strip_prefix("https://")

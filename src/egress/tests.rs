@@ -221,8 +221,8 @@ fn agents_are_made_once_per_allow_list() {
         ureq::Agent::new_with_defaults()
     });
     let lan = [net("10.0.0.0/8")];
-    agents.for_networks(&lan);
-    agents.for_networks(&lan);
-    agents.for_networks(&[]);
+    agents.get(&lan.to_vec());
+    agents.get(&lan.to_vec());
+    agents.get(&Vec::new());
     assert_eq!(made.load(std::sync::atomic::Ordering::SeqCst), 2);
 }

@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use crate::config::{Signing, Subscription};
+use crate::config::{Auth, Signing, Subscription};
 use crate::deliver;
 use crate::logging::url_for_log;
 use crate::store::{EventView, SubscriptionHealth};
@@ -100,12 +100,31 @@ pub fn request_view(subscription: &Subscription, event: &EventView) -> RequestVi
             (name, shown)
         })
         .collect();
+    let headers = with_authorization(headers, subscription);
     RequestView {
         method: "POST",
         url: url_for_log(&subscription.url),
         headers,
         body: event.body.clone(),
     }
+}
+
+/// `headers` with the `Authorization` header `auth` adds at send time, its secret hidden.
+fn with_authorization(
+    mut headers: Vec<(String, String)>,
+    subscription: &Subscription,
+) -> Vec<(String, String)> {
+    let shown = match &subscription.transport.auth {
+        None => return headers,
+        Some(Auth::Bearer(_)) => format!("Bearer {REDACTED}"),
+        Some(Auth::Basic { .. }) => format!("Basic {REDACTED}"),
+        Some(Auth::OAuth2(oauth)) => format!(
+            "Bearer [OAuth2 token from {}, fetched at send time]",
+            url_for_log(&oauth.token_url)
+        ),
+    };
+    headers.push(("Authorization".into(), shown));
+    headers
 }
 
 #[cfg(test)]
@@ -211,6 +230,20 @@ mod tests {
             json["headers"][0],
             serde_json::json!(["Content-Type", "application/json"])
         );
+    }
+
+    #[test]
+    fn a_request_with_auth_shows_its_authorization_header_without_the_secret() {
+        let sub = subscription(&format!(
+            "secret = {SECRET:?}\nauth = {{ username = \"u\", password = \"basic-secret\" }}"
+        ));
+        let view = request_view(&sub, &event(None));
+        let json = serde_json::to_value(&view).unwrap().to_string();
+        assert!(
+            json.contains(r#"["Authorization","Basic [redacted]"]"#),
+            "{json}"
+        );
+        assert!(!json.contains("basic-secret"), "{json}");
     }
 
     #[test]
