@@ -3,7 +3,7 @@
 //! (ed25519) variant lives in `ed25519`.
 
 mod ed25519;
-pub use ed25519::{v1a_signature, Ed25519Key, Ed25519KeyError};
+pub use ed25519::{v1a_signature, Ed25519Key, Ed25519KeyError, Ed25519PublicKey};
 
 use std::fmt;
 

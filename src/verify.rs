@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use crate::inlet::constant_time_eq;
-use crate::sign::{self, SigningKey};
+use crate::sign::{self, Ed25519PublicKey, SigningKey};
 
 /// Standard Webhooks' default tolerance for `webhook-timestamp`, either way.
 pub const DEFAULT_TOLERANCE: Duration = Duration::from_secs(5 * 60);
@@ -84,6 +84,8 @@ pub enum Scheme {
     /// Standard Webhooks: `webhook-id`, `webhook-timestamp`, `webhook-signature`; one
     /// key per secret given (rotation).
     Standard { keys: Vec<SigningKey> },
+    /// Standard Webhooks' asymmetric `v1a` signatures, checked with `whpk_` public keys.
+    Ed25519 { keys: Vec<Ed25519PublicKey> },
     /// `header` holds `prefix` + hex HMAC-SHA256 of the raw body, keyed by the secret's
     /// UTF-8 bytes.
     Hex {
@@ -113,7 +115,12 @@ impl Report {
 /// Checks `captured` against `scheme`, as a receiver would at unix time `now`.
 pub fn check(captured: &Captured, scheme: &Scheme, now: i64, tolerance: Duration) -> Report {
     match scheme {
-        Scheme::Standard { keys } => check_standard(captured, keys, now, tolerance),
+        Scheme::Standard { keys } => {
+            check_standard(captured, StandardKeys::Hmac(keys), now, tolerance)
+        }
+        Scheme::Ed25519 { keys } => {
+            check_standard(captured, StandardKeys::Ed25519(keys), now, tolerance)
+        }
         Scheme::Hex {
             keys,
             header,
@@ -122,9 +129,33 @@ pub fn check(captured: &Captured, scheme: &Scheme, now: i64, tolerance: Duration
     }
 }
 
+/// The keys a Standard Webhooks request is checked with: `v1` entries need the shared
+/// secret, `v1a` entries the public key.
+#[derive(Clone, Copy)]
+enum StandardKeys<'a> {
+    Hmac(&'a [SigningKey]),
+    Ed25519(&'a [Ed25519PublicKey]),
+}
+
+impl StandardKeys<'_> {
+    fn len(&self) -> usize {
+        match self {
+            StandardKeys::Hmac(keys) => keys.len(),
+            StandardKeys::Ed25519(keys) => keys.len(),
+        }
+    }
+
+    fn noun(&self) -> &'static str {
+        match self {
+            StandardKeys::Hmac(_) => "secret",
+            StandardKeys::Ed25519(_) => "public key",
+        }
+    }
+}
+
 fn check_standard(
     captured: &Captured,
-    keys: &[SigningKey],
+    keys: StandardKeys<'_>,
     now: i64,
     tolerance: Duration,
 ) -> Report {
@@ -175,27 +206,41 @@ fn check_standard(
         ));
     }
 
-    // v1 (HMAC) entries are checked here. ED25519 HOOK: `v1a,` entries (Standard
-    // Webhooks' asymmetric signatures, `whpk_` public keys) are only collected for now;
-    // their check belongs in a `Scheme::Ed25519` beside `Scheme::Standard`.
     let mut given_v1 = Vec::new();
     let mut given_v1a = Vec::new();
-    let mut other = Vec::new();
+    let mut found = Vec::new();
     for entry in signatures.split_whitespace() {
         match entry.split_once(',') {
             Some(("v1", sig)) => given_v1.push(sig),
-            Some(("v1a", sig)) => {
-                given_v1a.push(sig);
-                other.push("v1a".to_string());
-            }
-            Some((version, _)) => other.push(version.to_string()),
-            None => other.push(format!("{entry:?} (no version)")),
+            Some(("v1a", sig)) => given_v1a.push(sig),
+            Some((version, _)) => found.push(version.to_string()),
+            None => found.push(format!("{entry:?} (no version)")),
         }
     }
-    if given_v1.is_empty() {
+    let (wanted, given, other, what) = match keys {
+        StandardKeys::Hmac(_) => (
+            "v1",
+            &given_v1,
+            given_v1a.len(),
+            "v1,<base64 HMAC-SHA256> is what a whsec_ secret checks",
+        ),
+        StandardKeys::Ed25519(_) => (
+            "v1a",
+            &given_v1a,
+            given_v1.len(),
+            "v1a,<base64 ed25519 signature> is what a whpk_ public key checks",
+        ),
+    };
+    if given.is_empty() {
+        let other_version = if wanted == "v1" { "v1a" } else { "v1" };
+        found.extend(std::iter::repeat_n(other_version.to_string(), other));
         findings.push(format!(
-            "webhook-signature holds no v1 signature (found: {}); v1,<base64 HMAC-SHA256> is what a whsec_ secret checks",
-            if other.is_empty() { "nothing".to_string() } else { other.join(", ") }
+            "webhook-signature holds no {wanted} signature (found: {}); {what}",
+            if found.is_empty() {
+                "nothing".to_string()
+            } else {
+                found.join(", ")
+            }
         ));
         return Report {
             valid: false,
@@ -204,29 +249,37 @@ fn check_standard(
     }
 
     let signs = |body: &[u8]| -> Option<usize> {
-        keys.iter().position(|key| {
-            let expected = sign::standard_signature(std::slice::from_ref(key), id, ts, body);
-            let expected = expected
-                .strip_prefix("v1,")
-                .unwrap_or(&expected)
-                .to_string();
-            given_v1
-                .iter()
-                .any(|given| constant_time_eq(given.as_bytes(), expected.as_bytes()))
-        })
+        match keys {
+            StandardKeys::Hmac(keys) => keys.iter().position(|key| {
+                let expected = sign::standard_signature(std::slice::from_ref(key), id, ts, body);
+                let expected = expected
+                    .strip_prefix("v1,")
+                    .unwrap_or(&expected)
+                    .to_string();
+                given_v1
+                    .iter()
+                    .any(|given| constant_time_eq(given.as_bytes(), expected.as_bytes()))
+            }),
+            StandardKeys::Ed25519(keys) => keys.iter().position(|key| {
+                given_v1a
+                    .iter()
+                    .any(|given| key.verifies(id, ts, body, given))
+            }),
+        }
     };
     if let Some(n) = signs(&captured.body) {
         findings.insert(
             0,
             format!(
-                "the signature matches secret {} over webhook-id {id:?}, webhook-timestamp {ts} and the {}-byte body",
+                "the signature matches {} {} over webhook-id {id:?}, webhook-timestamp {ts} and the {}-byte body",
+                keys.noun(),
                 n + 1,
                 captured.body.len()
             ),
         );
         return Report { valid, findings };
     }
-    findings.push(explain_mismatch(captured, &signs, keys.len()));
+    findings.push(explain_mismatch(captured, &signs, keys.len(), keys.noun()));
     Report {
         valid: false,
         findings,
@@ -260,7 +313,7 @@ fn check_hex(captured: &Captured, keys: &[SigningKey], header: &str, prefix: &st
             )],
         };
     }
-    Report::invalid(explain_mismatch(captured, &signs, keys.len()))
+    Report::invalid(explain_mismatch(captured, &signs, keys.len(), "secret"))
 }
 
 /// The signature matches nothing: find a change of the body that explains it, else
@@ -269,6 +322,7 @@ fn explain_mismatch(
     captured: &Captured,
     signs: &dyn Fn(&[u8]) -> Option<usize>,
     secrets: usize,
+    noun: &str,
 ) -> String {
     for (what, body) in body_mutations(captured) {
         if signs(&body).is_some() {
@@ -278,8 +332,8 @@ fn explain_mismatch(
         }
     }
     format!(
-        "wrong secret, or the body changed: no {} given makes this signature over the {}-byte body, nor over it without a trailing newline, with LF or CRLF line ends, or as re-serialized JSON",
-        if secrets == 1 { "secret".to_string() } else { format!("one of the {secrets} secrets") },
+        "wrong {noun}, or the body changed: no {} given makes this signature over the {}-byte body, nor over it without a trailing newline, with LF or CRLF line ends, or as re-serialized JSON",
+        if secrets == 1 { noun.to_string() } else { format!("one of the {secrets} {noun}s") },
         captured.body.len()
     )
 }

@@ -73,6 +73,28 @@ fn python_verifies(request: &Recorded, public: &str) -> Result<usize, String> {
         .map_err(|err| format!("{err}"))
 }
 
+/// `posthorn verify --secret whpk_...` on a captured request: its exit code.
+fn posthorn_verify(home: &Home, request: &Recorded, public: &str) -> i32 {
+    let body = home.path().join("captured-body");
+    std::fs::write(&body, &request.body).unwrap();
+    let mut args = vec!["verify".to_string(), "--secret".into(), public.into()];
+    for name in ["webhook-id", "webhook-timestamp", "webhook-signature"] {
+        args.push("-H".into());
+        args.push(format!(
+            "{name}: {}",
+            request.header(name).unwrap_or_default()
+        ));
+    }
+    args.extend(["--body".into(), body.to_str().unwrap().into()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, stdout, stderr) = common::run(&args);
+    assert!(
+        stdout.starts_with(if code == 0 { "valid" } else { "invalid" }),
+        "{stdout}{stderr}"
+    );
+    code
+}
+
 #[test]
 fn ed25519_deliveries_verify_with_the_generated_public_key_and_the_private_key_never_shows() {
     let (private, public) = gen_pair();
@@ -100,6 +122,9 @@ fn ed25519_deliveries_verify_with_the_generated_public_key_and_the_private_key_n
         // Another public key refuses it.
         let (_, other) = gen_pair();
         assert!(python_verifies(&request, &other).is_err());
+        // `posthorn verify` takes the whpk_ key and checks v1a the same way.
+        assert_eq!(posthorn_verify(&home, &request, &public), 0);
+        assert_eq!(posthorn_verify(&home, &request, &other), 1);
     }
 
     let api = Api::token(&home, admin::API_TOKEN);

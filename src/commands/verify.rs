@@ -13,7 +13,7 @@ use clap::{Args, ValueEnum};
 use super::out;
 use crate::client::time::parse_time_arg;
 use crate::config::parse_duration;
-use crate::sign::SigningKey;
+use crate::sign::{Ed25519PublicKey, SigningKey};
 use crate::verify::{self, Captured, Scheme};
 
 /// Largest request or body read: posthorn's own limit for an event is 1 MiB, a source's
@@ -22,7 +22,9 @@ const MAX_INPUT: u64 = 32 << 20;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum SchemeArg {
-    /// Standard Webhooks: webhook-id, webhook-timestamp, webhook-signature: v1,<base64>.
+    /// Standard Webhooks: webhook-id, webhook-timestamp, webhook-signature: v1,<base64>
+    /// checked with a whsec_ secret, or v1a,<base64> (ed25519) when the keys given are
+    /// whpk_ public keys.
     Standard,
     /// A header holding a prefix and the hex HMAC-SHA256 of the raw body.
     Hex,
@@ -30,7 +32,8 @@ pub enum SchemeArg {
 
 #[derive(Debug, Clone, Args)]
 pub struct VerifyArgs {
-    /// The secret (whsec_... for standard; any text for hex). Repeat it to check against
+    /// The secret (whsec_... for standard, or the whpk_... public key for ed25519-signed
+    /// requests; any text for hex). Repeat it to check against
     /// each secret of a rotation.
     #[arg(long, value_name = "SECRET")]
     pub secret: Vec<String>,
@@ -109,6 +112,16 @@ pub fn run(args: &VerifyArgs) -> ExitCode {
 fn setup(args: &VerifyArgs) -> Result<(Scheme, Captured), String> {
     let secrets = secrets(args)?;
     let scheme = match args.scheme {
+        SchemeArg::Standard if secrets.iter().all(|s| s.starts_with("whpk_")) => Scheme::Ed25519 {
+            keys: secrets
+                .iter()
+                .enumerate()
+                .map(|(n, s)| {
+                    Ed25519PublicKey::from_whpk(s)
+                        .map_err(|err| format!("public key {}: {err}", n + 1))
+                })
+                .collect::<Result<_, _>>()?,
+        },
         SchemeArg::Standard => Scheme::Standard {
             keys: secrets
                 .iter()

@@ -103,6 +103,46 @@ impl Ed25519Key {
     }
 }
 
+/// An ed25519 public key (`whpk_`), as a receiver holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ed25519PublicKey(ed25519_dalek::VerifyingKey);
+
+impl Ed25519PublicKey {
+    /// Parses a `whpk_` public key.
+    pub fn from_whpk(text: &str) -> Result<Self, String> {
+        let encoded = text.strip_prefix(WHPK_PREFIX).ok_or_else(|| {
+            if text.starts_with(WHSK_PREFIX) {
+                "this is the whsk_ private key; a receiver verifies with the whpk_ public key of the pair".to_string()
+            } else {
+                "a Standard Webhooks ed25519 public key starts with \"whpk_\"".to_string()
+            }
+        })?;
+        let bytes = BASE64
+            .decode(encoded)
+            .map_err(|_| "the part after \"whpk_\" is not valid base64".to_string())?;
+        let bytes: [u8; 32] = bytes
+            .as_slice()
+            .try_into()
+            .map_err(|_| format!("the key decodes to {} bytes; expected 32", bytes.len()))?;
+        ed25519_dalek::VerifyingKey::from_bytes(&bytes)
+            .map(Self)
+            .map_err(|_| "the 32 bytes are not an ed25519 public key".to_string())
+    }
+
+    /// Whether `signature` (the base64 after `v1a,`) signs `{msg_id}.{timestamp}.{body}`.
+    pub fn verifies(&self, msg_id: &str, timestamp: i64, body: &[u8], signature: &str) -> bool {
+        let Ok(bytes) = BASE64.decode(signature) else {
+            return false;
+        };
+        let Ok(signature) = ed25519_dalek::Signature::from_slice(&bytes) else {
+            return false;
+        };
+        let mut content = format!("{msg_id}.{timestamp}.").into_bytes();
+        content.extend_from_slice(body);
+        self.0.verify_strict(&content, &signature).is_ok()
+    }
+}
+
 /// The `webhook-signature` header value: one `v1a,<base64>` per key, space separated, so a
 /// receiver mid-rotation accepts either key.
 pub fn v1a_signature(keys: &[Ed25519Key], msg_id: &str, timestamp: i64, body: &[u8]) -> String {
@@ -141,6 +181,20 @@ mod tests {
 
     fn rfc_key() -> Ed25519Key {
         Ed25519Key::from_whsk(&format!("whsk_{}", BASE64.encode(unhex(RFC_SEED)))).unwrap()
+    }
+
+    #[test]
+    fn a_v1a_signature_verifies_with_the_public_key_only() {
+        let key = Ed25519Key::generate();
+        let public = Ed25519PublicKey::from_whpk(&key.public_whpk()).unwrap();
+        let header = v1a_signature(std::slice::from_ref(&key), "evt_1", 1_700_000_000, b"{}");
+        let signature = header.strip_prefix("v1a,").unwrap();
+        assert!(public.verifies("evt_1", 1_700_000_000, b"{}", signature));
+        assert!(!public.verifies("evt_1", 1_700_000_001, b"{}", signature));
+        assert!(!public.verifies("evt_1", 1_700_000_000, b"{} ", signature));
+        let other = Ed25519PublicKey::from_whpk(&Ed25519Key::generate().public_whpk()).unwrap();
+        assert!(!other.verifies("evt_1", 1_700_000_000, b"{}", signature));
+        assert!(Ed25519PublicKey::from_whpk(&key.secret_whsk()).is_err());
     }
 
     #[test]

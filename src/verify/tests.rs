@@ -223,3 +223,68 @@ fn the_hex_recipe_checks_the_raw_body() {
     let report = check(&request, &scheme, 0, DEFAULT_TOLERANCE);
     assert!(report.findings[0].contains("prefix"), "{report:?}");
 }
+
+/// A request signed with ed25519 (`v1a`) over `signed`, carrying `sent` as its body.
+fn captured_v1a(key: &sign::Ed25519Key, signed: &[u8], sent: &[u8]) -> Captured {
+    let signature = sign::v1a_signature(std::slice::from_ref(key), "evt_1", TS, signed);
+    Captured {
+        headers: vec![
+            ("webhook-id".into(), "evt_1".into()),
+            ("webhook-timestamp".into(), TS.to_string()),
+            ("webhook-signature".into(), signature),
+        ],
+        body: sent.to_vec(),
+    }
+}
+
+fn public(key: &sign::Ed25519Key) -> Ed25519PublicKey {
+    Ed25519PublicKey::from_whpk(&key.public_whpk()).unwrap()
+}
+
+#[test]
+fn a_v1a_request_is_checked_with_the_public_key_and_a_changed_body_is_named() {
+    let key = sign::Ed25519Key::generate();
+    let scheme = Scheme::Ed25519 {
+        keys: vec![public(&key)],
+    };
+    let as_sent = captured_v1a(&key, BODY.as_bytes(), BODY.as_bytes());
+    let report = check(&as_sent, &scheme, TS, DEFAULT_TOLERANCE);
+    assert!(report.valid, "{report:?}");
+    assert!(
+        report.findings[0].contains("matches public key 1"),
+        "{report:?}"
+    );
+
+    let newline_added = captured_v1a(&key, BODY.as_bytes(), format!("{BODY}\n").as_bytes());
+    let report = check(&newline_added, &scheme, TS, DEFAULT_TOLERANCE);
+    assert!(!report.valid, "{report:?}");
+    assert!(report.findings[0].starts_with("body changed"), "{report:?}");
+
+    let other = Scheme::Ed25519 {
+        keys: vec![public(&sign::Ed25519Key::generate())],
+    };
+    let report = check(&as_sent, &other, TS, DEFAULT_TOLERANCE);
+    assert!(!report.valid, "{report:?}");
+    assert!(
+        report.findings[0].starts_with("wrong public key"),
+        "{report:?}"
+    );
+}
+
+#[test]
+fn a_v1_request_checked_with_a_public_key_says_which_signature_is_missing() {
+    let scheme = Scheme::Ed25519 {
+        keys: vec![public(&sign::Ed25519Key::generate())],
+    };
+    let report = check(
+        &captured(BODY.as_bytes(), BODY.as_bytes()),
+        &scheme,
+        TS,
+        DEFAULT_TOLERANCE,
+    );
+    assert!(!report.valid);
+    assert!(
+        report.findings[0].contains("no v1a signature (found: v1)"),
+        "{report:?}"
+    );
+}
