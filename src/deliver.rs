@@ -15,6 +15,7 @@ use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
 
 use crate::config::{DeliveryConfig, Signing, Subscription};
 use crate::egress;
+use crate::format::{self, Rendered};
 use crate::metrics::Metrics;
 use crate::retry;
 use crate::sign;
@@ -40,6 +41,9 @@ pub struct Finished {
     /// The delivered event's id (receiver health tells posthorn's own events apart).
     pub event_id: String,
     pub record: AttemptRecord,
+    /// `false` when nothing was sent (the body could not be rendered): not the
+    /// receiver's doing, so receiver health leaves it out.
+    pub sent: bool,
 }
 
 /// What one HTTP attempt produced.
@@ -83,6 +87,22 @@ pub fn request_headers(
         }
     }
     headers.extend(subscription.headers.iter().cloned());
+    headers
+}
+
+/// [`request_headers`] for a rendered body, with its content type.
+pub fn rendered_headers(
+    subscription: &Subscription,
+    event_id: &str,
+    timestamp: i64,
+    rendered: &Rendered,
+) -> Vec<(String, String)> {
+    let mut headers = request_headers(subscription, event_id, timestamp, &rendered.body);
+    for (name, value) in headers.iter_mut() {
+        if name == "Content-Type" {
+            *value = rendered.content_type.to_string();
+        }
+    }
     headers
 }
 
@@ -138,7 +158,7 @@ pub fn spawn_workers(
                     for job in jobs {
                         metrics.liveness.attempt_started(n);
                         let agent = agents.for_networks(&job.subscription.allow_networks);
-                        let record = attempt(&agent, &job);
+                        let (record, sent) = attempt(&agent, &job);
                         metrics.liveness.attempt_finished(n);
                         let endpoint = job.subscription.url.clone();
                         let event_id = job.claimed.event_id.clone();
@@ -146,6 +166,7 @@ pub fn spawn_workers(
                             endpoint,
                             event_id,
                             record,
+                            sent,
                         };
                         if finished.send(done).is_err() {
                             break;
@@ -220,19 +241,37 @@ impl Resolver for CachingResolver {
     }
 }
 
-fn attempt(agent: &ureq::Agent, job: &Job) -> AttemptRecord {
+/// One attempt, and whether anything was sent. A body that cannot be rendered fails
+/// the same way on every attempt (the template and the event are both fixed), so the
+/// delivery is dead at once with the reason; after fixing the template, retrying it
+/// (one, or all failed since a time) sends it.
+fn attempt(agent: &ureq::Agent, job: &Job) -> (AttemptRecord, bool) {
     let started = SystemTime::now();
     let started_at_ms = unix_ms(started);
     let clock = Instant::now();
-    let response = post(agent, job, unix_secs(started));
+    let (response, sent) = match format::render(&job.subscription, job.claimed.body.as_bytes()) {
+        Ok(rendered) => (post(agent, job, &rendered, unix_secs(started)), true),
+        Err(err) => (
+            Response {
+                status: None,
+                error: Some(err.to_string()),
+                snippet: None,
+                retry_after: None,
+            },
+            false,
+        ),
+    };
     let duration_ms = clock.elapsed().as_millis() as i64;
-    let next = next_step(
-        &response,
-        &job.schedule,
-        job.claimed.attempt,
-        started_at_ms + duration_ms,
-        rand::random::<f64>(),
-    );
+    let next = match sent {
+        true => next_step(
+            &response,
+            &job.schedule,
+            job.claimed.attempt,
+            started_at_ms + duration_ms,
+            rand::random::<f64>(),
+        ),
+        false => NextStep::Dead,
+    };
     match next {
         NextStep::Delivered => {}
         NextStep::RetryAt(_) | NextStep::Dead => tracing::info!(
@@ -245,7 +284,7 @@ fn attempt(agent: &ureq::Agent, job: &Job) -> AttemptRecord {
             "delivery attempt failed"
         ),
     }
-    AttemptRecord {
+    let record = AttemptRecord {
         delivery_id: job.claimed.delivery_id,
         subscription: job.claimed.subscription.clone(),
         attempt: job.claimed.attempt,
@@ -255,18 +294,23 @@ fn attempt(agent: &ureq::Agent, job: &Job) -> AttemptRecord {
         error: response.error,
         response_snippet: response.snippet,
         next,
-    }
+    };
+    (record, sent)
 }
 
-fn post(agent: &ureq::Agent, job: &Job, timestamp: i64) -> Response {
-    let body = job.claimed.body.as_bytes();
-    let mut request = agent.post(&job.subscription.url);
+fn post(agent: &ureq::Agent, job: &Job, rendered: &Rendered, timestamp: i64) -> Response {
+    let body: &[u8] = &rendered.body;
+    let mut request = agent.post(rendered.url);
     if let Some(timeout) = job.subscription.timeout {
         // The subscription's own `timeout` replaces `[delivery] timeout` for its attempts.
         request = request.config().timeout_global(Some(timeout)).build();
     }
-    for (name, value) in request_headers(&job.subscription, &job.claimed.event_id, timestamp, body)
-    {
+    for (name, value) in rendered_headers(
+        &job.subscription,
+        &job.claimed.event_id,
+        timestamp,
+        rendered,
+    ) {
         request = request.header(name, value);
     }
     match request.send(body) {
@@ -358,6 +402,7 @@ mod tests {
             timeout: None,
             auto_pause_after: None,
             pacing: Default::default(),
+            format: Default::default(),
         }
     }
 

@@ -158,6 +158,7 @@ mod tests {
             timeout: None,
             auto_pause_after: None,
             pacing: Default::default(),
+            format: Default::default(),
         }
     }
 

@@ -5,6 +5,7 @@
 
 mod egress;
 pub mod exposure;
+mod format;
 mod http;
 mod inlet;
 mod pacing;
@@ -241,6 +242,8 @@ pub struct Subscription {
     pub timeout: Option<Duration>,
     /// Overrides `[delivery] auto_pause_after`.
     pub auto_pause_after: Option<Duration>,
+    /// The body it sends: the envelope, a chat tool's message or a template.
+    pub format: crate::format::Format,
 }
 
 impl Subscription {

@@ -140,6 +140,10 @@ struct RawSubscription {
     rate_limit: Option<Spanned<super::pacing::RateLimit>>,
     ordering: Option<Spanned<super::pacing::Ordering>>,
     on_dead: Option<Spanned<super::pacing::OnDead>>,
+    format: Option<Spanned<super::format::FormatName>>,
+    template: Option<Spanned<String>>,
+    template_file: Option<Spanned<PathBuf>>,
+    content_type: Option<Spanned<String>>,
 }
 
 // ---- validation ----
@@ -461,6 +465,17 @@ impl Validator<'_> {
             &label,
         );
         let pacing = self.pacing(raw.rate_limit, raw.ordering, raw.on_dead, &label);
+        let format = self.format(
+            super::format::RawFormat {
+                format: raw.format,
+                template: raw.template,
+                template_file: raw.template_file,
+                content_type: raw.content_type,
+            },
+            raw.url.get_ref(),
+            &events,
+            &label,
+        );
 
         (self.problems.len() == before).then_some(Subscription {
             name,
@@ -475,6 +490,7 @@ impl Validator<'_> {
             timeout,
             auto_pause_after,
             pacing,
+            format,
         })
     }
 
