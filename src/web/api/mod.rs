@@ -9,6 +9,7 @@
 
 mod act;
 mod params;
+mod preview;
 mod read;
 mod switch;
 mod views;
@@ -44,6 +45,7 @@ routes! {
     get "/api/v1/overview" => read::overview,
     get "/api/v1/subscriptions" => read::subscriptions,
     get "/api/v1/subscriptions/{name}" => read::subscription,
+    get "/api/v1/subscriptions/{name}/preview" => preview::preview,
     get "/api/v1/deliveries" => read::deliveries,
     get "/api/v1/deliveries/{id}" => read::delivery,
     get "/api/v1/rejections" => read::rejections,
