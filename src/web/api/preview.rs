@@ -78,7 +78,10 @@ pub(super) async fn preview(
     Ok(HttpResponse::Ok().json(render(&subscription, &event)?))
 }
 
-fn render(subscription: &crate::config::Subscription, event: &EventView) -> Result<Preview, ApiError> {
+fn render(
+    subscription: &crate::config::Subscription,
+    event: &EventView,
+) -> Result<Preview, ApiError> {
     let Some(envelope) = event.body.as_deref() else {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
