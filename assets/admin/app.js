@@ -13,6 +13,11 @@
   const PAGE_SIZE = 50;
 
   const main = document.getElementById('main');
+  // Page features kept in their own files (preview.js) reach the helpers here and add
+  // sections to a subscription's page: each maker takes the subscription and returns a
+  // node (or null).
+  const extensions = { subscriptionSections: [] };
+  window.posthornAdmin = extensions;
   let csrfToken = null;
   // Bumped on every navigation; async work whose number is old drops its result.
   let renderSeq = 0;
@@ -643,6 +648,7 @@
             h('div', { class: 'inline-form' }, eventInput, replayButton), replayOut)),
         h('p', null, link(`#/deliveries${query({ subscription: sub.name })}`, 'Deliveries of this subscription →',
           'subscription-deliveries'))),
+      extensions.subscriptionSections.map((make) => make(sub)),
       section('Configuration',
         copyBlock('config.toml', sub.toml || '', 'toml')),
       section('Verify signatures on the receiver',
@@ -1082,5 +1088,6 @@
     render();
   }
 
+  Object.assign(extensions, { api, h, section, copyBlock, errorBox, notice, link });
   start();
 })();
