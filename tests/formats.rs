@@ -398,6 +398,16 @@ fn the_preview_route_renders_a_recent_event_without_sending() {
     let body: Value = serde_json::from_str(preview["body"].as_str().unwrap()).unwrap();
     assert_eq!(body["text"], "Conversation *New hall* was summarized");
 
+    // The subscription's config block names its format.
+    let detail = api.get("/api/v1/subscriptions/slack").json();
+    assert!(
+        detail["toml"]
+            .as_str()
+            .unwrap()
+            .contains("format = \"slack\""),
+        "{detail}"
+    );
+
     // A named event, rendered for a subscription that never had it and sends nothing.
     let preview = api
         .get("/api/v1/subscriptions/quiet/preview?event_id=evt_old")

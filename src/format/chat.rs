@@ -83,6 +83,9 @@ const TEXT_AT: &[&str] = &[
     "/report/summary",
     "/text",
     "/message",
+    // posthorn's own alerts.
+    "/reason",
+    "/last_error",
 ];
 
 fn parse(envelope: &[u8]) -> Result<Message, RenderError> {
@@ -130,6 +133,22 @@ fn parse(envelope: &[u8]) -> Result<Message, RenderError> {
                 name,
                 String::new(),
             )
+        }
+        None if kind.starts_with("posthorn.") => {
+            // posthorn's own alerts (see `alerts.rs`) name the subscription they are about.
+            let name = data
+                .pointer("/subscription")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            let (before, after) = match kind.as_str() {
+                "posthorn.subscription.failing" => ("Subscription", "is failing"),
+                "posthorn.subscription.recovered" => ("Subscription", "recovered"),
+                "posthorn.subscription.paused" => ("Subscription", "was paused"),
+                "posthorn.delivery.dead" => ("A delivery of subscription", "is dead"),
+                "posthorn.test" => ("A test event for subscription", "from posthorn"),
+                _ => (kind.as_str(), ""),
+            };
+            (before.to_string(), name, after.to_string())
         }
         None => (kind.clone(), None, String::new()),
     };
@@ -335,6 +354,14 @@ mod tests {
         assert!(content.ends_with('…'));
         assert!(!content.contains("@everyone"));
         assert_eq!(v["allowed_mentions"]["parse"], json!([]));
+    }
+
+    #[test]
+    fn posthorn_alerts_name_their_subscription_and_reason() {
+        let event = r#"{"id":"posthorn_1","type":"posthorn.subscription.paused","data":{"subscription":"crm","cause":"gone","reason":"410 Gone"}}"#;
+        let m = parse(event.as_bytes()).unwrap();
+        assert_eq!(plain_headline(&m), "Subscription crm was paused");
+        assert_eq!(m.text.as_deref(), Some("410 Gone"));
     }
 
     #[test]
