@@ -88,8 +88,97 @@ const TEXT_AT: &[&str] = &[
     "/last_error",
 ];
 
+/// Every key the message reads, at any depth: the rest of the event (a transcript, say)
+/// is skipped while parsing instead of being built into values nobody reads.
+const KEYS: &[&str] = &[
+    "type",
+    "conversation_id",
+    "project_id",
+    "timestamp",
+    "data",
+    "conversation",
+    "report",
+    "project",
+    "title",
+    "name",
+    "conversation_title",
+    "conversation_name",
+    "summary",
+    "text",
+    "message",
+    "reason",
+    "last_error",
+    "subscription",
+];
+
+/// The part of an event the message reads: objects with the keys in [`KEYS`], strings;
+/// anything else is skipped unbuilt.
+struct Slim(Value);
+
+impl<'de> serde::Deserialize<'de> for Slim {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Slim, D::Error> {
+        deserializer.deserialize_any(SlimVisitor)
+    }
+}
+
+struct SlimVisitor;
+
+impl<'de> serde::de::Visitor<'de> for SlimVisitor {
+    type Value = Slim;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("JSON")
+    }
+
+    fn visit_str<E>(self, text: &str) -> Result<Slim, E> {
+        Ok(Slim(Value::String(text.to_string())))
+    }
+
+    fn visit_string<E>(self, text: String) -> Result<Slim, E> {
+        Ok(Slim(Value::String(text)))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Slim, A::Error> {
+        let mut object = serde_json::Map::new();
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            if KEYS.contains(&key.as_ref()) {
+                let Slim(value) = map.next_value()?;
+                object.insert(key.into_owned(), value);
+            } else {
+                map.next_value::<serde::de::IgnoredAny>()?;
+            }
+        }
+        Ok(Slim(Value::Object(object)))
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Slim, A::Error> {
+        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+        Ok(Slim(Value::Null))
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Slim, E> {
+        Ok(Slim(Value::Null))
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Slim, E> {
+        Ok(Slim(Value::Null))
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Slim, E> {
+        Ok(Slim(Value::Null))
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Slim, E> {
+        Ok(Slim(Value::Null))
+    }
+
+    fn visit_unit<E>(self) -> Result<Slim, E> {
+        Ok(Slim(Value::Null))
+    }
+}
+
 fn parse(envelope: &[u8]) -> Result<Message, RenderError> {
-    let event: Value = serde_json::from_slice(envelope)
+    let Slim(event) = serde_json::from_slice(envelope)
         .map_err(|err| RenderError(format!("the event is not JSON: {err}")))?;
     let field = |key: &str| {
         event
@@ -354,6 +443,21 @@ mod tests {
         assert!(content.ends_with('…'));
         assert!(!content.contains("@everyone"));
         assert_eq!(v["allowed_mentions"]["parse"], json!([]));
+    }
+
+    #[test]
+    fn only_what_the_message_reads_is_kept_and_odd_shapes_are_no_error() {
+        let event = r#"{"id":"e","type":"conversation.ended","conversation_id":"c-1","data":{"conversation":{"title":7,"transcript":[{"text":"x"}],"name":"Hall \u00e9"},"summary":["not text"],"n":1.5e300}}"#;
+        let m = parse(event.as_bytes()).unwrap();
+        assert_eq!(plain_headline(&m), "Conversation Hall é ended");
+        assert_eq!(m.text, None);
+        let Slim(kept) = serde_json::from_str(event).unwrap();
+        assert_eq!(
+            kept,
+            json!({"type":"conversation.ended","conversation_id":"c-1","data":{"conversation":{"title":null,"name":"Hall é"},"summary":null}})
+        );
+        assert!(parse(b"[1, 2]").is_ok());
+        assert!(parse(b"{not json").is_err());
     }
 
     #[test]
