@@ -354,6 +354,7 @@ mod tests {
             allow_networks: Vec::new(),
             pacing: Default::default(),
             transport: Default::default(),
+            format: Default::default(),
             timeout: None,
             auto_pause_after: None,
             renamed_from: None,

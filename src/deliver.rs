@@ -10,6 +10,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crossbeam_channel::{Receiver, Sender};
 
 use crate::config::{DeliveryConfig, Signing, Subscription};
+use crate::format::{self, Rendered};
 use crate::metrics::Metrics;
 use crate::retry;
 use crate::sign;
@@ -36,6 +37,9 @@ pub struct Finished {
     /// The delivered event's id (receiver health tells posthorn's own events apart).
     pub event_id: String,
     pub record: AttemptRecord,
+    /// `false` when nothing was sent (the body could not be rendered): not the
+    /// receiver's doing, so receiver health leaves it out.
+    pub sent: bool,
 }
 
 /// What one HTTP attempt produced.
@@ -90,6 +94,22 @@ pub fn request_headers(
     headers
 }
 
+/// [`request_headers`] for a rendered body, with its content type.
+pub fn rendered_headers(
+    subscription: &Subscription,
+    event_id: &str,
+    timestamp: i64,
+    rendered: &Rendered,
+) -> Vec<(String, String)> {
+    let mut headers = request_headers(subscription, event_id, timestamp, &rendered.body);
+    for (name, value) in headers.iter_mut() {
+        if name == "Content-Type" {
+            *value = rendered.content_type.to_string();
+        }
+    }
+    headers
+}
+
 /// Decides what follows an attempt: 2xx is delivered; anything else retries per the
 /// schedule, honouring `Retry-After` on 429 and 503, until the schedule is used up.
 /// 410 Gone never kills a delivery: it pauses the subscription (`receivers.rs`), and the
@@ -141,7 +161,7 @@ pub fn spawn_workers(
                 .spawn(move || {
                     for job in jobs {
                         metrics.liveness.attempt_started(n);
-                        let record = attempt(&reach, &job, default_timeout);
+                        let (record, sent) = attempt(&reach, &job, default_timeout);
                         metrics.liveness.attempt_finished(n);
                         let endpoint = job.subscription.url.clone();
                         let event_id = job.claimed.event_id.clone();
@@ -149,6 +169,7 @@ pub fn spawn_workers(
                             endpoint,
                             event_id,
                             record,
+                            sent,
                         };
                         if finished.send(done).is_err() {
                             break;
@@ -159,19 +180,37 @@ pub fn spawn_workers(
         .collect()
 }
 
-fn attempt(reach: &Reach, job: &Job, default_timeout: Duration) -> AttemptRecord {
+fn attempt(reach: &Reach, job: &Job, default_timeout: Duration) -> (AttemptRecord, bool) {
     let started = SystemTime::now();
     let started_at_ms = unix_ms(started);
     let clock = Instant::now();
-    let response = post(reach, job, unix_secs(started), default_timeout);
+    let (response, sent) = match format::render(&job.subscription, job.claimed.body.as_bytes()) {
+        Ok(rendered) => (
+            post(reach, job, &rendered, unix_secs(started), default_timeout),
+            true,
+        ),
+        Err(err) => (
+            Response {
+                status: None,
+                error: Some(err.to_string()),
+                snippet: None,
+                retry_after: None,
+            },
+            false,
+        ),
+    };
     let duration_ms = clock.elapsed().as_millis() as i64;
-    let next = next_step(
-        &response,
-        &job.schedule,
-        job.claimed.attempt,
-        started_at_ms + duration_ms,
-        rand::random::<f64>(),
-    );
+    // A body that cannot be rendered fails the same way every time: dead at once.
+    let next = match sent {
+        true => next_step(
+            &response,
+            &job.schedule,
+            job.claimed.attempt,
+            started_at_ms + duration_ms,
+            rand::random::<f64>(),
+        ),
+        false => NextStep::Dead,
+    };
     match next {
         NextStep::Delivered => {}
         NextStep::RetryAt(_) | NextStep::Dead => tracing::info!(
@@ -184,7 +223,7 @@ fn attempt(reach: &Reach, job: &Job, default_timeout: Duration) -> AttemptRecord
             "delivery attempt failed"
         ),
     }
-    AttemptRecord {
+    let record = AttemptRecord {
         delivery_id: job.claimed.delivery_id,
         subscription: job.claimed.subscription.clone(),
         attempt: job.claimed.attempt,
@@ -194,15 +233,27 @@ fn attempt(reach: &Reach, job: &Job, default_timeout: Duration) -> AttemptRecord
         error: response.error,
         response_snippet: response.snippet,
         next,
-    }
+    };
+    (record, sent)
 }
 
-fn post(reach: &Reach, job: &Job, timestamp: i64, default_timeout: Duration) -> Response {
-    let body = job.claimed.body.as_bytes();
-    let headers = request_headers(&job.subscription, &job.claimed.event_id, timestamp, body);
+fn post(
+    reach: &Reach,
+    job: &Job,
+    rendered: &Rendered,
+    timestamp: i64,
+    default_timeout: Duration,
+) -> Response {
+    let body: &[u8] = &rendered.body;
+    let headers = rendered_headers(
+        &job.subscription,
+        &job.claimed.event_id,
+        timestamp,
+        rendered,
+    );
     // The subscription's own `timeout` replaces `[delivery] timeout` for its attempts.
     let timeout = job.subscription.timeout.unwrap_or(default_timeout);
-    match reach.send(&job.subscription, &headers, body, timeout) {
+    match reach.send(&job.subscription, rendered.url, &headers, body, timeout) {
         Ok(mut response) => {
             let status = response.status().as_u16();
             let retry_after = response
@@ -280,6 +331,7 @@ mod tests {
             renamed_from: None,
             pacing: Default::default(),
             transport: Default::default(),
+            format: Default::default(),
         }
     }
 

@@ -13,6 +13,7 @@ pub mod deliver;
 pub mod egress;
 pub mod event;
 pub mod fdlimit;
+pub mod format;
 pub mod fuzzing;
 pub mod health;
 pub mod indent;

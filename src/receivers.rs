@@ -214,6 +214,11 @@ impl Monitor {
                 now,
             );
         }
+        if !done.sent {
+            // Nothing reached the receiver (the body could not be rendered): its
+            // breaker and failing clock are not this delivery's business.
+            return;
+        }
         if record.status == Some(410) {
             // The receiver says the endpoint is gone for good: no breaker, no retries.
             let reason = format!(

@@ -160,6 +160,7 @@ mod tests {
             renamed_from: None,
             pacing: Default::default(),
             transport: Default::default(),
+            format: Default::default(),
         }
     }
 

@@ -65,6 +65,18 @@ pub fn toml_block(subscription: &Subscription) -> String {
             .collect();
         lines.push(format!("headers = {{ {} }}", headers.join(", ")));
     }
+    match &subscription.format {
+        crate::format::Format::Envelope => {}
+        crate::format::Format::Template(template) => {
+            lines
+                .push("# A template (template or template_file): see the config file.".to_string());
+            lines.push(format!(
+                "content_type = {}",
+                toml_string(template.content_type())
+            ));
+        }
+        other => lines.push(format!("format = {}", toml_string(other.name()))),
+    }
     lines.push(format!("enabled = {}", subscription.enabled));
     lines.join("\n") + "\n"
 }

@@ -13,6 +13,11 @@
   const PAGE_SIZE = 50;
 
   const main = document.getElementById('main');
+  // Page features kept in their own files (preview.js) reach the helpers here and add
+  // sections to a subscription's page: each maker takes the subscription and returns a
+  // node (or null).
+  const extensions = { subscriptionSections: [] };
+  window.posthornAdmin = extensions;
   let csrfToken = null;
   // Bumped on every navigation; async work whose number is old drops its result.
   let renderSeq = 0;
@@ -648,6 +653,7 @@
           'subscription-deliveries')),
         h('p', null, link(`#/preview${query({ subscription: sub.name })}`, 'What it matched in the last day →',
           'subscription-preview'))),
+      extensions.subscriptionSections.map((make) => make(sub)),
       section('Configuration',
         copyBlock('config.toml', sub.toml || '', 'toml')),
       section('Verify signatures on the receiver',
@@ -1110,5 +1116,6 @@
     render();
   }
 
+  Object.assign(extensions, { api, h, section, copyBlock, errorBox, notice, link });
   start();
 })();

@@ -9,6 +9,7 @@ pub mod draft;
 mod ed25519;
 mod egress;
 pub mod exposure;
+mod format;
 mod http;
 mod inlet;
 mod pacing;
@@ -257,6 +258,8 @@ pub struct Subscription {
     pub renamed_from: Option<String>,
     /// TLS (its own or `[delivery]`'s), the proxy, and receiver authentication.
     pub transport: Transport,
+    /// The body it sends: the envelope, a chat tool's message or a template.
+    pub format: crate::format::Format,
 }
 
 impl Subscription {

@@ -70,7 +70,11 @@ fn the_example_config_parses_and_documents_the_defaults() {
         .iter()
         .map(|s| s.name.as_str())
         .collect();
-    assert_eq!(names, ["north-crm", "south-dashboard", "ops-pager"]);
+    assert_eq!(
+        names,
+        ["north-crm", "south-dashboard", "ops-pager", "north-slack"]
+    );
+    assert_eq!(example.subscriptions[3].format.name(), "slack");
     assert_eq!(example.delivery.enabled, defaults.delivery.enabled);
     assert_eq!(
         example.delivery.auto_pause_after,

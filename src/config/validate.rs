@@ -166,6 +166,10 @@ struct RawSubscription {
     client_cert_file: Option<Spanned<PathBuf>>,
     client_key_file: Option<Spanned<PathBuf>>,
     auth: Option<Spanned<super::auth::RawAuth>>,
+    format: Option<Spanned<super::format::FormatName>>,
+    template: Option<Spanned<String>>,
+    template_file: Option<Spanned<PathBuf>>,
+    content_type: Option<Spanned<String>>,
 }
 
 // ---- validation ----
@@ -535,6 +539,17 @@ impl Validator<'_> {
                 self.problem(name_span.clone(), message);
             }
         }
+        let format = self.format(
+            super::format::RawFormat {
+                format: raw.format,
+                template: raw.template,
+                template_file: raw.template_file,
+                content_type: raw.content_type,
+            },
+            raw.url.get_ref(),
+            &events,
+            &label,
+        );
 
         (self.problems.len() == before).then_some(Subscription {
             name,
@@ -551,6 +566,7 @@ impl Validator<'_> {
             pacing,
             renamed_from: raw.renamed_from.map(Spanned::into_inner),
             transport,
+            format,
         })
     }
 

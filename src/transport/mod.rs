@@ -44,18 +44,20 @@ impl Reach {
         })
     }
 
-    /// POSTs `body` with `headers` to the subscription's url, with its authentication,
+    /// POSTs `body` with `headers` to `url` (the subscription's, or where its format
+    /// publishes), with its authentication,
     /// all within `timeout`. An OAuth2 token the receiver answers 401 to is replaced by a
     /// fresh one and the request sent once more. The error is the text the attempt keeps.
     pub fn send(
         &self,
         subscription: &Subscription,
+        url: &str,
         headers: &[(String, String)],
         body: &[u8],
         timeout: Duration,
     ) -> Result<Response<Body>, String> {
         let deadline = Instant::now() + timeout;
-        let agent = self.agent(subscription, &subscription.url);
+        let agent = self.agent(subscription, url);
         let mut fetched_token = false;
         let mut retried = false;
         loop {
@@ -78,7 +80,7 @@ impl Reach {
                     (Some(format!("Bearer {}", token.expose())), Some(token))
                 }
             };
-            let mut request = agent.post(&subscription.url);
+            let mut request = agent.post(url);
             // The agent's timeout is `[delivery] timeout`; a subscription's own, or the
             // time a token fetch or first try used, shortens it for this request.
             if subscription.timeout.is_some() || fetched_token || retried {

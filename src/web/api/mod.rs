@@ -11,6 +11,7 @@ mod act;
 mod find;
 mod forget;
 mod params;
+mod preview;
 mod read;
 mod switch;
 mod views;
@@ -46,6 +47,7 @@ routes! {
     get "/api/v1/overview" => read::overview,
     get "/api/v1/subscriptions" => read::subscriptions,
     get "/api/v1/subscriptions/{name}" => read::subscription,
+    get "/api/v1/subscriptions/{name}/render" => preview::preview,
     get "/api/v1/deliveries" => read::deliveries,
     get "/api/v1/deliveries/{id}" => read::delivery,
     get "/api/v1/rejections" => read::rejections,

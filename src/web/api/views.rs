@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use crate::config::{Auth, Signing, Subscription};
 use crate::deliver;
+use crate::format;
 use crate::logging::url_for_log;
 use crate::store::{EventView, SubscriptionHealth};
 
@@ -68,20 +69,37 @@ pub struct RequestView {
     pub url: String,
     /// `[name, value]` pairs in the order they are sent.
     pub headers: Vec<(String, String)>,
-    /// `None` once retention dropped the event's body.
+    /// The body as sent (the subscription's format applied); `None` once retention
+    /// dropped the event's body, or when it cannot be rendered.
     pub body: Option<String>,
+    /// Why the body cannot be rendered for this event (see `crate::format`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub render_error: Option<String>,
 }
 
 /// The request `subscription` (as configured now) sends for `event`. The signature and
 /// its timestamp are made at each attempt, so they are shown as
 /// [`COMPUTED_AT_SEND`]; custom header values as [`REDACTED`].
 pub fn request_view(subscription: &Subscription, event: &EventView) -> RequestView {
-    let body = event.body.as_deref().unwrap_or_default();
+    let envelope = event.body.as_deref().unwrap_or_default();
+    let rendered = format::render(subscription, envelope.as_bytes());
+    let (url, headers, render_error) = match &rendered {
+        Ok(rendered) => (
+            rendered.url,
+            deliver::rendered_headers(subscription, &event.id, 0, rendered),
+            None,
+        ),
+        Err(err) => (
+            subscription.url.as_str(),
+            deliver::request_headers(subscription, &event.id, 0, envelope.as_bytes()),
+            event.body.as_ref().map(|_| err.to_string()),
+        ),
+    };
     let signature_header = match &subscription.signing {
         Signing::Standard { .. } | Signing::Ed25519 { .. } => "webhook-signature",
         Signing::Hex { header, .. } => header.as_str(),
     };
-    let headers = deliver::request_headers(subscription, &event.id, 0, body.as_bytes())
+    let headers = headers
         .into_iter()
         .map(|(name, value)| {
             let shown = if name.eq_ignore_ascii_case(signature_header)
@@ -100,12 +118,18 @@ pub fn request_view(subscription: &Subscription, event: &EventView) -> RequestVi
             (name, shown)
         })
         .collect();
+
     let headers = with_authorization(headers, subscription);
+    let body = match (&event.body, &rendered) {
+        (Some(_), Ok(rendered)) => Some(String::from_utf8_lossy(&rendered.body).into_owned()),
+        _ => None,
+    };
     RequestView {
         method: "POST",
-        url: url_for_log(&subscription.url),
+        url: url_for_log(url),
         headers,
-        body: event.body.clone(),
+        body,
+        render_error,
     }
 }
 
