@@ -352,6 +352,7 @@ mod tests {
             enabled: true,
             allow_networks: Vec::new(),
             pacing: Default::default(),
+            shaping: Default::default(),
             timeout: None,
             auto_pause_after: None,
         })

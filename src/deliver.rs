@@ -259,7 +259,12 @@ fn attempt(agent: &ureq::Agent, job: &Job) -> AttemptRecord {
 }
 
 fn post(agent: &ureq::Agent, job: &Job, timestamp: i64) -> Response {
-    let body = job.claimed.body.as_bytes();
+    // What this subscription is sent of the stored body; the signature covers it.
+    let body = match job.subscription.shaping.body(&job.claimed.body) {
+        Ok(body) => body,
+        Err(err) => return unsendable(format!("the body could not be shaped: {err}")),
+    };
+    let body = body.as_bytes();
     let mut request = agent.post(&job.subscription.url);
     if let Some(timeout) = job.subscription.timeout {
         // The subscription's own `timeout` replaces `[delivery] timeout` for its attempts.
@@ -313,6 +318,16 @@ fn post(agent: &ureq::Agent, job: &Job, timestamp: i64) -> Response {
     }
 }
 
+/// An attempt that sent nothing: it fails (and is retried) like a network error.
+fn unsendable(error: String) -> Response {
+    Response {
+        status: None,
+        error: Some(error),
+        snippet: None,
+        retry_after: None,
+    }
+}
+
 fn describe(err: &ureq::Error) -> String {
     if let Some(refusal) = egress::refusal(err) {
         return refusal.to_string();
@@ -358,6 +373,7 @@ mod tests {
             timeout: None,
             auto_pause_after: None,
             pacing: Default::default(),
+            shaping: Default::default(),
         }
     }
 

@@ -8,6 +8,7 @@ pub mod exposure;
 mod http;
 mod inlet;
 mod pacing;
+mod shaping;
 mod validate;
 mod values;
 
@@ -241,6 +242,8 @@ pub struct Subscription {
     pub timeout: Option<Duration>,
     /// Overrides `[delivery] auto_pause_after`.
     pub auto_pause_after: Option<Duration>,
+    /// `filter`, `include` and `exclude`: which events, and what of them is sent.
+    pub shaping: crate::shape::Shaping,
 }
 
 impl Subscription {

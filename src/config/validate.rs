@@ -140,6 +140,9 @@ struct RawSubscription {
     rate_limit: Option<Spanned<super::pacing::RateLimit>>,
     ordering: Option<Spanned<super::pacing::Ordering>>,
     on_dead: Option<Spanned<super::pacing::OnDead>>,
+    filter: Option<Vec<Spanned<super::shaping::RawCondition>>>,
+    include: Option<Vec<Spanned<String>>>,
+    exclude: Option<Vec<Spanned<String>>>,
 }
 
 // ---- validation ----
@@ -461,6 +464,14 @@ impl Validator<'_> {
             &label,
         );
         let pacing = self.pacing(raw.rate_limit, raw.ordering, raw.on_dead, &label);
+        let shaping = self.shaping(
+            super::shaping::RawShaping {
+                filter: raw.filter,
+                include: raw.include,
+                exclude: raw.exclude,
+            },
+            &label,
+        );
 
         (self.problems.len() == before).then_some(Subscription {
             name,
@@ -475,6 +486,7 @@ impl Validator<'_> {
             timeout,
             auto_pause_after,
             pacing,
+            shaping,
         })
     }
 
