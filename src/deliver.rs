@@ -254,6 +254,7 @@ fn attempt(agent: &ureq::Agent, job: &Job) -> AttemptRecord {
         status: response.status,
         error: response.error,
         response_snippet: response.snippet,
+        shaping: job.subscription.shaping.fingerprint().map(String::from),
         next,
     }
 }

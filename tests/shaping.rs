@@ -261,3 +261,72 @@ fn common_lines(stderr: &str, path: &str) -> Vec<String> {
         .map(String::from)
         .collect()
 }
+
+/// Signals posthorn to reload and waits until the log says it did.
+fn reload(serve: &Serve) {
+    let count = |log: &str| log.matches("configuration reloaded").count();
+    let before = count(&serve.log());
+    common::signal(serve.pid(), "HUP");
+    common::wait_for("the reload to be logged", LONG, || {
+        count(&serve.log()) > before
+    });
+}
+
+#[test]
+fn the_delivery_view_shows_the_shaped_body_and_names_attempts_shaped_by_an_earlier_config() {
+    let receiver = Receiver::start(204);
+    let home = Home::new();
+    let config = |exclude: &str| {
+        format!(
+            "{}{}",
+            sub("crm", &receiver.url, &format!("exclude = [{exclude:?}]")),
+            common::admin::admin_block()
+        )
+    };
+    home.write_config(&config("/data/participants/*/email"));
+    let serve = Serve::start(&home);
+    common::wait_for_inlet(&home);
+    let api = common::admin::Api::token(&home, common::admin::API_TOKEN);
+    home.drop_json(
+        "r.json",
+        &format!(
+            r#"{{"id":"evt_shape","type":"report.generated","conversation_id":"c-1","occurred_at":"2026-11-22T10:00:00Z","data":{DATA}}}"#
+        ),
+    );
+    receiver.wait_for_count(1, LONG);
+    let sent = receiver.requests()[0].body.clone();
+    let ids: Vec<i64> = home.query("SELECT id FROM deliveries");
+    let id = ids[0];
+    let view = |api: &common::admin::Api| -> serde_json::Value {
+        api.get(&format!("/api/v1/deliveries/{id}"))
+            .expect(200)
+            .json()
+    };
+    common::wait_for("the attempt to be recorded", LONG, || {
+        view(&api)["attempts"]
+            .as_array()
+            .is_some_and(|a| a.len() == 1)
+    });
+    let shown = view(&api);
+    assert_eq!(shown["request"]["body"], sent.as_str(), "the body as sent");
+    assert!(!sent.contains("ana@example.org"));
+    assert_eq!(shown["request"]["shaped"], true);
+    assert_eq!(shown["request"]["shaped_otherwise"], serde_json::json!([]));
+    assert_eq!(
+        shown["event"]["body"],
+        body(DATA).as_str(),
+        "the stored event"
+    );
+
+    // The config now drops the transcript instead: the view shows what the next attempt
+    // would send, and says attempt 1 sent something else.
+    home.write_config(&config("/data/transcript"));
+    reload(&serve);
+    let shown = view(&api);
+    let now = shown["request"]["body"].as_str().unwrap_or_default();
+    assert!(
+        now.contains("ana@example.org") && !now.contains("hallo"),
+        "{now}"
+    );
+    assert_eq!(shown["request"]["shaped_otherwise"], serde_json::json!([1]));
+}

@@ -30,6 +30,7 @@ pub struct Shaping {
     pub exclude: Vec<Path>,
     include_tree: project::Tree,
     exclude_tree: project::Tree,
+    fingerprint: Option<String>,
 }
 
 impl Shaping {
@@ -37,6 +38,7 @@ impl Shaping {
         Shaping {
             include_tree: project::Tree::new(&include),
             exclude_tree: project::Tree::new(&exclude),
+            fingerprint: fingerprint(&include, &exclude),
             filter,
             include,
             exclude,
@@ -63,28 +65,31 @@ impl Shaping {
         project::project(body, &self.include_tree, &self.exclude_tree).map(Cow::Owned)
     }
 
-    /// A short fingerprint of the projection (include and exclude), so a view can tell
-    /// whether what an attempt sent was shaped as the config shapes it now. Empty when
-    /// nothing is projected.
-    pub fn fingerprint(&self) -> String {
-        if !self.projects() {
-            return String::new();
-        }
-        use sha2::{Digest as _, Sha256};
-        let mut hash = Sha256::new();
-        for path in &self.include {
-            hash.update(b"+");
+    /// A short fingerprint of the projection (include and exclude), recorded with each
+    /// attempt so the delivery view can tell an attempt shaped by an earlier config.
+    /// `None` when the body is sent whole.
+    pub fn fingerprint(&self) -> Option<&str> {
+        self.fingerprint.as_deref()
+    }
+}
+
+fn fingerprint(include: &[Path], exclude: &[Path]) -> Option<String> {
+    use sha2::{Digest as _, Sha256};
+    if include.is_empty() && exclude.is_empty() {
+        return None;
+    }
+    let mut hash = Sha256::new();
+    for (sign, paths) in [(b"+", include), (b"-", exclude)] {
+        for path in paths {
+            hash.update(sign);
             hash.update(path.text.as_bytes());
             hash.update(b"\n");
         }
-        for path in &self.exclude {
-            hash.update(b"-");
-            hash.update(path.text.as_bytes());
-            hash.update(b"\n");
-        }
+    }
+    Some(
         hash.finalize()[..8]
             .iter()
             .map(|b| format!("{b:02x}"))
-            .collect()
-    }
+            .collect(),
+    )
 }

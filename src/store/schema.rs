@@ -166,6 +166,11 @@ ALTER TABLE deliveries ADD COLUMN conversation_id TEXT;
 CREATE INDEX deliveries_line ON deliveries (subscription, conversation_id, event_seq)
     WHERE state IN ('pending', 'dead') AND conversation_id IS NOT NULL;
 "#,
+    // Which include/exclude shaped the body an attempt sent (a fingerprint; NULL: the
+    // whole body), so the delivery page can tell attempts sent before a config change.
+    r#"
+ALTER TABLE attempts ADD COLUMN shaping TEXT;
+"#,
 ];
 
 /// Brings the database up to the newest schema. Refuses a database written by a newer

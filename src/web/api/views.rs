@@ -7,7 +7,7 @@ use serde::Serialize;
 use crate::config::{Signing, Subscription};
 use crate::deliver;
 use crate::logging::url_for_log;
-use crate::store::{EventView, SubscriptionHealth};
+use crate::store::{AttemptView, EventView, SubscriptionHealth};
 
 /// Shown instead of a value that is made fresh for every attempt.
 pub const COMPUTED_AT_SEND: &str = "[computed at send time]";
@@ -59,15 +59,37 @@ pub struct RequestView {
     pub url: String,
     /// `[name, value]` pairs in the order they are sent.
     pub headers: Vec<(String, String)>,
-    /// `None` once retention dropped the event's body.
+    /// The body as this subscription is sent it: the stored event body shaped by the
+    /// subscription's `include`/`exclude`. `None` once retention dropped the event's body.
     pub body: Option<String>,
+    /// Whether `include`/`exclude` shape the body (it differs from the stored event).
+    pub shaped: bool,
+    /// Attempts whose body was shaped by another include/exclude than the config's now
+    /// (the config changed since): what they sent differs from `body`.
+    pub shaped_otherwise: Vec<u32>,
 }
 
 /// The request `subscription` (as configured now) sends for `event`. The signature and
 /// its timestamp are made at each attempt, so they are shown as
 /// [`COMPUTED_AT_SEND`]; custom header values as [`REDACTED`].
-pub fn request_view(subscription: &Subscription, event: &EventView) -> RequestView {
-    let body = event.body.as_deref().unwrap_or_default();
+///
+/// The body is shaped again here from the stored event and the subscription's current
+/// include/exclude, the same function the worker runs before signing: so it is exactly
+/// what the next attempt sends. Keeping every sent body instead would store a copy of
+/// each payload per subscription (and one more place a forgotten conversation lives).
+/// An earlier attempt shaped by another config is named in `shaped_otherwise`, from the
+/// fingerprint each attempt records.
+pub fn request_view(
+    subscription: &Subscription,
+    event: &EventView,
+    attempts: &[AttemptView],
+) -> RequestView {
+    let shaping = &subscription.shaping;
+    let sent = event
+        .body
+        .as_deref()
+        .and_then(|body| shaping.body(body).ok().map(|b| b.into_owned()));
+    let body = sent.as_deref().unwrap_or_default();
     let signature_header = match &subscription.signing {
         Signing::Standard { .. } => "webhook-signature",
         Signing::Hex { header, .. } => header.as_str(),
@@ -95,7 +117,13 @@ pub fn request_view(subscription: &Subscription, event: &EventView) -> RequestVi
         method: "POST",
         url: url_for_log(&subscription.url),
         headers,
-        body: event.body.clone(),
+        body: sent,
+        shaped: shaping.projects(),
+        shaped_otherwise: attempts
+            .iter()
+            .filter(|a| a.shaping.as_deref() != shaping.fingerprint())
+            .map(|a| a.attempt)
+            .collect(),
     }
 }
 
@@ -175,7 +203,7 @@ mod tests {
         let sub = subscription(&format!(
             "secret = {SECRET:?}\nheaders = {{ \"Authorization\" = \"Bearer crm-token\", \"X-Team\" = \"north\" }}"
         ));
-        let view = request_view(&sub, &event(Some(r#"{"id":"evt_1"}"#)));
+        let view = request_view(&sub, &event(Some(r#"{"id":"evt_1"}"#)), &[]);
         let json = serde_json::to_value(&view).unwrap();
         assert_eq!(json["method"], "POST");
         assert_eq!(
@@ -209,7 +237,7 @@ mod tests {
         let sub = subscription(
             "secret = \"plain-secret\"\nsignature = \"hex\"\nsignature_header = \"X-Sig\"\nsignature_prefix = \"sha256=\"",
         );
-        let view = request_view(&sub, &event(None));
+        let view = request_view(&sub, &event(None), &[]);
         let sig = view
             .headers
             .iter()
