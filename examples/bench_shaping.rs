@@ -49,12 +49,8 @@ fn event() -> Event {
         "More detail. ".repeat(40),
         participants.join(",")
     );
-    parse_event(
-        raw.as_bytes(),
-        1 << 24,
-        time::OffsetDateTime::UNIX_EPOCH,
-    )
-    .unwrap_or_else(|err| panic!("the benchmark event is invalid: {err}"))
+    parse_event(raw.as_bytes(), 1 << 24, time::OffsetDateTime::UNIX_EPOCH)
+        .unwrap_or_else(|err| panic!("the benchmark event is invalid: {err}"))
 }
 
 fn subscription(extra: &str) -> Subscription {

@@ -330,3 +330,42 @@ fn the_delivery_view_shows_the_shaped_body_and_names_attempts_shaped_by_an_earli
     );
     assert_eq!(shown["request"]["shaped_otherwise"], serde_json::json!([1]));
 }
+
+/// A replay never widens who gets an event: a filter narrows it as the scope does.
+#[test]
+fn a_replay_to_a_subscription_whose_filter_refuses_the_event_is_refused() {
+    let receiver = Receiver::start(204);
+    let home = Home::new();
+    home.write_config(&format!(
+        "{}{}{}",
+        sub(
+            "nl",
+            &receiver.url,
+            r#"filter = [{ path = "/data/language", equals = "nl-NL" }]"#
+        ),
+        sub("all", &receiver.url, ""),
+        common::admin::admin_block()
+    ));
+    let _serve = Serve::start(&home);
+    common::wait_for_inlet(&home);
+    let api = common::admin::Api::token(&home, common::admin::API_TOKEN);
+    for (id, language) in [("evt_en", "en-US"), ("evt_nl", "nl-NL")] {
+        home.drop_json(
+            &format!("{id}.json"),
+            &format!(
+                r#"{{"id":"{id}","type":"conversation.ended","conversation_id":"c-1","data":{{"language":"{language}"}}}}"#
+            ),
+        );
+    }
+    receiver.wait_for_count(3, LONG);
+    let replay = |event: &str| {
+        api.post(
+            "/api/v1/subscriptions/nl/replay",
+            Some(serde_json::json!({ "event_id": event })),
+        )
+    };
+    let refused = replay("evt_en");
+    assert_eq!(refused.status, 409, "{}", refused.body);
+    assert!(refused.body.contains("filter"), "{}", refused.body);
+    assert_eq!(replay("evt_nl").status, 200);
+}

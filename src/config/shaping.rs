@@ -235,13 +235,22 @@ mod tests {
   { path = "/data/kind", in = ["summary", "brief", 3, true] },
   { path = "/data/title", glob = "North*" },
   { path = "/data/email", exists = false },
+  { path = "/data/tiny", gt = 0.10000000000000000001 },
 ]
 include = ["/data/summary", "/data/participants/*/name"]
 exclude = ["/data/participants/*/email"]"#,
         )
         .unwrap();
         let shaping = &config.subscriptions[0].shaping;
-        assert_eq!(shaping.filter.len(), 7);
+        assert_eq!(shaping.filter.len(), 8);
+        // Past what an f64 holds: still the number written.
+        assert_eq!(
+            shaping.filter[7].tests,
+            [Test::Compare(
+                Comparison::Gt,
+                Decimal::parse("0.10000000000000000001").unwrap()
+            )]
+        );
         assert_eq!(
             shaping.filter[2].tests,
             [
