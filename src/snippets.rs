@@ -61,6 +61,7 @@ pub fn toml_block(subscription: &Subscription) -> String {
             .collect();
         lines.push(format!("headers = {{ {} }}", headers.join(", ")));
     }
+    lines.extend(subscription.shaping.toml_lines());
     lines.push(format!("enabled = {}", subscription.enabled));
     lines.join("\n") + "\n"
 }

@@ -272,6 +272,22 @@ exclude = ["/data/participants/*/email"]"#,
         assert_eq!(shaping.exclude[0].text, "/data/participants/*/email");
     }
 
+    /// The admin page's config block shows the shaping keys, and they read back the same.
+    #[test]
+    fn the_shown_toml_reads_back_as_the_same_shaping() {
+        let config = parse(
+            r#"filter = [{ path = "/data/a~1b", equals = "x\"y" }, { path = "/data/n", gte = "1e400", gt = 0.10000000000000000001, lt = "12345678901234567890.5", lte = 12 }, { path = "/data/k", in = [1, "s", false], exists = true }, { path = "/data/t", glob = "N*", contains = 0.5 }]
+include = ["/data/summary", "/data/p/*/name"]
+exclude = ["/data/p/*/email"]"#,
+        )
+        .unwrap();
+        let shaping = &config.subscriptions[0].shaping;
+        let shown = shaping.toml_lines().join("\n");
+        let again = parse(&shown).unwrap_or_else(|e| panic!("{e}\n{shown}"));
+        assert_eq!(&again.subscriptions[0].shaping, shaping, "{shown}");
+        assert!(crate::snippets::toml_block(&config.subscriptions[0]).contains("exclude = "));
+    }
+
     /// Each bad entry is reported at its own line and column.
     #[test]
     fn bad_filters_and_paths_are_located() {

@@ -93,3 +93,69 @@ fn fingerprint(include: &[Path], exclude: &[Path]) -> Option<String> {
             .collect(),
     )
 }
+
+impl Shaping {
+    /// The `filter`, `include` and `exclude` lines of a `[[subscription]]` block, as
+    /// the admin page shows the subscription's config.
+    pub fn toml_lines(&self) -> Vec<String> {
+        let string = |text: &str| toml::Value::String(text.to_string()).to_string();
+        let paths = |paths: &[Path]| {
+            let items: Vec<String> = paths.iter().map(|p| string(&p.text)).collect();
+            format!("[{}]", items.join(", "))
+        };
+        let scalar = |value: &Scalar| match value {
+            Scalar::String(text) => string(text),
+            Scalar::Number(number) => number.to_string(),
+            Scalar::Bool(b) => b.to_string(),
+        };
+        let mut lines = Vec::new();
+        if !self.filter.is_empty() {
+            lines.push("filter = [".to_string());
+            for condition in &self.filter {
+                let mut parts = vec![format!("path = {}", string(&condition.path.text))];
+                for test in &condition.tests {
+                    parts.push(match test {
+                        Test::Equals(v) => format!("equals = {}", scalar(v)),
+                        Test::In(vs) => format!(
+                            "in = [{}]",
+                            vs.iter().map(scalar).collect::<Vec<_>>().join(", ")
+                        ),
+                        Test::Contains(v) => format!("contains = {}", scalar(v)),
+                        Test::Glob(p) => format!("glob = {}", string(p.as_str())),
+                        Test::Exists(b) => format!("exists = {b}"),
+                        Test::Compare(op, n) => {
+                            let key = match op {
+                                Comparison::Gt => "gt",
+                                Comparison::Gte => "gte",
+                                Comparison::Lt => "lt",
+                                Comparison::Lte => "lte",
+                            };
+                            // TOML's own numbers stop at i64 and f64: past them,
+                            // the string form (which the config also takes).
+                            let text = n.to_string();
+                            let fits = if text.contains(['.', 'e']) {
+                                text.parse::<f64>().is_ok_and(f64::is_finite)
+                            } else {
+                                text.parse::<i64>().is_ok()
+                            };
+                            if fits {
+                                format!("{key} = {text}")
+                            } else {
+                                format!("{key} = {}", string(&text))
+                            }
+                        }
+                    });
+                }
+                lines.push(format!("  {{ {} }},", parts.join(", ")));
+            }
+            lines.push("]".to_string());
+        }
+        if !self.include.is_empty() {
+            lines.push(format!("include = {}", paths(&self.include)));
+        }
+        if !self.exclude.is_empty() {
+            lines.push(format!("exclude = {}", paths(&self.exclude)));
+        }
+        lines
+    }
+}

@@ -125,6 +125,32 @@ impl Decimal {
     }
 }
 
+impl std::fmt::Display for Decimal {
+    /// Plain digits when the exponent is small (`0.5`, `120`), else `0.ddde±n`: a JSON
+    /// and TOML number that reads back as the same value.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.is_zero() {
+            return f.write_str("0");
+        }
+        let sign = if self.negative { "-" } else { "" };
+        let digits: String = self.digits.iter().map(|d| char::from(b'0' + d)).collect();
+        let n = self.digits.len() as i64;
+        if (0..=40).contains(&self.exponent) {
+            let e = self.exponent;
+            if e >= n {
+                write!(f, "{sign}{digits}{}", "0".repeat((e - n) as usize))
+            } else if e == 0 {
+                write!(f, "{sign}0.{digits}")
+            } else {
+                let (int, frac) = digits.split_at(e as usize);
+                write!(f, "{sign}{int}.{frac}")
+            }
+        } else {
+            write!(f, "{sign}0.{digits}e{}", self.exponent)
+        }
+    }
+}
+
 impl Ord for Decimal {
     fn cmp(&self, other: &Decimal) -> Ordering {
         match (self.negative, other.negative) {
@@ -182,6 +208,22 @@ mod tests {
         assert!(d("0.5") < d("0.55"));
         assert!(d("10") > d("9.99"));
         assert!(d("1e99999999999999999999999") > d("1e400"));
+    }
+
+    #[test]
+    fn numbers_print_as_numbers_that_read_back_the_same() {
+        for (text, shown) in [
+            ("0.50", "0.5"),
+            ("120", "120"),
+            ("-1.25", "-1.25"),
+            ("0", "0"),
+            ("0.001", "0.1e-2"),
+            ("12345678901234567890", "12345678901234567890"),
+            ("1e400", "0.1e401"),
+        ] {
+            assert_eq!(d(text).to_string(), shown);
+            assert_eq!(d(shown), d(text));
+        }
     }
 
     #[test]
