@@ -7,17 +7,27 @@ use std::fmt;
 
 use crate::config::Subscription;
 use crate::event::Event;
+use crate::shape::project::Tree;
 use crate::shape::Doc;
 
 /// The names of the enabled subscriptions `event` fans out to, in config order: scope
 /// first, then each subscription's `filter` on the body. The body is indexed once for
 /// the event, lazily, and only if a subscription in scope has a filter.
 pub fn route<S: Borrow<Subscription>>(subscriptions: &[S], event: &Event) -> Vec<String> {
-    let doc = Doc::new(&event.body);
-    subscriptions
+    let in_scope: Vec<&Subscription> = subscriptions
         .iter()
         .map(Borrow::borrow)
-        .filter(|subscription| matches(subscription, event) && subscription.shaping.admits(&doc))
+        .filter(|subscription| matches(subscription, event))
+        .collect();
+    let wanted = Tree::of(
+        in_scope
+            .iter()
+            .flat_map(|s| s.shaping.filter.iter().map(|c| &c.path)),
+    );
+    let doc = Doc::reading(&event.body, wanted);
+    in_scope
+        .into_iter()
+        .filter(|subscription| subscription.shaping.admits(&doc))
         .map(|subscription| subscription.name.clone())
         .collect()
 }

@@ -8,6 +8,7 @@ use std::cmp::Ordering;
 
 use super::number::Decimal;
 use super::pointer::{as_index, Path, Segment};
+use super::project::Tree;
 use super::scan::{decode, Malformed, Scanner};
 use crate::routing::Pattern;
 
@@ -64,6 +65,9 @@ pub enum Scalar {
 /// A body to check conditions against, indexed as pointers reach into it.
 pub struct Doc<'a> {
     root: Node<'a>,
+    /// The paths conditions will read: containers on them are indexed in the same pass
+    /// as their parent, so the body is scanned once, not once per level.
+    wanted: Tree,
 }
 
 struct Node<'a> {
@@ -88,7 +92,7 @@ impl<'a> Node<'a> {
 
     fn kids(&self) -> &Kids<'a> {
         self.kids
-            .get_or_init(|| index(self.text).unwrap_or(Kids::None))
+            .get_or_init(|| index(self.text, None).unwrap_or(Kids::None))
     }
 
     fn child(&self, segment: &Segment) -> Option<&Node<'a>> {
@@ -125,17 +129,39 @@ fn string_value(text: &str) -> std::borrow::Cow<'_, str> {
     )
 }
 
-/// The members or items of a container, each with its exact text.
-fn index(text: &str) -> Result<Kids<'_>, Malformed> {
+/// The members or items of a container, each with its exact text. Members under
+/// `wanted` that are containers are indexed on the way (their end is found by indexing
+/// them rather than by skipping them and reading them again).
+fn index<'a>(text: &'a str, wanted: Option<&Tree>) -> Result<Kids<'a>, Malformed> {
     let mut sc = Scanner::new(text);
-    match text.as_bytes().first() {
+    index_at(&mut sc, wanted)
+}
+
+fn index_at<'a>(sc: &mut Scanner<'a>, wanted: Option<&Tree>) -> Result<Kids<'a>, Malformed> {
+    sc.ws();
+    let text = sc.text;
+    match sc.peek() {
         Some(b'{') => {
             let mut members = Vec::new();
             if sc.begin_object()? {
                 loop {
                     let (_, key) = sc.key()?;
-                    let span = sc.skip_value()?;
-                    members.push((key, Node::new(&text[span])));
+                    sc.ws();
+                    let start = sc.pos;
+                    let below = wanted.and_then(|w| w.child(&decode(key)));
+                    let node = match (below, sc.peek()) {
+                        (Some(below), Some(b'{' | b'[')) => {
+                            let kids = index_at(sc, Some(below))?;
+                            let node = Node::new(&text[start..sc.pos]);
+                            let _ = node.kids.set(kids);
+                            node
+                        }
+                        _ => {
+                            let span = sc.skip_value()?;
+                            Node::new(&text[span])
+                        }
+                    };
+                    members.push((key, node));
                     if !sc.next(b'}')? {
                         break;
                     }
@@ -163,12 +189,22 @@ fn index(text: &str) -> Result<Kids<'_>, Malformed> {
 impl<'a> Doc<'a> {
     /// Nothing is read until a condition asks.
     pub fn new(body: &'a str) -> Doc<'a> {
+        Doc::reading(body, Tree::default())
+    }
+
+    /// A document the conditions reading `wanted` will be checked against: the first
+    /// lookup indexes the body along all of them in one pass.
+    pub fn reading(body: &'a str, wanted: Tree) -> Doc<'a> {
         Doc {
             root: Node::new(body.trim()),
+            wanted,
         }
     }
 
     fn at(&self, path: &Path) -> Option<&Node<'a>> {
+        self.root
+            .kids
+            .get_or_init(|| index(self.root.text, Some(&self.wanted)).unwrap_or(Kids::None));
         path.segments
             .iter()
             .try_fold(&self.root, |node, segment| node.child(segment))

@@ -17,6 +17,11 @@ pub struct Tree {
 
 impl Tree {
     pub fn new(paths: &[Path]) -> Tree {
+        Tree::of(paths)
+    }
+
+    /// The tree of any paths.
+    pub fn of<'p>(paths: impl IntoIterator<Item = &'p Path>) -> Tree {
         let mut root = Tree::default();
         for path in paths {
             let mut at = &mut root;
@@ -33,6 +38,14 @@ impl Tree {
             at.end = true;
         }
         root
+    }
+
+    /// The subtree under the member `key` (paths without wildcards only).
+    pub fn child(&self, key: &str) -> Option<&Tree> {
+        self.children
+            .iter()
+            .find(|(segment, _)| segment.matches_key(key))
+            .map(|(_, tree)| tree)
     }
 
     pub fn is_empty(&self) -> bool {

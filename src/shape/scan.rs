@@ -54,6 +54,19 @@ impl<'a> Scanner<'a> {
     /// Steps over a string whose opening quote is at `pos`.
     fn skip_string(&mut self) -> Result<(), Malformed> {
         self.pos += 1;
+        // Most strings in a body (keys, ids, times) are short: a plain loop ends them
+        // before a memchr call would have set up.
+        let end = (self.pos + 24).min(self.bytes.len());
+        while self.pos < end {
+            match self.bytes[self.pos] {
+                b'"' => {
+                    self.pos += 1;
+                    return Ok(());
+                }
+                b'\\' => self.pos += 2,
+                _ => self.pos += 1,
+            }
+        }
         loop {
             let rest = self.bytes.get(self.pos..).unwrap_or_default();
             match memchr::memchr2(b'"', b'\\', rest) {

@@ -232,6 +232,49 @@ mod tests {
         );
     }
 
+    fn attempt(n: u32, shaping: Option<&str>) -> AttemptView {
+        AttemptView {
+            attempt: n,
+            started_at: 1_795_000_000_000,
+            duration_ms: 3,
+            status: Some(500),
+            error: None,
+            response_snippet: None,
+            shaping: shaping.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn the_body_shown_is_shaped_and_attempts_shaped_otherwise_are_named() {
+        let sub = subscription(&format!(
+            "secret = {SECRET:?}\nexclude = [\"/data/participants/*/email\"]"
+        ));
+        let stored =
+            r#"{"id":"evt_1","data":{"participants":[{"name":"A","email":"a@x"}],"n":1e400}}"#;
+        let now = sub.shaping.fingerprint().map(str::to_string);
+        let view = request_view(
+            &sub,
+            &event(Some(stored)),
+            &[
+                attempt(1, None),
+                attempt(2, Some("0123456789abcdef")),
+                attempt(3, now.as_deref()),
+            ],
+        );
+        assert_eq!(
+            view.body.as_deref(),
+            Some(r#"{"id":"evt_1","data":{"participants":[{"name":"A"}],"n":1e400}}"#)
+        );
+        assert!(view.shaped);
+        assert_eq!(view.shaped_otherwise, [1, 2]);
+
+        let plain = subscription(&format!("secret = {SECRET:?}"));
+        let view = request_view(&plain, &event(Some(stored)), &[attempt(1, None)]);
+        assert_eq!(view.body.as_deref(), Some(stored));
+        assert!(!view.shaped);
+        assert!(view.shaped_otherwise.is_empty());
+    }
+
     #[test]
     fn a_hex_request_hides_its_own_signature_header_and_a_dropped_body_is_null() {
         let sub = subscription(
