@@ -67,20 +67,25 @@ impl<'a> Scanner<'a> {
                 _ => self.pos += 1,
             }
         }
+        // Then one memchr per quote: a quote ends the string unless an odd run of
+        // backslashes stands before it (ECHO escapes every non-ASCII character, so
+        // stopping at each backslash would mean a call every few bytes).
+        let clean = self.pos.min(self.bytes.len());
         loop {
             let rest = self.bytes.get(self.pos..).unwrap_or_default();
-            match memchr::memchr2(b'"', b'\\', rest) {
-                None => {
-                    self.pos = self.bytes.len();
-                    return self.fail();
-                }
-                Some(at) if rest[at] == b'"' => {
-                    self.pos += at + 1;
-                    return Ok(());
-                }
-                // A backslash: whatever follows it is escaped (the `\uXXXX` digits are
-                // never quotes or backslashes).
-                Some(at) => self.pos += at + 2,
+            let Some(at) = memchr::memchr(b'"', rest) else {
+                self.pos = self.bytes.len();
+                return self.fail();
+            };
+            let quote = self.pos + at;
+            let backslashes = self.bytes[clean..quote]
+                .iter()
+                .rev()
+                .take_while(|&&b| b == b'\\')
+                .count();
+            self.pos = quote + 1;
+            if backslashes % 2 == 0 {
+                return Ok(());
             }
         }
     }
@@ -262,6 +267,20 @@ mod tests {
     }
 
     #[test]
+    fn escaped_quotes_and_backslash_runs_end_strings_where_they_should() {
+        let long = "\\u00e9".repeat(20);
+        for (text, end) in [
+            (r#""a\\" 1"#.to_string(), 5),
+            (r#""a\\\"b" 1"#.to_string(), 8),
+            (format!(r#""{long}\"x\\\\" 1"#), long.len() + 9),
+            (format!(r#""{long}{long}" 1"#), 2 * long.len() + 2),
+        ] {
+            let mut sc = Scanner::new(&text);
+            assert_eq!(sc.skip_value().unwrap(), 0..end, "{text}");
+        }
+    }
+
+    #[test]
     fn malformed_text_is_an_error_not_a_panic() {
         for bad in ["", "{", "[1,", "\"abc", "\"ab\\", "{\"a\"", ":", "}"] {
             let mut sc = Scanner::new(bad);
@@ -269,6 +288,7 @@ mod tests {
             assert!(skipped.is_err() || sc.pos <= bad.len(), "{bad:?}");
         }
         assert!(Scanner::new("\"abc").skip_value().is_err());
+        assert!(Scanner::new(r#""abc\""#).skip_value().is_err());
         assert!(Scanner::new("{\"a\":[1,2}").skip_value().is_err());
     }
 
