@@ -355,6 +355,7 @@ mod tests {
             pacing: Default::default(),
             transport: Default::default(),
             format: Default::default(),
+            shaping: Default::default(),
             timeout: None,
             auto_pause_after: None,
             renamed_from: None,

@@ -184,7 +184,7 @@ fn attempt(reach: &Reach, job: &Job, default_timeout: Duration) -> (AttemptRecor
     let started = SystemTime::now();
     let started_at_ms = unix_ms(started);
     let clock = Instant::now();
-    let (response, sent) = match format::render(&job.subscription, job.claimed.body.as_bytes()) {
+    let (response, sent) = match format::outgoing(&job.subscription, &job.claimed.body) {
         Ok(rendered) => (
             post(reach, job, &rendered, unix_secs(started), default_timeout),
             true,
@@ -200,7 +200,8 @@ fn attempt(reach: &Reach, job: &Job, default_timeout: Duration) -> (AttemptRecor
         ),
     };
     let duration_ms = clock.elapsed().as_millis() as i64;
-    // A body that cannot be rendered fails the same way every time: dead at once.
+    // A body that cannot be shaped or rendered fails the same way every time: dead at
+    // once.
     let next = match sent {
         true => next_step(
             &response,
@@ -232,6 +233,7 @@ fn attempt(reach: &Reach, job: &Job, default_timeout: Duration) -> (AttemptRecor
         status: response.status,
         error: response.error,
         response_snippet: response.snippet,
+        shaping: job.subscription.shaping.fingerprint().map(String::from),
         next,
     };
     (record, sent)
@@ -332,6 +334,7 @@ mod tests {
             pacing: Default::default(),
             transport: Default::default(),
             format: Default::default(),
+            shaping: Default::default(),
         }
     }
 

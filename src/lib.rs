@@ -29,6 +29,7 @@ pub mod retry;
 pub mod routing;
 pub mod scheduler;
 pub mod serve;
+pub mod shape;
 pub mod sign;
 pub mod snippets;
 pub mod spool;

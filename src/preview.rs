@@ -1,7 +1,7 @@
 //! "What would this subscription get?": the stored events of the last day that a
 //! subscription (configured, or a draft pasted into the admin page) matches, found with
-//! the same matcher that routes live events (`routing::matches`), so a scope is checked
-//! before it is saved. The walk is bounded: at most [`SCAN_LIMIT`] events and
+//! the same matcher that routes live events (`routing::route`: scope, then `filter`), so
+//! a scope is checked before it is saved. The walk is bounded: at most [`SCAN_LIMIT`] events and
 //! [`BODY_BUDGET`] bytes of their bodies are read (one body held at a time, since the
 //! matcher may look into it), and at most [`SHOW_LIMIT`] matches per subscription are
 //! listed.
@@ -120,8 +120,10 @@ fn walk(
                 _ => reader.event_body(stored.seq)?,
             };
             let event = as_event(&stored, body);
+            // Scope and each subscription's `filter` on the body, as live routing does.
+            let taken = routing::route(&candidates, &event);
             for (subscription, seen) in candidates.iter().zip(found.iter_mut()) {
-                if routing::matches(subscription, &event) {
+                if taken.contains(&subscription.name) {
                     seen.matched += 1;
                     if seen.events.len() < SHOW_LIMIT {
                         seen.events.push(shown(&stored));
@@ -259,5 +261,27 @@ mod tests {
         assert_eq!(preview.scanned, 1);
         let off = &preview.subscriptions[0];
         assert_eq!((off.enabled, off.matched), (false, 1));
+    }
+
+    #[test]
+    fn a_preview_applies_the_subscriptions_filter_on_the_body() {
+        let store = TempStore::new();
+        let conn = store.conn();
+        for n in 0..4 {
+            event(&conn, &format!("e-{n}"), "x.y", Some("c-1"), NOW - 10 + n);
+        }
+        let filtered = subscription(
+            "filtered",
+            "conversations = [\"*\"]\nfilter = [{ path = \"/id\", in = [\"e-1\", \"e-3\"] }]",
+            "[\"*\"]",
+        );
+        let preview = preview(&store.reader(), &[filtered], NOW).unwrap();
+        assert_eq!(preview.scanned, 4);
+        let ids: Vec<&str> = preview.subscriptions[0]
+            .events
+            .iter()
+            .map(|e| e.id.as_str())
+            .collect();
+        assert_eq!(ids, ["e-3", "e-1"]);
     }
 }

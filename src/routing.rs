@@ -1,18 +1,33 @@
 //! Subscription matching: which subscriptions an event fans out to. Pure functions over
-//! the resolved config; the store calls them inside the ingest transaction.
+//! the resolved config, called as each event is taken in, before it is stored with its
+//! deliveries.
 
 use std::borrow::Borrow;
 use std::fmt;
 
 use crate::config::Subscription;
 use crate::event::Event;
+use crate::shape::project::Tree;
+use crate::shape::Doc;
 
-/// The names of the enabled subscriptions `event` fans out to, in config order.
+/// The names of the enabled subscriptions `event` fans out to, in config order: scope
+/// first, then each subscription's `filter` on the body. The body is indexed once for
+/// the event, lazily, and only if a subscription in scope has a filter.
 pub fn route<S: Borrow<Subscription>>(subscriptions: &[S], event: &Event) -> Vec<String> {
-    subscriptions
+    let in_scope: Vec<&Subscription> = subscriptions
         .iter()
         .map(Borrow::borrow)
         .filter(|subscription| matches(subscription, event))
+        .collect();
+    let wanted = Tree::of(
+        in_scope
+            .iter()
+            .flat_map(|s| s.shaping.filter.iter().map(|c| &c.path)),
+    );
+    let doc = Doc::reading(&event.body, wanted);
+    in_scope
+        .into_iter()
+        .filter(|subscription| subscription.shaping.admits(&doc))
         .map(|subscription| subscription.name.clone())
         .collect()
 }
@@ -161,6 +176,7 @@ mod tests {
             pacing: Default::default(),
             transport: Default::default(),
             format: Default::default(),
+            shaping: Default::default(),
         }
     }
 
@@ -214,5 +230,39 @@ mod tests {
             &sub,
             &event("conversation.started", Some("c-1"), None)
         ));
+    }
+}
+
+#[cfg(test)]
+mod filter_tests {
+    use std::path::Path;
+
+    use super::*;
+
+    #[test]
+    fn an_event_a_filter_refuses_is_routed_to_nobody_else_is_touched() {
+        let config = crate::config::parse(
+            "[[subscription]]\nname = \"nl\"\nurl = \"https://a.example/\"\nsecret = \"s\"\n\
+             signature = \"hex\"\nconversations = [\"*\"]\nevents = [\"*\"]\n\
+             filter = [{ path = \"/data/language\", equals = \"nl-NL\" }]\n\
+             [[subscription]]\nname = \"all\"\nurl = \"https://b.example/\"\nsecret = \"s\"\n\
+             signature = \"hex\"\nconversations = [\"*\"]\nevents = [\"*\"]\n",
+            Path::new("/c.toml"),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let event = |data: &str| Event {
+            id: "e".into(),
+            kind: "conversation.ended".into(),
+            conversation_id: Some("c-1".into()),
+            project_id: None,
+            body: format!(r#"{{"id":"e","type":"conversation.ended","data":{data}}}"#),
+        };
+        let subs = &config.subscriptions;
+        assert_eq!(
+            route(subs, &event(r#"{"language":"nl-NL"}"#)),
+            ["nl", "all"]
+        );
+        assert_eq!(route(subs, &event(r#"{"language":"en-US"}"#)), ["all"]);
+        assert_eq!(route(subs, &event("null")), ["all"]);
     }
 }

@@ -65,6 +65,7 @@ pub fn toml_block(subscription: &Subscription) -> String {
             .collect();
         lines.push(format!("headers = {{ {} }}", headers.join(", ")));
     }
+    lines.extend(subscription.shaping.toml_lines());
     match &subscription.format {
         crate::format::Format::Envelope => {}
         crate::format::Format::Template(template) => {

@@ -843,7 +843,13 @@
     const request = r
       ? [h('p', { class: 'request-line', test: 'request-line' }, h('code', { text: `${r.method} ${r.url}` })),
         table('request-headers', ['Header', 'Value'], headerRows, 'No headers.'),
-        h('h3', { text: 'Body' }),
+        // The body as this subscription is sent it (its include/exclude applied), not the
+        // stored event, which the Event section below shows whole.
+        h('h3', { test: 'request-body-title', text: r.shaped ? 'Body as sent (shaped by include/exclude; the stored event below is whole)' : 'Body' }),
+        (r.shaped_otherwise || []).length
+          ? notice(`Attempt ${r.shaped_otherwise.join(', ')} sent a body shaped by an earlier include/exclude: the config changed since. This is what the next attempt sends.`,
+            'warn', 'request-shaped-otherwise')
+          : null,
         r.body === null
           ? notice('The body was dropped (by retention, or the conversation was forgotten).', 'warn', 'request-body-dropped')
           : h('pre', { class: 'code wrap', test: 'request-body' }, h('code', { text: pretty(r.body) }))]

@@ -503,6 +503,7 @@ mod tests {
                     status: None,
                     error: Some("timed out".into()),
                     response_snippet: None,
+                    shaping: None,
                 },
                 Attempt {
                     attempt: 2,
@@ -511,6 +512,7 @@ mod tests {
                     status: Some(500),
                     error: None,
                     response_snippet: Some("boom\nline two".into()),
+                    shaping: None,
                 },
             ],
             request: None,

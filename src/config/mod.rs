@@ -14,6 +14,7 @@ mod http;
 mod inlet;
 mod pacing;
 mod rename;
+mod shaping;
 mod storage;
 mod transport;
 mod validate;
@@ -260,6 +261,8 @@ pub struct Subscription {
     pub transport: Transport,
     /// The body it sends: the envelope, a chat tool's message or a template.
     pub format: crate::format::Format,
+    /// `filter`, `include` and `exclude`: which events, and what of them is sent.
+    pub shaping: crate::shape::Shaping,
 }
 
 impl Subscription {

@@ -170,6 +170,9 @@ struct RawSubscription {
     template: Option<Spanned<String>>,
     template_file: Option<Spanned<PathBuf>>,
     content_type: Option<Spanned<String>>,
+    filter: Option<Vec<Spanned<super::shaping::RawCondition>>>,
+    include: Option<Vec<Spanned<String>>>,
+    exclude: Option<Vec<Spanned<String>>>,
 }
 
 // ---- validation ----
@@ -550,6 +553,14 @@ impl Validator<'_> {
             &events,
             &label,
         );
+        let shaping = self.shaping(
+            super::shaping::RawShaping {
+                filter: raw.filter,
+                include: raw.include,
+                exclude: raw.exclude,
+            },
+            &label,
+        );
 
         (self.problems.len() == before).then_some(Subscription {
             name,
@@ -567,6 +578,7 @@ impl Validator<'_> {
             renamed_from: raw.renamed_from.map(Spanned::into_inner),
             transport,
             format,
+            shaping,
         })
     }
 

@@ -80,32 +80,51 @@ pub fn render<'a>(
     subscription: &'a Subscription,
     envelope: &'a [u8],
 ) -> Result<Rendered<'a>, RenderError> {
-    render_format(&subscription.format, &subscription.url, envelope)
+    render_format(
+        &subscription.format,
+        &subscription.url,
+        Cow::Borrowed(envelope),
+    )
+}
+
+/// What `subscription` sends for a stored event body: `data` shaped by its
+/// include/exclude (`crate::shape`), then rendered in its format. The worker signs and
+/// sends this; the delivery view and the body preview show it.
+pub fn outgoing<'a>(
+    subscription: &'a Subscription,
+    stored: &'a str,
+) -> Result<Rendered<'a>, RenderError> {
+    let shaped = match subscription.shaping.body(stored) {
+        Ok(Cow::Borrowed(body)) => Cow::Borrowed(body.as_bytes()),
+        Ok(Cow::Owned(body)) => Cow::Owned(body.into_bytes()),
+        Err(err) => return Err(RenderError(format!("include/exclude failed: {err}"))),
+    };
+    render_format(&subscription.format, &subscription.url, shaped)
 }
 
 fn render_format<'a>(
     format: &'a Format,
     url: &'a str,
-    envelope: &'a [u8],
+    envelope: Cow<'a, [u8]>,
 ) -> Result<Rendered<'a>, RenderError> {
     match format {
         Format::Envelope => Ok(Rendered {
-            body: Cow::Borrowed(envelope),
+            body: envelope,
             content_type: JSON,
             url,
         }),
         Format::Chat(tool) => Ok(Rendered {
-            body: Cow::Owned(chat::render(*tool, envelope)?),
+            body: Cow::Owned(chat::render(*tool, &envelope)?),
             content_type: JSON,
             url,
         }),
         Format::Ntfy { topic, publish_url } => Ok(Rendered {
-            body: Cow::Owned(chat::render_ntfy(topic, envelope)?),
+            body: Cow::Owned(chat::render_ntfy(topic, &envelope)?),
             content_type: JSON,
             url: publish_url,
         }),
         Format::Template(template) => Ok(Rendered {
-            body: Cow::Owned(template.render(envelope)?),
+            body: Cow::Owned(template.render(&envelope)?),
             content_type: template.content_type(),
             url,
         }),
@@ -120,7 +139,7 @@ pub fn check(format: &Format, events: &[Pattern]) -> Result<(), String> {
         .ok()
         .and_then(|v| v["type"].as_str().map(str::to_string))
         .unwrap_or_default();
-    let rendered = render_format(format, "", sample.as_bytes())
+    let rendered = render_format(format, "", Cow::Borrowed(sample.as_bytes()))
         .map_err(|err| format!("rendering the sample {kind} event failed: {}", err.0))?;
     if template::is_json(rendered.content_type) {
         if let Err(err) = serde_json::from_slice::<serde_json::Value>(&rendered.body) {

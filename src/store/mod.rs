@@ -163,6 +163,8 @@ pub struct AttemptRecord {
     pub status: Option<u16>,
     pub error: Option<String>,
     pub response_snippet: Option<String>,
+    /// The fingerprint of the include/exclude that shaped the body sent; `None`: whole.
+    pub shaping: Option<String>,
     pub next: NextStep,
 }
 

@@ -188,6 +188,10 @@ pub struct AttemptView {
     pub status: Option<u16>,
     pub error: Option<String>,
     pub response_snippet: Option<String>,
+    /// The fingerprint of the include/exclude that shaped what this attempt sent
+    /// (`crate::shape::Shaping::fingerprint`); `None`: the whole body.
+    #[serde(default)]
+    pub shaping: Option<String>,
 }
 
 impl AttemptView {
@@ -654,7 +658,7 @@ impl Reader {
         };
         let attempts = conn
             .prepare_cached(
-                "SELECT attempt, started_at, duration_ms, status, error, response_snippet
+                "SELECT attempt, started_at, duration_ms, status, error, response_snippet, shaping
                  FROM attempts WHERE delivery_id = ?1 ORDER BY started_at, id",
             )?
             .query_map(params![id], |row| {
@@ -665,6 +669,7 @@ impl Reader {
                     status: row.get(3)?,
                     error: row.get(4)?,
                     response_snippet: row.get(5)?,
+                    shaping: row.get(6)?,
                 })
             })?
             .collect::<Result<_, _>>()?;

@@ -178,6 +178,11 @@ CREATE TABLE forgotten_conversations (
     done_at            INTEGER            -- unix milliseconds; NULL while waiting
 );
 "#,
+    // Which include/exclude shaped the body an attempt sent (a fingerprint; NULL: the
+    // whole body), so the delivery page can tell attempts sent before a config change.
+    r#"
+ALTER TABLE attempts ADD COLUMN shaping TEXT;
+"#,
 ];
 
 /// Brings the database up to the newest schema. Refuses a database written by a newer

@@ -96,8 +96,9 @@ pub(super) fn record(tx: &Connection, records: &[AttemptRecord]) -> rusqlite::Re
     let now = now_ms();
     let mut insert_attempt = tx.prepare_cached(
         "INSERT INTO attempts (delivery_id, attempt, started_at, duration_ms, status, error,
-                               response_snippet, subscription)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, (SELECT subscription FROM deliveries WHERE id = ?1))",
+                               response_snippet, subscription, shaping)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, (SELECT subscription FROM deliveries WHERE id = ?1),
+                 ?8)",
     )?;
     let mut update = tx.prepare_cached(
         "UPDATE deliveries SET state = ?2, attempts = ?3, next_attempt_at = ?4, leased_at = NULL,
@@ -113,7 +114,8 @@ pub(super) fn record(tx: &Connection, records: &[AttemptRecord]) -> rusqlite::Re
             r.duration_ms,
             r.status,
             r.error,
-            r.response_snippet
+            r.response_snippet,
+            r.shaping
         ])?;
         let (state, next_attempt_at) = match r.next {
             NextStep::Delivered => ("delivered", None),

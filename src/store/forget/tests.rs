@@ -82,6 +82,7 @@ fn record(store: &Store, delivery_id: i64, next: NextStep) {
         error: None,
         response_snippet: Some("late answer about the conversation".into()),
         next,
+        shaping: None,
     }]);
     handle.ping(Duration::from_secs(10)).unwrap();
 }

@@ -328,6 +328,7 @@ fn audit_rows_and_recorded_attempts_reach_the_admin_queries() {
         status: Some(503),
         error: None,
         response_snippet: Some("busy".into()),
+        shaping: None,
         next: NextStep::RetryAt(now_ms() + 1000),
     }]);
     // Commands are committed in order: once the pause is answered, the record is in.
@@ -441,6 +442,7 @@ fn metrics_count_what_was_committed_by_source_and_subscription() {
         }),
         error: None,
         response_snippet: None,
+        shaping: None,
         next,
     };
     handle.record(vec![
@@ -586,6 +588,7 @@ fn an_attempt_on_a_delivery_cancelled_meanwhile_is_counted_but_not_as_finished()
         status: Some(204),
         error: None,
         response_snippet: None,
+        shaping: None,
         next: NextStep::Delivered,
     }]);
     handle.ping(Duration::from_secs(10)).unwrap();

@@ -275,6 +275,8 @@ async fn may_receive(
             format!("there is no event {event_id:?}"),
         )
     })?;
+    let body = event.body.clone().unwrap_or_default();
+    // The filter narrows who gets an event as much as the scope does.
     let in_scope = crate::routing::matches(
         &Subscription {
             enabled: true,
@@ -287,13 +289,14 @@ async fn may_receive(
             project_id: event.project_id.clone(),
             body: String::new(),
         },
-    );
+    ) && subscription.shaping.admits(&crate::shape::Doc::new(&body));
     if had_it.is_some() || in_scope {
         return Ok(());
     }
     Err(conflict(format!(
-        "event {event_id:?} ({}{}) is outside the scope of subscription {:?}; a replay \
-         sends an event only to a subscription that had it or whose scope takes it",
+        "event {event_id:?} ({}{}) is outside the scope of subscription {:?} (its events, \
+         conversations, projects and filter); a replay sends an event only to a subscription \
+         that had it or whose scope takes it",
         event.event_type,
         event
             .conversation_id

@@ -101,7 +101,7 @@ fn render(
         body: None,
         error: None,
     };
-    match format::render(subscription, envelope.as_bytes()) {
+    match format::outgoing(subscription, envelope) {
         Ok(rendered) => {
             preview.content_type = Some(rendered.content_type.to_string());
             preview.url = url_for_log(rendered.url);

@@ -175,7 +175,7 @@ pub(super) async fn delivery(
     let subscription = configured(&state, &detail.delivery.subscription).ok();
     let request = subscription
         .as_ref()
-        .map(|subscription| views::request_view(subscription, &detail.event));
+        .map(|subscription| views::request_view(subscription, &detail.event, &detail.attempts));
     let ordered = subscription
         .filter(|s| s.pacing.ordering == Ordering::Conversation)
         .map(|s| s.pacing.on_dead == OnDead::Hold);

@@ -8,7 +8,7 @@ use crate::config::{Auth, Signing, Subscription};
 use crate::deliver;
 use crate::format;
 use crate::logging::url_for_log;
-use crate::store::{EventView, SubscriptionHealth};
+use crate::store::{AttemptView, EventView, SubscriptionHealth};
 
 /// Shown instead of a value that is made fresh for every attempt.
 pub const COMPUTED_AT_SEND: &str = "[computed at send time]";
@@ -69,20 +69,38 @@ pub struct RequestView {
     pub url: String,
     /// `[name, value]` pairs in the order they are sent.
     pub headers: Vec<(String, String)>,
-    /// The body as sent (the subscription's format applied); `None` once retention
-    /// dropped the event's body, or when it cannot be rendered.
+    /// The body as sent: the stored event body shaped by the subscription's
+    /// `include`/`exclude`, then rendered in its format. `None` once retention dropped the
+    /// event's body, or when it cannot be shaped or rendered.
     pub body: Option<String>,
-    /// Why the body cannot be rendered for this event (see `crate::format`).
+    /// Why the body cannot be made for this event (see `crate::format`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub render_error: Option<String>,
+    /// Whether `include`/`exclude` shape the body (it differs from the stored event).
+    pub shaped: bool,
+    /// Attempts whose body was shaped by another include/exclude than the config's now
+    /// (the config changed since): what they sent differs from `body`.
+    pub shaped_otherwise: Vec<u32>,
 }
 
 /// The request `subscription` (as configured now) sends for `event`. The signature and
 /// its timestamp are made at each attempt, so they are shown as
 /// [`COMPUTED_AT_SEND`]; custom header values as [`REDACTED`].
-pub fn request_view(subscription: &Subscription, event: &EventView) -> RequestView {
+///
+/// The body is shaped and rendered again here from the stored event and the
+/// subscription's current config, by the same function the worker runs before signing:
+/// so it is exactly what the next attempt sends. Keeping every sent body instead would
+/// store a copy of each payload per subscription (and one more place a forgotten
+/// conversation lives). An earlier attempt shaped by another config is named in
+/// `shaped_otherwise`, from the fingerprint each attempt records.
+pub fn request_view(
+    subscription: &Subscription,
+    event: &EventView,
+    attempts: &[AttemptView],
+) -> RequestView {
+    let shaping = &subscription.shaping;
     let envelope = event.body.as_deref().unwrap_or_default();
-    let rendered = format::render(subscription, envelope.as_bytes());
+    let rendered = format::outgoing(subscription, envelope);
     let (url, headers, render_error) = match &rendered {
         Ok(rendered) => (
             rendered.url,
@@ -130,6 +148,12 @@ pub fn request_view(subscription: &Subscription, event: &EventView) -> RequestVi
         headers,
         body,
         render_error,
+        shaped: shaping.projects(),
+        shaped_otherwise: attempts
+            .iter()
+            .filter(|a| a.shaping.as_deref() != shaping.fingerprint())
+            .map(|a| a.attempt)
+            .collect(),
     }
 }
 
@@ -227,7 +251,7 @@ mod tests {
         let sub = subscription(&format!(
             "secret = {SECRET:?}\nheaders = {{ \"Authorization\" = \"Bearer crm-token\", \"X-Team\" = \"north\" }}"
         ));
-        let view = request_view(&sub, &event(Some(r#"{"id":"evt_1"}"#)));
+        let view = request_view(&sub, &event(Some(r#"{"id":"evt_1"}"#)), &[]);
         let json = serde_json::to_value(&view).unwrap();
         assert_eq!(json["method"], "POST");
         assert_eq!(
@@ -256,12 +280,55 @@ mod tests {
         );
     }
 
+    fn attempt(n: u32, shaping: Option<&str>) -> AttemptView {
+        AttemptView {
+            attempt: n,
+            started_at: 1_795_000_000_000,
+            duration_ms: 3,
+            status: Some(500),
+            error: None,
+            response_snippet: None,
+            shaping: shaping.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn the_body_shown_is_shaped_and_attempts_shaped_otherwise_are_named() {
+        let sub = subscription(&format!(
+            "secret = {SECRET:?}\nexclude = [\"/data/participants/*/email\"]"
+        ));
+        let stored =
+            r#"{"id":"evt_1","data":{"participants":[{"name":"A","email":"a@x"}],"n":1e400}}"#;
+        let now = sub.shaping.fingerprint().map(str::to_string);
+        let view = request_view(
+            &sub,
+            &event(Some(stored)),
+            &[
+                attempt(1, None),
+                attempt(2, Some("0123456789abcdef")),
+                attempt(3, now.as_deref()),
+            ],
+        );
+        assert_eq!(
+            view.body.as_deref(),
+            Some(r#"{"id":"evt_1","data":{"participants":[{"name":"A"}],"n":1e400}}"#)
+        );
+        assert!(view.shaped);
+        assert_eq!(view.shaped_otherwise, [1, 2]);
+
+        let plain = subscription(&format!("secret = {SECRET:?}"));
+        let view = request_view(&plain, &event(Some(stored)), &[attempt(1, None)]);
+        assert_eq!(view.body.as_deref(), Some(stored));
+        assert!(!view.shaped);
+        assert!(view.shaped_otherwise.is_empty());
+    }
+
     #[test]
     fn a_request_with_auth_shows_its_authorization_header_without_the_secret() {
         let sub = subscription(&format!(
             "secret = {SECRET:?}\nauth = {{ username = \"u\", password = \"basic-secret\" }}"
         ));
-        let view = request_view(&sub, &event(None));
+        let view = request_view(&sub, &event(None), &[]);
         let json = serde_json::to_value(&view).unwrap().to_string();
         assert!(
             json.contains(r#"["Authorization","Basic [redacted]"]"#),
@@ -275,7 +342,7 @@ mod tests {
         let sub = subscription(
             "secret = \"plain-secret\"\nsignature = \"hex\"\nsignature_header = \"X-Sig\"\nsignature_prefix = \"sha256=\"",
         );
-        let view = request_view(&sub, &event(None));
+        let view = request_view(&sub, &event(None), &[]);
         let sig = view
             .headers
             .iter()
