@@ -6,6 +6,7 @@
 //! their own connections; WAL lets them run beside the writer.
 
 mod admin;
+mod charts;
 mod claim;
 mod due;
 mod faults;
@@ -14,6 +15,7 @@ mod integrity;
 mod line;
 mod prune;
 mod query;
+mod rollup;
 mod schema;
 #[cfg(test)]
 mod test_support;
@@ -28,6 +30,9 @@ use anyhow::Context as _;
 use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
+pub use charts::{
+    ChartPoint, ChartRange, Charts, FailureGroup, QueuePoint, Rates, Trend, FAILURE_GROUPS,
+};
 pub use due::DueHints;
 pub use faults::{FailingCommits, Faults, StoreUnavailable};
 pub use line::{HeldBehind, LineView};
@@ -197,6 +202,8 @@ pub struct PruneReport {
     pub events: usize,
     pub payloads: usize,
     pub rejections: usize,
+    /// Rows of the charts' history past their time (`rollup.rs`).
+    pub rollups: usize,
     pub cursor: PruneCursor,
     /// A kind used its whole allowance or a sweep stopped short: more to do now.
     pub more: bool,

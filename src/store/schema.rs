@@ -166,6 +166,35 @@ ALTER TABLE deliveries ADD COLUMN conversation_id TEXT;
 CREATE INDEX deliveries_line ON deliveries (subscription, conversation_id, event_seq)
     WHERE state IN ('pending', 'dead') AND conversation_id IS NOT NULL;
 "#,
+    // Charts (store/rollup.rs writes, store/charts.rs reads): attempt outcomes and a
+    // latency histogram per subscription and per minute and hour (subscription '' is the
+    // sum), and the queue sampled each minute, so no chart scans the attempts. A store
+    // from before this starts with an empty history: the attempts it holds are not
+    // backfilled (a histogram cannot be built in SQL, and a one-off scan of a year of
+    // attempts would hold the writer at start).
+    r#"
+CREATE TABLE delivery_rollups (
+    span            INTEGER NOT NULL,  -- bucket width in ms: 60000 or 3600000
+    subscription    TEXT NOT NULL,     -- '' for every subscription together
+    start           INTEGER NOT NULL,  -- unix ms, a multiple of span
+    attempts_ok     INTEGER NOT NULL,  -- 2xx answers
+    attempts_failed INTEGER NOT NULL,
+    delivered       INTEGER NOT NULL,  -- deliveries that ended delivered
+    dead            INTEGER NOT NULL,  -- deliveries that ended dead
+    latency_max_ms  INTEGER NOT NULL,
+    latency         BLOB NOT NULL,     -- u32 LE count per bucket of rollup::LATENCY_BOUNDS
+    PRIMARY KEY (span, subscription, start)
+) WITHOUT ROWID;
+-- Retention deletes the oldest rows of a span.
+CREATE INDEX delivery_rollups_age ON delivery_rollups (span, start);
+CREATE TABLE queue_samples (
+    span                  INTEGER NOT NULL,
+    start                 INTEGER NOT NULL,
+    depth                 INTEGER NOT NULL,  -- the most pending deliveries sampled
+    oldest_pending_age_ms INTEGER,           -- the longest wait sampled
+    PRIMARY KEY (span, start)
+) WITHOUT ROWID;
+"#,
 ];
 
 /// Brings the database up to the newest schema. Refuses a database written by a newer

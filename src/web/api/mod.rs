@@ -8,6 +8,7 @@
 //! `assets/openapi.json` to each other.
 
 mod act;
+mod charts;
 mod params;
 mod read;
 mod switch;
@@ -48,6 +49,8 @@ routes! {
     get "/api/v1/deliveries/{id}" => read::delivery,
     get "/api/v1/rejections" => read::rejections,
     get "/api/v1/audit" => read::audit,
+    get "/api/v1/charts" => charts::charts,
+    get "/api/v1/trends" => charts::trends,
     post "/api/v1/subscriptions/{name}/test" => act::test,
     post "/api/v1/subscriptions/{name}/pause" => act::pause,
     post "/api/v1/subscriptions/{name}/resume" => act::resume,
