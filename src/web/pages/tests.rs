@@ -191,7 +191,13 @@ fn the_markup_check_catches_what_the_csp_would_block() {
 
 #[test]
 fn the_script_builds_the_page_without_markup_from_strings_or_inline_styles() {
-    let script = page_file("app.js");
+    for name in ["app.js", "charts.js"] {
+        script_builds_without_markup(name);
+    }
+}
+
+fn script_builds_without_markup(name: &str) {
+    let script = page_file(name);
     for forbidden in [
         ".innerHTML",
         ".outerHTML",
@@ -206,7 +212,7 @@ fn the_script_builds_the_page_without_markup_from_strings_or_inline_styles() {
         "window.confirm",
         "alert(",
     ] {
-        assert!(!script.contains(forbidden), "app.js uses {forbidden}");
+        assert!(!script.contains(forbidden), "{name} uses {forbidden}");
     }
 }
 
