@@ -194,6 +194,39 @@ fn the_charts_draw_the_store_and_switch_ranges_and_the_overview_groups_failures(
     browser.wait_for_text(&t("confirm-text"), "changed since", SHOWN);
     browser.click(&browser.wait_for(&t("confirm-cancel"), SHOWN));
 
+    // The delivery filter takes a time typed as how long ago, and refuses nonsense.
+    browser.goto(&format!("{base}/admin/#/deliveries"));
+    browser.wait_for(&t("delivery-row"), SHOWN);
+    browser.click(&browser.wait_for("[data-test=\"filter-state\"] option[value=\"dead\"]", SHOWN));
+    browser.type_into(&browser.wait_for(&t("filter-from"), SHOWN), "1d");
+    browser.click(&browser.wait_for(&t("filter-apply"), SHOWN));
+    browser.wait_until("the filter in the address", SHOWN, || {
+        let url = browser.current_url();
+        (url.contains("state=dead") && url.contains("from=")).then_some(())
+    });
+    browser.wait_until("only the dead delivery listed", SHOWN, || {
+        let rows = browser.texts(&t("delivery-row"));
+        (rows.len() == 1 && rows[0].contains("flaky-crm")).then_some(())
+    });
+    let from = browser.wait_for(&t("filter-from"), SHOWN);
+    let shown = browser.property(&from, "value");
+    assert!(
+        shown.as_str().is_some_and(|v| v.len() == 16),
+        "shown as YYYY-MM-DD HH:MM: {shown}"
+    );
+    browser.type_into(&from, "yesterday-ish");
+    browser.click(&browser.wait_for(&t("filter-apply"), SHOWN));
+    let invalid = browser.execute(
+        "return document.querySelector('[data-test=filter-from]').validationMessage",
+        vec![],
+    );
+    assert!(
+        invalid
+            .as_str()
+            .is_some_and(|m| m.contains("2026-11-25 14:30")),
+        "the field says what to write: {invalid}"
+    );
+
     // Every page at phone width: nothing wider than the window, no table clipped.
     browser.set_window_size(PHONE.0, PHONE.1);
     for (hash, ready) in [

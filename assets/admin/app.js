@@ -556,7 +556,7 @@
       onclick: async () => {
         let since;
         try {
-          since = sinceInput.when();
+          since = sinceInput.readTime();
         } catch (err) {
           retryOut.replaceChildren(errorBox(err));
           return;
@@ -716,7 +716,7 @@
       from: time('from', 'filter-from'),
       to: time('to', 'filter-to'),
     };
-    const label = (title, input) => h('label', { class: input.when ? 'time' : null },
+    const label = (title, input) => h('label', { class: input.readTime ? 'time' : null },
       h('span', { text: title }), input);
     const form = h('form', {
       class: 'filters',
@@ -725,9 +725,9 @@
         event.preventDefault();
         const next = {};
         for (const [name, input] of Object.entries(inputs)) {
-          if (input.when) {
+          if (input.readTime) {
             try {
-              next[name] = input.when();
+              next[name] = input.readTime();
             } catch (err) {
               input.reportValidity();
               return;
