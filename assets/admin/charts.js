@@ -163,7 +163,7 @@ window.posthornLook = (() => {
       });
       if (run.length) runs.push(run);
       return runs.map((points) => (points.length === 1
-        ? svg('circle', { class: `series ${s.cls}`, cx: points[0].split(',')[0], cy: points[0].split(',')[1], r: 2 })
+        ? svg('circle', { class: `series ${s.cls}`, cx: points[0].split(',')[0], cy: points[0].split(',')[1], r: 3 })
         : svg('polyline', { class: `series ${s.cls}`, points: points.join(' ') })));
     });
     const columnW = times.length > 1 ? plotW / (times.length - 1) : plotW;
@@ -232,23 +232,22 @@ window.posthornLook = (() => {
         return;
       }
       if (asked !== range) return;
-      const width = body.clientWidth || panel.clientWidth || 600;
       const times = data.points.map((p) => p.at);
       const any = data.points.some((p) => p.attempts > 0);
       const figures = [];
       if (!any) {
         figures.push(notice(`No delivery attempts in the ${RANGE_WORDS[asked]}.`, 'info', 'chart-empty'));
       } else {
-        figures.push(lineChart({
-          title: 'Deliveries', test: 'chart-deliveries', times, step: data.step_ms, width, format: countText,
+        figures.push(({
+          title: 'Deliveries', test: 'chart-deliveries', times, step: data.step_ms, format: countText,
           series: [
             { name: 'delivered', cls: 's-ok', values: data.points.map((p) => p.delivered) },
             { name: 'failed attempts', cls: 's-warn', values: data.points.map((p) => p.failed_attempts) },
             { name: 'dead', cls: 's-bad', values: data.points.map((p) => p.dead) },
           ],
         }));
-        figures.push(lineChart({
-          title: 'Attempt latency', test: 'chart-latency', times, step: data.step_ms, width, format: msText,
+        figures.push(({
+          title: 'Attempt latency', test: 'chart-latency', times, step: data.step_ms, format: msText,
           series: [
             { name: 'p50', cls: 's-info', values: data.points.map((p) => p.latency_p50_ms) },
             { name: 'p95', cls: 's-warn', values: data.points.map((p) => p.latency_p95_ms) },
@@ -261,17 +260,25 @@ window.posthornLook = (() => {
             'info', 'queue-empty'));
         } else {
           const qt = data.queue.map((q) => q.at);
-          figures.push(lineChart({
-            title: 'Queue depth', test: 'chart-queue', times: qt, step: data.step_ms, width, format: countText,
+          figures.push(({
+            title: 'Queue depth', test: 'chart-queue', times: qt, step: data.step_ms, format: countText,
             series: [{ name: 'pending', cls: 's-info', values: data.queue.map((q) => q.depth) }],
           }));
-          figures.push(lineChart({
-            title: 'Oldest pending', test: 'chart-oldest', times: qt, step: data.step_ms, width, format: ageText,
+          figures.push(({
+            title: 'Oldest pending', test: 'chart-oldest', times: qt, step: data.step_ms, format: ageText,
             series: [{ name: 'waiting', cls: 's-warn', values: data.queue.map((q) => q.oldest_pending_age_ms) }],
           }));
         }
       }
-      body.replaceChildren(...figures);
+      // Each chart is drawn at the width of its own place in the grid (known once the
+      // places are in the page), so its text is drawn at its real size.
+      const slots = figures.map((f) => (f instanceof Node ? f : h('div', { class: 'chart-figure' })));
+      body.replaceChildren(...slots);
+      figures.forEach((f, i) => {
+        if (f instanceof Node) return;
+        const inner = slots[i].clientWidth - 26;
+        slots[i].replaceWith(lineChart({ ...f, width: inner > 0 ? inner : 600 }));
+      });
       body.setAttribute('data-range', asked);
       panel.setAttribute('aria-busy', 'false');
     };
