@@ -111,6 +111,22 @@ struct Add {
     latency: Histogram,
 }
 
+/// [`add_attempts`] in a savepoint of its own: should it fail, the charts miss these
+/// attempts (and the log says so), but the attempts and their deliveries' new states,
+/// written before it in the same transaction, stand.
+pub(super) fn add_attempts_apart(tx: &Connection, records: &[AttemptRecord], finished: &[bool]) {
+    let outcome = tx
+        .execute_batch("SAVEPOINT rollup")
+        .and_then(|()| add_attempts(tx, records, finished));
+    let closed = match &outcome {
+        Ok(()) => tx.execute_batch("RELEASE rollup"),
+        Err(_) => tx.execute_batch("ROLLBACK TO rollup; RELEASE rollup"),
+    };
+    if let Err(err) = outcome.and(closed) {
+        tracing::warn!(%err, "the charts' history misses {} attempts", records.len());
+    }
+}
+
 /// Adds attempt outcomes to the minute and hour rows of their subscription and of
 /// [`ALL`]. `finished[i]` says whether record `i` changed its delivery's state (one
 /// cancelled meanwhile keeps its attempt but did not end delivered or dead).

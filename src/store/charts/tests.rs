@@ -397,3 +397,32 @@ fn a_chart_reads_only_its_own_rows() {
     let text = plan(&conn, prune, vec![HOUR.into(), NOW.into(), 10i64.into()]);
     assert!(text.contains("delivery_rollups_age"), "{text}");
 }
+
+#[test]
+fn attempts_are_recorded_even_when_the_charts_history_cannot_be_written() {
+    let store = TempStore::new();
+    let conn = store.conn();
+    let ids = pending(&conn, 1, "crm", NOW - MINUTE);
+    conn.execute_batch("DROP TABLE delivery_rollups").unwrap();
+    let finished = record(
+        &conn,
+        &[attempt(
+            ids[0],
+            "crm",
+            NOW - 1000,
+            5,
+            Some(200),
+            NextStep::Delivered,
+        )],
+    )
+    .unwrap();
+    assert_eq!(finished, [true]);
+    let state: String = conn
+        .query_row("SELECT state FROM deliveries", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(state, "delivered");
+    let attempts: i64 = conn
+        .query_row("SELECT count(*) FROM attempts", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(attempts, 1);
+}
