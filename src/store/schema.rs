@@ -351,6 +351,37 @@ mod tests {
     }
 
     #[test]
+    fn a_store_from_before_the_charts_gets_an_empty_history_and_keeps_its_attempts() {
+        let charts = MIGRATIONS
+            .iter()
+            .position(|sql| sql.contains("CREATE TABLE delivery_rollups"))
+            .unwrap();
+        let mut conn = Connection::open_in_memory().unwrap();
+        for sql in &MIGRATIONS[..charts] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", charts).unwrap();
+        conn.execute_batch(
+            "INSERT INTO events (id, type, received_at, source, body)
+                 VALUES ('evt_old', 'report.generated', 1, 'spool:x', '{}');
+             INSERT INTO deliveries (event_seq, event_id, subscription, state, created_at,
+                                     updated_at)
+                 VALUES (1, 'evt_old', 'crm', 'delivered', 1, 1);
+             INSERT INTO attempts (delivery_id, attempt, started_at, duration_ms, status,
+                                   subscription)
+                 VALUES (1, 1, 2, 3, 200, 'crm');",
+        )
+        .unwrap();
+
+        migrate(&mut conn).unwrap();
+
+        let count = |sql: &str| -> i64 { conn.query_row(sql, [], |row| row.get(0)).unwrap() };
+        assert_eq!(count("SELECT count(*) FROM delivery_rollups"), 0);
+        assert_eq!(count("SELECT count(*) FROM queue_samples"), 0);
+        assert_eq!(count("SELECT count(*) FROM attempts"), 1);
+    }
+
+    #[test]
     fn a_database_from_a_newer_posthorn_is_refused_and_left_alone() {
         let mut conn = Connection::open_in_memory().unwrap();
         let newer = MIGRATIONS.len() + 1;
