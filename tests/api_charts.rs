@@ -198,6 +198,8 @@ fn a_chart_of_an_unknown_range_or_subscription_is_refused_with_what_to_ask_inste
     let empty = api.get("/api/v1/charts").expect(200).json();
     assert_eq!(empty["range"], "24h");
     assert_eq!(sum(&empty["points"], "attempts"), 0);
-    let anonymous = Api::anonymous(&home).get("/api/v1/charts");
-    assert_eq!(anonymous.status, 401);
+    for path in ["/api/v1/charts", "/api/v1/trends"] {
+        let anonymous = Api::anonymous(&home).get(path);
+        assert_eq!(anonymous.status, 401, "{path}: {}", anonymous.body);
+    }
 }

@@ -145,6 +145,9 @@ pub struct FailureGroup {
 pub const FAILURE_SCAN_LIMIT: usize = 20_000;
 /// Groups the overview shows.
 pub const FAILURE_GROUPS: usize = 20;
+/// Reasons one subscription may take of them, so a receiver failing in many ways does
+/// not push the others off the list.
+pub const FAILURE_REASONS_PER_SUBSCRIPTION: usize = 5;
 const DAY_MS: i64 = 24 * HOUR;
 
 #[derive(Default)]
@@ -320,7 +323,8 @@ impl Reader {
 
     /// Failed attempts of the last 24 h (the newest [`FAILURE_SCAN_LIMIT`] at most),
     /// grouped by subscription and reason, the group failing most recently first; at
-    /// most `limit` groups.
+    /// most `limit` groups, and at most [`FAILURE_REASONS_PER_SUBSCRIPTION`] of one
+    /// subscription.
     pub fn failure_groups(
         &self,
         now_ms: i64,
@@ -337,7 +341,11 @@ impl Reader {
              ORDER BY MAX(started_at) DESC LIMIT ?3",
         )?;
         let rows = stmt.query_map(
-            params![now_ms - DAY_MS, FAILURE_SCAN_LIMIT as i64, limit as i64],
+            params![
+                now_ms - DAY_MS,
+                FAILURE_SCAN_LIMIT as i64,
+                (limit * 10) as i64
+            ],
             |row| {
                 let subscription: Option<String> = row.get(0)?;
                 let status: Option<u16> = row.get(1)?;
@@ -352,7 +360,16 @@ impl Reader {
                 ))
             },
         )?;
-        let groups: Vec<_> = rows.collect::<Result<_, _>>()?;
+        let mut per_subscription: HashMap<String, usize> = HashMap::new();
+        let mut groups = Vec::new();
+        for row in rows {
+            let row = row?;
+            let taken = per_subscription.entry(row.0.clone()).or_default();
+            if *taken < FAILURE_REASONS_PER_SUBSCRIPTION && groups.len() < limit {
+                *taken += 1;
+                groups.push(row);
+            }
+        }
         let mut newest = self.conn.prepare_cached(
             "SELECT delivery_id FROM attempts
              WHERE subscription = ?1 AND started_at = ?2

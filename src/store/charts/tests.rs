@@ -426,3 +426,38 @@ fn attempts_are_recorded_even_when_the_charts_history_cannot_be_written() {
         .unwrap();
     assert_eq!(attempts, 1);
 }
+
+#[test]
+fn a_subscription_failing_in_many_ways_takes_at_most_five_groups() {
+    let store = TempStore::new();
+    let conn = store.conn();
+    let noisy = pending(&conn, 1, "noisy", NOW - HOUR);
+    let quiet = pending(&conn, 1, "quiet", NOW - HOUR);
+    let mut records = vec![attempt(
+        quiet[0],
+        "quiet",
+        NOW - 50 * MINUTE,
+        5,
+        Some(500),
+        NextStep::RetryAt(NOW),
+    )];
+    // Thirty reasons, all newer than quiet's one failure.
+    records.extend((0..30).map(|i| {
+        attempt(
+            noisy[0],
+            "noisy",
+            NOW - 40 * MINUTE + i * 1000,
+            5,
+            Some(400 + i as u16),
+            NextStep::RetryAt(NOW),
+        )
+    }));
+    record(&conn, &records).unwrap();
+    let groups = store.reader().failure_groups(NOW, 20).unwrap();
+    let noisy_groups = groups.iter().filter(|g| g.subscription == "noisy").count();
+    assert_eq!(noisy_groups, 5, "{groups:?}");
+    assert!(
+        groups.iter().any(|g| g.subscription == "quiet"),
+        "{groups:?}"
+    );
+}
