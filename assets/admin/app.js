@@ -140,8 +140,6 @@
 
   // ---------------------------------------------------------------- formatting
 
-  const pad = (n) => String(n).padStart(2, '0');
-
   // Local wall-clock time with its zone, e.g. 2026-11-22 11:00:03 UTC+01:00.
   function localTime(ms) {
     return look.stamp(ms);
