@@ -1,5 +1,6 @@
 //! Admin benchmark: seeds a store with 100,000 deliveries (20 subscriptions, 500
-//! conversations, about 119,000 attempts over the last six days), runs the release
+//! conversations, about 119,000 attempts over the last six days, and a year of the
+//! charts' per-minute and per-hour history), runs the release
 //! `posthorn` binary on it, and times every page's API call, the page's own files,
 //! /metrics and /healthz over HTTP on 127.0.0.1, as the admin page and a scraper make them.
 //! Prints the median, p95 and worst per route against the 100 ms target.
@@ -211,6 +212,7 @@ fn seed(db: &Path) -> anyhow::Result<i64> {
             )?;
         }
     }
+    seed_history(&tx, now)?;
     tx.commit()?;
     // The dead delivery of the newest events: three attempts to show.
     let sample = conn.query_row(
@@ -220,6 +222,42 @@ fn seed(db: &Path) -> anyhow::Result<i64> {
     )?;
     conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE); ANALYZE;")?;
     Ok(sample)
+}
+
+/// A year of the charts' history (store/rollup.rs), as a year of traffic leaves it for
+/// every subscription and their sum: an hour row for each of 365 days' hours, a minute
+/// row for each minute of the last two days, and a queue sample per minute and hour. The
+/// chart routes must read only their range's rows of it.
+fn seed_history(tx: &rusqlite::Transaction<'_>, now: i64) -> anyhow::Result<()> {
+    const MINUTE: i64 = 60_000;
+    const HOUR: i64 = 60 * MINUTE;
+    let mut row = tx.prepare(
+        "INSERT INTO delivery_rollups (span, subscription, start, attempts_ok, attempts_failed,
+                                       delivered, dead, latency_max_ms, latency)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )?;
+    let mut sample = tx.prepare(
+        "INSERT INTO queue_samples (span, start, depth, oldest_pending_age_ms)
+         VALUES (?1, ?2, ?3, ?4)",
+    )?;
+    // Latencies spread over the histogram's buckets (47 u32 counts).
+    let blob: Vec<u8> = (0..47u32)
+        .flat_map(|i| (if (10..30).contains(&i) { i } else { 0 }).to_le_bytes())
+        .collect();
+    let names: Vec<String> = std::iter::once(String::new())
+        .chain((0..SUBSCRIPTIONS).map(|s| format!("sub-{s:02}")))
+        .collect();
+    for (span, count) in [(HOUR, 365 * 24), (MINUTE, 2 * 24 * 60)] {
+        let newest = now.div_euclid(span) * span;
+        for i in 0..count {
+            let start = newest - i as i64 * span;
+            for name in &names {
+                row.execute(params![span, name, start, 40, 3, 38, 1, 900, blob])?;
+            }
+            sample.execute(params![span, start, (i % 50) as i64, 60_000 + i as i64])?;
+        }
+    }
+    Ok(())
 }
 
 struct Row {
@@ -296,6 +334,18 @@ fn measure(port: u16, rounds: usize, delivery: i64) -> anyhow::Result<Vec<Row>> 
             format!("/api/v1/deliveries?from={from}&event_type=report.generated"),
         ),
         ("one delivery", format!("/api/v1/deliveries/{delivery}")),
+        (
+            "charts 1h (a year of history)",
+            "/api/v1/charts?range=1h".to_string(),
+        ),
+        ("charts 24h", "/api/v1/charts?range=24h".to_string()),
+        ("charts 7d", "/api/v1/charts?range=7d".to_string()),
+        ("charts 30d", "/api/v1/charts?range=30d".to_string()),
+        (
+            "charts 30d, one subscription",
+            "/api/v1/charts?range=30d&subscription=sub-04".to_string(),
+        ),
+        ("trends (20 subscriptions)", "/api/v1/trends".to_string()),
         ("rejections", "/api/v1/rejections".to_string()),
         ("audit", "/api/v1/audit".to_string()),
         ("page: /admin/", "/admin/".to_string()),

@@ -383,12 +383,13 @@ fn status_and_deliveries_show_what_happened() {
     );
     assert!(out.stdout.contains("nothing pending"), "{out:#?}");
     let ok = out.row("ok ");
-    assert_eq!(ok[..3], ["ok", "enabled", "100.0%"], "{out:#?}");
-    assert_eq!(ok[4..6], ["0", "0"], "streak and pending: {out:#?}");
+    // Success per attempt, then per delivery.
+    assert_eq!(ok[..4], ["ok", "enabled", "100.0%", "100.0%"], "{out:#?}");
+    assert_eq!(ok[5..7], ["0", "0"], "streak and pending: {out:#?}");
     assert_eq!(ok.last().map(String::as_str), Some("200"), "{out:#?}");
     let flaky = out.row("flaky ");
-    assert_eq!(flaky[..3], ["flaky", "enabled", "0.0%"], "{out:#?}");
-    assert_eq!(flaky[4], "3", "three failed attempts in a row: {out:#?}");
+    assert_eq!(flaky[..4], ["flaky", "enabled", "0.0%", "0.0%"], "{out:#?}");
+    assert_eq!(flaky[5], "3", "three failed attempts in a row: {out:#?}");
     assert_eq!(flaky.last().map(String::as_str), Some("500"), "{out:#?}");
     assert_no_token(&out);
 

@@ -28,6 +28,8 @@
   // The hash whose view `main` shows: a re-render of it keeps the old view until the new
   // one is ready, so the page does not jump to the top.
   let shownHash = null;
+  // Charts, trends, grouped failures, zoned times and date entry (charts.js).
+  const look = window.posthornLook.init({ api, h, notice, link, when, table, cell });
 
   // ---------------------------------------------------------------- the API
 
@@ -146,13 +148,9 @@
 
   // ---------------------------------------------------------------- formatting
 
-  const pad = (n) => String(n).padStart(2, '0');
-
-  // Local wall-clock time, e.g. 2026-11-22 11:00:03.
+  // Local wall-clock time with its zone, e.g. 2026-11-22 11:00:03 UTC+01:00.
   function localTime(ms) {
-    const d = new Date(ms);
-    return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ` +
-      `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+    return look.stamp(ms);
   }
 
   function duration(ms) {
@@ -270,27 +268,15 @@
     return window.posthornIndentJson ? window.posthornIndentJson(text) : text;
   }
 
-  // <input type=datetime-local> speaks local time without a zone.
-  function toLocalInput(msValue) {
-    const d = new Date(msValue);
-    return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T` +
-      `${pad(d.getHours())}:${pad(d.getMinutes())}`;
-  }
-
-  function fromLocalInput(value) {
-    if (!value) return null;
-    const t = new Date(value).getTime();
-    return Number.isNaN(t) ? null : t;
-  }
-
   // ---------------------------------------------------------------- building blocks
 
   function table(test, head, rows, emptyText) {
     if (rows.length === 0) return notice(emptyText, 'info', `${test}-empty`);
-    return h('div', { class: 'table-wrap' },
-      h('table', { test },
-        h('thead', null, h('tr', null, head.map((name) => h('th', { scope: 'col', text: name })))),
-        h('tbody', null, rows)));
+    const node = h('table', { test },
+      h('thead', null, h('tr', null, head.map((name) => h('th', { scope: 'col', text: name })))),
+      h('tbody', null, rows));
+    look.labelCells(node, head);
+    return h('div', { class: 'table-wrap' }, node);
   }
 
   function cell(content, cls) {
@@ -458,8 +444,16 @@
         card('Oldest pending', o.oldest_pending_age_ms === null ? '—' : coarse(o.oldest_pending_age_ms),
           'waiting the longest', 'stat-oldest'),
         card('Subscriptions', count(o.subscriptions), 'in the config', 'stat-subscriptions', '',
-          '#/subscriptions')),
+          '#/subscriptions'),
+        card('Delivered in the end', percent(o.rates.delivery_success_rate),
+          `per delivery: of ${count(o.rates.deliveries_finished)} finished in 24 h`, 'stat-delivery-rate'),
+        card('Attempts OK', percent(o.rates.attempt_success_rate),
+          `per attempt: of ${count(o.rates.attempts)} in 24 h, retries included`, 'stat-attempt-rate')),
+      look.chartPanel(null),
       section('Recent failures',
+        h('p', { class: 'muted', text: 'Failed attempts of the last 24 hours, by subscription and reason.' }),
+        look.failureGroups(o.failure_groups)),
+      section('Newest failed attempts',
         table('recent-failures',
           ['When', 'Subscription', 'Event', 'Attempt', 'Status', 'Error', 'Took'],
           failures, 'No failed attempts.')),
@@ -486,7 +480,9 @@
         cell(link(`#/subscriptions/${encodeURIComponent(sub.name)}`, sub.name, 'subscription-link'), 'nowrap'),
         cell(scopeLines(sub), 'wrap'),
         cell(subscriptionBadges(sub), 'badges'),
-        cell(percent(health.success_rate), 'num'),
+        cell(h('span', { test: 'delivery-rate', text: percent(health.delivery_success_rate) }), 'num'),
+        cell(h('span', { test: 'attempt-rate', text: percent(health.success_rate) }), 'num'),
+        h('td', { class: 'trend', 'data-trend-for': sub.name }),
         cell(`${ms(health.latency_median_ms)} / ${ms(health.latency_p95_ms)}`, 'num nowrap'),
         cell(lastAttempt(health)),
         cell(h('span', { class: health.failing_streak ? 'bad-text' : '', text: String(health.failing_streak) }), 'num'),
@@ -494,12 +490,18 @@
     });
     return [
       h('h1', { text: 'Subscriptions' }),
-      h('p', { class: 'muted' }, 'Health over the last 24 hours. ',
+      h('p', { class: 'muted' }, 'Health over the last 24 hours. Delivered: deliveries that arrived in the end, of those finished. Attempts OK: answers that were 2xx, retries included. ',
         link('#/preview', 'Preview a draft subscription →', 'preview-draft-link')),
-      table('subscriptions',
-        ['Name', 'Scope', 'State', 'Success', 'Median / p95', 'Last attempt', 'Failing streak', 'Pending'],
-        rows, 'No subscriptions: add [[subscription]] blocks to the config.'),
+      trends(table('subscriptions',
+        ['Name', 'Scope', 'State', 'Delivered', 'Attempts OK', 'Last 24 h', 'Median / p95', 'Last attempt',
+          'Failing streak', 'Pending'],
+        rows, 'No subscriptions: add [[subscription]] blocks to the config.')),
     ];
+  }
+
+  function trends(node) {
+    look.fillTrends(node);
+    return node;
   }
 
   async function subscriptionView(seq, name) {
@@ -544,20 +546,23 @@
       }),
     }, sub.paused ? 'Resume' : 'Pause');
 
-    const sinceInput = h('input', {
-      type: 'datetime-local',
+    const sinceInput = look.timeInput({
+      name: 'since',
       test: 'retry-since',
-      'aria-label': 'Retry failed deliveries changed since',
-      value: toLocalInput(Date.now() - 24 * 3600 * 1000),
+      label: 'Retry failed deliveries changed since',
+      value: Date.now() - 24 * 3600 * 1000,
+      required: true,
     });
     const retryOut = h('div', { class: 'action-out' });
     const retryButton = h('button', {
       type: 'button',
       test: 'retry-failed',
       onclick: async () => {
-        const since = fromLocalInput(sinceInput.value);
-        if (since === null) {
-          retryOut.replaceChildren(errorBox(new Error('Pick a date and time to retry from.')));
+        let since;
+        try {
+          since = sinceInput.readTime();
+        } catch (err) {
+          retryOut.replaceChildren(errorBox(err));
           return;
         }
         if (!await confirmAction('Retry failed deliveries?',
@@ -617,7 +622,10 @@
       ], 'subscription-fields'),
       section('Health (last 24 h)',
         h('div', { class: 'cards', test: 'health' },
-          card('Success rate', percent(health.success_rate), `${count(health.attempts_counted)} attempts`, 'health-success'),
+          card('Delivered in the end', percent(health.delivery_success_rate),
+            `per delivery: of ${count(health.deliveries_finished)} finished`, 'health-delivery-rate'),
+          card('Attempts OK', percent(health.success_rate),
+            `per attempt: of ${count(health.attempts_counted)}, retries included`, 'health-success'),
           card('Latency median', ms(health.latency_median_ms), `p95 ${ms(health.latency_p95_ms)}`, 'health-latency'),
           card('Failing streak', String(health.failing_streak), 'failed attempts in a row', 'health-streak',
             health.failing_streak ? 'bad' : ''),
@@ -627,6 +635,7 @@
           ['Last attempt', lastAttempt(health), 'last-attempt'],
           health.last_error ? ['Last error', health.last_error, 'last-error'] : null,
         ])),
+      look.chartPanel(sub.name),
       section('Actions',
         h('div', { class: 'actions' },
           h('div', { class: 'action' },
@@ -701,12 +710,12 @@
     });
     const time = (name, test) => {
       const value = params[name];
-      let shown = '';
+      let shown = null;
       if (value) {
         const t = /^\d+$/.test(value) ? Number(value) : Date.parse(value);
-        if (!Number.isNaN(t)) shown = toLocalInput(t);
+        if (!Number.isNaN(t)) shown = t;
       }
-      return h('input', { type: 'datetime-local', name, test, value: shown });
+      return look.timeInput({ name, test, label: name === 'from' ? 'Created from' : 'Created before', value: shown });
     };
     const inputs = {
       subscription: subSelect,
@@ -717,7 +726,7 @@
       from: time('from', 'filter-from'),
       to: time('to', 'filter-to'),
     };
-    const label = (title, input) => h('label', { class: input.type === 'datetime-local' ? 'time' : null },
+    const label = (title, input) => h('label', { class: input.readTime ? 'time' : null },
       h('span', { text: title }), input);
     const form = h('form', {
       class: 'filters',
@@ -726,8 +735,14 @@
         event.preventDefault();
         const next = {};
         for (const [name, input] of Object.entries(inputs)) {
-          if (input.type === 'datetime-local') next[name] = fromLocalInput(input.value);
-          else next[name] = input.value.trim();
+          if (input.readTime) {
+            try {
+              next[name] = input.readTime();
+            } catch (err) {
+              input.reportValidity();
+              return;
+            }
+          } else next[name] = input.value.trim();
         }
         location.hash = `#/deliveries${query(next)}`;
       },
@@ -906,7 +921,7 @@
       emptyText: 'Nothing was rejected.',
       row: (r) => h('tr', { test: 'rejection-row' },
         cell(when(r.at)),
-        cell([h('code', { text: r.source }), r.line !== null && r.line !== undefined ? ` line ${r.line}` : ''], 'wrap-short'),
+        cell([look.path(r.source), r.line !== null && r.line !== undefined ? ` line ${r.line}` : ''], 'wrap-short'),
         cell(r.reason, 'wrap'),
         cell(r.snippet ? h('pre', { class: 'snippet', text: r.snippet }) : dash(), 'wide')),
     });

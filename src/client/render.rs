@@ -48,7 +48,8 @@ pub fn status(base: &str, overview: &Overview, subscriptions: &[Subscription]) -
     let mut table = Table::new(&[
         "SUBSCRIPTION",
         "STATE",
-        "SUCCESS 24H",
+        "ATTEMPTS OK 24H",
+        "DELIVERED 24H",
         "P95",
         "FAILING STREAK",
         "PENDING",
@@ -60,9 +61,8 @@ pub fn status(base: &str, overview: &Overview, subscriptions: &[Subscription]) -
         table.row(vec![
             sub.name.clone(),
             subscription_state(sub).to_string(),
-            h.success_rate
-                .map(|rate| format!("{:.1}%", rate * 100.0))
-                .unwrap_or_else(|| NONE.into()),
+            percent(h.success_rate),
+            percent(h.delivery_success_rate),
             h.latency_p95_ms
                 .map(|ms| format!("{ms}ms"))
                 .unwrap_or_else(|| NONE.into()),
@@ -81,6 +81,13 @@ pub fn status(base: &str, overview: &Overview, subscriptions: &[Subscription]) -
         }
     }
     out
+}
+
+/// A rate as the status table shows it: per attempt and per delivery stand side by side,
+/// so each is labelled by its column.
+fn percent(rate: Option<f64>) -> String {
+    rate.map(|rate| format!("{:.1}%", rate * 100.0))
+        .unwrap_or_else(|| NONE.into())
 }
 
 fn subscription_state(sub: &Subscription) -> &'static str {
@@ -369,6 +376,7 @@ mod tests {
         let health = Health {
             attempts_counted: 8,
             success_rate: Some(0.875),
+            delivery_success_rate: Some(1.0),
             latency_median_ms: Some(20),
             latency_p95_ms: Some(42),
             last_attempt_at: Some(1_795_341_600_000),
@@ -421,6 +429,7 @@ mod tests {
                 "north-crm",
                 "paused",
                 "87.5%",
+                "100.0%",
                 "42ms",
                 "2",
                 "1",
@@ -430,7 +439,10 @@ mod tests {
         );
         let idle = text.lines().find(|l| l.starts_with("idle")).unwrap();
         let words: Vec<&str> = idle.split_whitespace().collect();
-        assert_eq!(words, ["idle", "disabled", "-", "-", "0", "0", "-", "-"]);
+        assert_eq!(
+            words,
+            ["idle", "disabled", "-", "-", "-", "0", "0", "-", "-"]
+        );
         assert!(!text.contains("delivery:"), "{text}");
     }
 

@@ -6,6 +6,7 @@
 //! their own connections; WAL lets them run beside the writer.
 
 mod admin;
+mod charts;
 mod claim;
 mod due;
 mod faults;
@@ -17,6 +18,7 @@ mod line;
 mod prune;
 mod query;
 mod rename;
+mod rollup;
 mod room;
 mod schema;
 #[cfg(test)]
@@ -32,6 +34,9 @@ use anyhow::Context as _;
 use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
+pub use charts::{
+    ChartPoint, ChartRange, Charts, FailureGroup, QueuePoint, Rates, Trend, FAILURE_GROUPS,
+};
 pub use due::DueHints;
 pub use faults::{FailingCommits, Faults, StoreUnavailable};
 pub use find::{Found, StoredEvent, CONVERSATION_COUNT_CAP};
@@ -205,6 +210,8 @@ pub struct PruneReport {
     pub events: usize,
     pub payloads: usize,
     pub rejections: usize,
+    /// Rows of the charts' history past their time (`rollup.rs`).
+    pub rollups: usize,
     pub cursor: PruneCursor,
     /// A kind used its whole allowance or a sweep stopped short: more to do now.
     pub more: bool,

@@ -56,9 +56,15 @@ pub(super) fn prune(
     report.rejections = tx
         .prepare_cached(DELETE_OLD_REJECTIONS)?
         .execute(params![request.rejections_before_ms, limit as i64])?;
+    // The charts' history: sampled here (a step runs every `[retention] interval`) and
+    // kept as long as the longer of the two delivery periods.
+    super::rollup::sample_queue(tx, now_ms)?;
+    let hours_before = request.delivered_before_ms.min(request.failed_before_ms);
+    report.rollups = super::rollup::prune(tx, hours_before, now_ms, limit)?;
     // A sweep that stopped short of its boundary has more to look at; so does a kind that
     // used its whole allowance.
-    report.more = report.deliveries == limit
+    report.more = report.rollups >= limit
+        || report.deliveries == limit
         || report.rejections == limit
         || report.cursor.events_after_seq != 0
         || report.cursor.payloads_after_seq != 0;

@@ -119,6 +119,12 @@ pub struct SubscriptionHealth {
     /// Its endpoint's circuit breaker when not closed: `open` (held back) or `probing`.
     #[serde(default)]
     pub breaker: Option<String>,
+    /// Per delivery, beside `success_rate` per attempt: of its deliveries that ended in
+    /// about the last 24 h (`charts::Rates`), the share delivered.
+    #[serde(default)]
+    pub delivery_success_rate: Option<f64>,
+    #[serde(default)]
+    pub deliveries_finished: u64,
 }
 
 /// Which deliveries to list. Empty fields do not filter.
@@ -520,6 +526,9 @@ impl Reader {
             .iter()
             .map(|name| {
                 let mut health = self.health_of(name, now_ms)?;
+                let rates = self.rates(Some(name), now_ms)?;
+                health.delivery_success_rate = rates.delivery_success_rate;
+                health.deliveries_finished = rates.deliveries_finished;
                 health.paused = paused.contains(name);
                 if let Some((reason, since)) = state
                     .query_row(params![name], |row| Ok((row.get(0)?, row.get(1)?)))

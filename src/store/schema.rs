@@ -183,6 +183,35 @@ CREATE TABLE forgotten_conversations (
     r#"
 ALTER TABLE attempts ADD COLUMN shaping TEXT;
 "#,
+    // Charts (store/rollup.rs writes, store/charts.rs reads): attempt outcomes and a
+    // latency histogram per subscription and per minute and hour (subscription '' is the
+    // sum), and the queue sampled each minute, so no chart scans the attempts. A store
+    // from before this starts with an empty history: the attempts it holds are not
+    // backfilled (a histogram cannot be built in SQL, and a one-off scan of a year of
+    // attempts would hold the writer at start).
+    r#"
+CREATE TABLE delivery_rollups (
+    span            INTEGER NOT NULL,  -- bucket width in ms: 60000 or 3600000
+    subscription    TEXT NOT NULL,     -- '' for every subscription together
+    start           INTEGER NOT NULL,  -- unix ms, a multiple of span
+    attempts_ok     INTEGER NOT NULL,  -- 2xx answers
+    attempts_failed INTEGER NOT NULL,
+    delivered       INTEGER NOT NULL,  -- deliveries that ended delivered
+    dead            INTEGER NOT NULL,  -- deliveries that ended dead
+    latency_max_ms  INTEGER NOT NULL,
+    latency         BLOB NOT NULL,     -- u32 LE count per bucket of rollup::LATENCY_BOUNDS
+    PRIMARY KEY (span, subscription, start)
+) WITHOUT ROWID;
+-- Retention deletes the oldest rows of a span.
+CREATE INDEX delivery_rollups_age ON delivery_rollups (span, start);
+CREATE TABLE queue_samples (
+    span                  INTEGER NOT NULL,
+    start                 INTEGER NOT NULL,
+    depth                 INTEGER NOT NULL,  -- the most pending deliveries sampled
+    oldest_pending_age_ms INTEGER,           -- the longest wait sampled
+    PRIMARY KEY (span, start)
+) WITHOUT ROWID;
+"#,
 ];
 
 /// Brings the database up to the newest schema. Refuses a database written by a newer
@@ -336,6 +365,37 @@ mod tests {
             "{indexes:?}"
         );
         assert!(!indexes.iter().any(|i| i == "events_type"), "{indexes:?}");
+    }
+
+    #[test]
+    fn a_store_from_before_the_charts_gets_an_empty_history_and_keeps_its_attempts() {
+        let charts = MIGRATIONS
+            .iter()
+            .position(|sql| sql.contains("CREATE TABLE delivery_rollups"))
+            .unwrap();
+        let mut conn = Connection::open_in_memory().unwrap();
+        for sql in &MIGRATIONS[..charts] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", charts).unwrap();
+        conn.execute_batch(
+            "INSERT INTO events (id, type, received_at, source, body)
+                 VALUES ('evt_old', 'report.generated', 1, 'spool:x', '{}');
+             INSERT INTO deliveries (event_seq, event_id, subscription, state, created_at,
+                                     updated_at)
+                 VALUES (1, 'evt_old', 'crm', 'delivered', 1, 1);
+             INSERT INTO attempts (delivery_id, attempt, started_at, duration_ms, status,
+                                   subscription)
+                 VALUES (1, 1, 2, 3, 200, 'crm');",
+        )
+        .unwrap();
+
+        migrate(&mut conn).unwrap();
+
+        let count = |sql: &str| -> i64 { conn.query_row(sql, [], |row| row.get(0)).unwrap() };
+        assert_eq!(count("SELECT count(*) FROM delivery_rollups"), 0);
+        assert_eq!(count("SELECT count(*) FROM queue_samples"), 0);
+        assert_eq!(count("SELECT count(*) FROM attempts"), 1);
     }
 
     #[test]

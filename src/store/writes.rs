@@ -133,6 +133,7 @@ pub(super) fn record(tx: &Connection, records: &[AttemptRecord]) -> rusqlite::Re
         ])?;
         updated.push(changed > 0);
     }
+    super::rollup::add_attempts_apart(tx, records, &updated);
     Ok(updated)
 }
 

@@ -8,6 +8,7 @@
 //! `assets/openapi.json` to each other.
 
 mod act;
+mod charts;
 mod find;
 mod forget;
 mod params;
@@ -56,6 +57,8 @@ routes! {
     get "/api/v1/search" => find::search,
     get "/api/v1/subscriptions/{name}/preview" => find::subscription_preview,
     post "/api/v1/preview" => find::draft_preview,
+    get "/api/v1/charts" => charts::charts,
+    get "/api/v1/trends" => charts::trends,
     post "/api/v1/subscriptions/{name}/test" => act::test,
     post "/api/v1/subscriptions/{name}/pause" => act::pause,
     post "/api/v1/subscriptions/{name}/resume" => act::resume,

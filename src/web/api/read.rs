@@ -13,7 +13,9 @@ use super::{read_store, unknown_subscription};
 use crate::config::Subscription;
 use crate::config::{OnDead, Ordering};
 use crate::snippets::{self, Snippets};
-use crate::store::{now_ms, DeliveryDetail, DeliveryFilter, LineView, Overview};
+use crate::store::{
+    now_ms, DeliveryDetail, DeliveryFilter, FailureGroup, LineView, Overview, Rates, FAILURE_GROUPS,
+};
 use crate::web::auth::Operator;
 use crate::web::{ApiError, AppState};
 
@@ -28,6 +30,10 @@ struct OverviewBody {
     subscriptions: usize,
     /// Whether delivery runs (the global switch).
     delivery: super::switch::SwitchView,
+    /// Failed attempts of the last 24 h by subscription and reason (`store/charts.rs`).
+    failure_groups: Vec<FailureGroup>,
+    /// Success per attempt and per delivery over about the last 24 h.
+    rates: Rates,
 }
 
 pub(super) async fn overview(
@@ -35,11 +41,21 @@ pub(super) async fn overview(
     _operator: Operator,
 ) -> Result<HttpResponse, ApiError> {
     let subscriptions = state.live.load().subscriptions.len();
-    let overview = read_store(&state, |r| r.overview(now_ms(), RECENT_FAILURES)).await?;
+    let (overview, failure_groups, rates) = read_store(&state, |r| {
+        let now = now_ms();
+        Ok((
+            r.overview(now, RECENT_FAILURES)?,
+            r.failure_groups(now, FAILURE_GROUPS)?,
+            r.rates(None, now)?,
+        ))
+    })
+    .await?;
     Ok(HttpResponse::Ok().json(OverviewBody {
         overview,
         subscriptions,
         delivery: super::switch::view(&state),
+        failure_groups,
+        rates,
     }))
 }
 
