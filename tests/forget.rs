@@ -117,14 +117,14 @@ fn forget_blanks_the_conversation_everywhere_including_the_raw_files_and_keeps_t
     home.drop_json("f1.json", &event("evt_f1", "c-forget", &long));
     home.drop_json("f2.json", &event("evt_f2", "c-forget", MARKER));
     home.drop_json("k1.json", &event("evt_k1", "c-keep", KEEPER));
-    // Not an event (no type): rejected, its snippet quoting the conversation. It comes
-    // after the file's first KiB, which the spool keeps to recognise the file (a known
-    // limit of forgetting, documented in the README).
+    // Not an event (no type): rejected, its snippet quoting the conversation. It is the
+    // file's first line, inside the first KiB the spool recognises the file by: the store
+    // keeps only a fingerprint of those bytes, so the scan must not find it there either.
     let filler = format!("{}\n", event("evt_k2", "c-keep", &"k".repeat(1100)));
     home.append(
         "bad.ndjson",
         format!(
-            "{filler}{{\"id\":\"evt_bad\",\"conversation_id\":\"c-forget\",\"data\":\"{MARKER}\"}}\n"
+            "{{\"id\":\"evt_bad\",\"conversation_id\":\"c-forget\",\"data\":\"{MARKER}\"}}\n{filler}"
         )
         .as_bytes(),
     );

@@ -12,7 +12,7 @@ use time::OffsetDateTime;
 use super::dir::Entry;
 use super::Spool;
 use crate::event::{self, Invalid};
-use crate::store::{IngestBatch, Rejection, SpoolPosition};
+use crate::store::{spool_head, IngestBatch, Rejection, SpoolPosition};
 
 /// How much of a tailed file's start is kept with its position, to tell the same file
 /// from a new one that got its inode, or one rewritten past the old position.
@@ -71,7 +71,9 @@ impl Spool {
         if position.offset > 0 {
             let restart = if opened.size < position.offset {
                 Some("spool file shrank (truncated)")
-            } else if read_head(&mut file, position.head.len())? != position.head {
+            } else if spool_head::print(&read_head(&mut file, spool_head::covered(&position.head))?)
+                != position.head
+            {
                 // An inode reused by a new file, or a file truncated and refilled past
                 // the old position between two looks: the size alone cannot tell.
                 Some("spool file was replaced or rewritten (its first bytes changed)")
@@ -185,8 +187,8 @@ impl Spool {
                 }
             };
             let head_len = HEAD_BYTES.min(next.offset as usize);
-            if next.head.len() < head_len {
-                next.head = read_head(&mut file, head_len)?;
+            if spool_head::covered(&next.head) < head_len {
+                next.head = spool_head::print(&read_head(&mut file, head_len)?);
             }
             batch.position = Some(next.clone());
             if !self.commit(batch)? {

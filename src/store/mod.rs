@@ -21,6 +21,7 @@ mod rename;
 mod rollup;
 mod room;
 mod schema;
+pub mod spool_head;
 #[cfg(test)]
 pub(crate) mod test_support;
 mod writer;
@@ -86,7 +87,8 @@ pub struct SpoolPosition {
     pub path: String,
     pub offset: u64,
     pub line: u64,
-    /// The file's first bytes (up to 1 KiB, never past `offset`), to recognise it.
+    /// A fingerprint of the file's first bytes (up to 1 KiB, never past `offset`), to
+    /// recognise it: see `spool_head`.
     pub head: Vec<u8>,
 }
 
@@ -484,6 +486,9 @@ fn open_writer_connection(path: &Path) -> anyhow::Result<Connection> {
     // call): a full re-parse on the writer's hottest path.
     conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
     schema::migrate(&mut conn)?;
+    let tx = conn.transaction()?;
+    spool_head::convert_raw_heads(&tx)?;
+    tx.commit()?;
     Ok(conn)
 }
 
