@@ -11,6 +11,7 @@
 //! shared out in turn, so a busy subscription cannot starve the others, and a slow or
 //! failing endpoint occupies at most its own cap.
 
+mod batch;
 mod rate;
 
 use std::collections::{HashMap, HashSet};
@@ -38,9 +39,10 @@ const MAX_CLAIMS_PER_DISPATCH: usize = 8;
 /// `due_at` of a subscription with nothing waiting: only a hint or an outcome wakes it.
 const NEVER: i64 = i64::MAX;
 /// Longest an outcome waits for company before it is written: outcomes that finish close
-/// together share one commit (and one fsync) with each other or with the next claim. A
-/// crash in that window only means the attempt is made again (at least once).
-const RECORD_DELAY: Duration = Duration::from_millis(10);
+/// together share one commit (and one fsync) with each other or with a claim that needs
+/// them. A crash in that window only means the attempt is made again (at least once).
+/// Nothing waits on it: the next attempt is claimed without it (see `batch`).
+const RECORD_DELAY: Duration = Duration::from_millis(25);
 /// Outcomes written at once, whatever their age.
 const RECORD_BATCH: usize = 256;
 
@@ -154,6 +156,14 @@ impl Scheduler {
                 Some(since) => wake_at = wake_at.min(since + RECORD_DELAY),
                 None => {}
             }
+        }
+    }
+
+    /// Outcomes the next claim depends on go with it, sharing its commit; the rest wait
+    /// for company (see `batch::claim_needs`).
+    fn flush_records_before_claim(&mut self) {
+        if batch::claim_needs(&self.unrecorded, self.ordered.as_ref()) {
+            self.flush_records();
         }
     }
 
@@ -320,19 +330,19 @@ impl Scheduler {
                 return Instant::now();
             }
             let now_ms = crate::store::now_ms();
-            let free = config.workers.saturating_sub(self.in_flight);
-            if free == 0 {
+            // A rate limit counts an attempt as started when it is handed out: while one
+            // has work due, nothing waits in the queue, so that it starts at once.
+            let queue = !self.rate_limited_due(&subscriptions, now_ms);
+            let Some(free) = batch::claim_room(config.workers, self.in_flight, queue) else {
                 break;
-            }
+            };
             let (order, requests, endpoint_budgets) = self.share_out(&subscriptions, free, now_ms);
             if requests.is_empty() {
                 break;
             }
             let asked: Vec<String> = requests.iter().map(|r| r.subscription.clone()).collect();
             let lease_until = now_ms + lease.as_millis() as i64;
-            // Outcomes first: they share the claim's commit, and an ordered conversation's
-            // next event is claimable only once its predecessor's outcome is written.
-            self.flush_records();
+            self.flush_records_before_claim();
             let result = match self.store.claim_within(
                 requests,
                 free,
@@ -448,6 +458,13 @@ impl Scheduler {
             });
         }
         (order, requests, budgets)
+    }
+
+    /// Whether a subscription with a rate limit has work due at `now_ms`.
+    fn rate_limited_due(&self, subscriptions: &[&Arc<Subscription>], now_ms: i64) -> bool {
+        subscriptions.iter().any(|s| {
+            s.pacing.rate_limit.is_some() && self.due_at.get(&s.name).is_none_or(|&at| at <= now_ms)
+        })
     }
 
     /// When to go round again: the earliest future due time. A subscription due now but

@@ -481,6 +481,12 @@ fn open_writer_connection(path: &Path) -> anyhow::Result<Connection> {
     // SQLite reuses a WAL file rather than shrinking it; cap what a burst leaves behind,
     // so the files on disk settle once retention keeps the data steady.
     conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)?;
+    // Each writer command runs in a savepoint, and a savepoint keeps the pages it changes
+    // in a statement journal, a temporary file by default: per commit one file created,
+    // written page by page, and deleted, as many page writes as the WAL itself took. In
+    // memory it costs a copy. It exists only to undo a failed command; recovery after a
+    // crash never reads it.
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
     // Plan each statement once. Otherwise SQLite re-plans a statement whenever a bound
     // value its planner looked at changes (the claim's `LIMIT ?` does on nearly every
     // call): a full re-parse on the writer's hottest path.

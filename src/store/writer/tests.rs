@@ -603,3 +603,17 @@ fn an_attempt_on_a_delivery_cancelled_meanwhile_is_counted_but_not_as_finished()
     );
     assert_eq!(row(&conn, id).0, "cancelled");
 }
+
+/// Every writer command runs in a savepoint; with statement journals in temporary files,
+/// each commit created, wrote page by page and deleted one (as many page writes as the WAL
+/// took, on the writer's hottest path).
+#[test]
+fn savepoint_journals_of_the_writer_stay_in_memory() {
+    let store = TempStore::new();
+    let conn = store.conn();
+    let temp_store: i64 = conn
+        .query_row("PRAGMA temp_store", [], |row| row.get(0))
+        .unwrap();
+    // 2 is MEMORY (0 DEFAULT, 1 FILE).
+    assert_eq!(temp_store, 2);
+}
