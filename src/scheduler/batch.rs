@@ -70,6 +70,7 @@ mod tests {
             error: None,
             response_snippet: None,
             next,
+            shaping: None,
         }
     }
 
