@@ -358,6 +358,11 @@ fn a_replay_to_a_subscription_whose_filter_refuses_the_event_is_refused() {
         );
     }
     receiver.wait_for_count(3, LONG);
+    // Outcomes are written a moment after the receiver answers; until then a replay is
+    // refused as "being sent right now".
+    common::wait_for("the three deliveries recorded", LONG, || {
+        home.count("SELECT count(*) FROM deliveries WHERE state = 'delivered'") == 3
+    });
     let replay = |event: &str| {
         api.post(
             "/api/v1/subscriptions/nl/replay",
