@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Installs what the tests run besides cargo, where missing: the Python package the interop
-# tests verify signatures with, Go for the Go verification snippet, and Debian's Chromium
-# and ChromeDriver for the browser test of the admin page. python3 and node come with the
-# machine. Uses apt-get (as root, or through sudo) and pip; safe to run again.
+# Installs what the tests run besides cargo, where missing: the Python packages the
+# interop tests verify signatures with, Go for the Go verification snippet, the openssl
+# CLI that makes the TLS tests' certificates, and Debian's Chromium and ChromeDriver for
+# the browser tests of the admin page. python3 and node come with the machine. Uses
+# apt-get (as root, or through sudo) and pip; safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,6 +11,7 @@ python3 -m pip install --quiet -r tests/requirements.txt
 
 packages=()
 command -v go >/dev/null || packages+=(golang-go)
+command -v openssl >/dev/null || packages+=(openssl)
 command -v chromium >/dev/null || packages+=(chromium)
 command -v chromedriver >/dev/null || packages+=(chromium-driver)
 if [ "${#packages[@]}" -gt 0 ]; then
