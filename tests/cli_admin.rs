@@ -6,105 +6,12 @@
 
 mod common;
 
-use std::io::Write as _;
-use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::cli::{run, Output};
 use common::{hook, spool_event, wait_for, Answer, Home, Receiver, Serve};
 
 const TOKEN: &str = "cli-admin-token-5b0e7d1c9a";
-
-/// What one command did.
-#[derive(Debug)]
-struct Output {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl Output {
-    /// Panics unless the command exited with `code`, showing what it printed.
-    fn expect(self, code: i32) -> Output {
-        assert_eq!(self.code, Some(code), "expected exit {code}, got {self:#?}");
-        self
-    }
-
-    fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|err| panic!("stdout is not JSON ({err}): {self:#?}"))
-    }
-
-    /// The stdout line that starts with `start` (a table row), split into its cells.
-    fn row(&self, start: &str) -> Vec<String> {
-        let line = self
-            .stdout
-            .lines()
-            .find(|l| l.starts_with(start))
-            .unwrap_or_else(|| panic!("no line starting with {start:?} in {self:#?}"));
-        line.split("  ")
-            .map(str::trim)
-            .filter(|cell| !cell.is_empty())
-            .map(str::to_string)
-            .collect()
-    }
-}
-
-/// Runs `posthorn ARGS` with `envs` and `stdin`, in an environment of its own (no
-/// POSTHORN_CONFIG, no POSTHORN_API_TOKEN, a home without a config file), killed after
-/// 60 s so a command that hangs fails the test.
-fn run(home: &Path, args: &[&str], envs: &[(&str, &str)], stdin: Option<&str>) -> Output {
-    let mut command = Command::new(common::binary());
-    command
-        .args(args)
-        .env_remove("POSTHORN_CONFIG")
-        .env_remove("POSTHORN_API_TOKEN")
-        .env("HOME", home)
-        .env("XDG_CONFIG_HOME", home.join("xdg-config"))
-        .envs(envs.iter().copied())
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = command.spawn().expect("run posthorn");
-    if let Some(text) = stdin {
-        let mut pipe = child.stdin.take().expect("stdin is piped");
-        pipe.write_all(text.as_bytes()).expect("write stdin");
-    }
-    // Read the pipes on threads so a chatty command cannot block on a full pipe.
-    let stdout = read_pipe(child.stdout.take());
-    let stderr = read_pipe(child.stderr.take());
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("posthorn {args:?} was still running after 60 s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    Output {
-        code: status.code(),
-        stdout: stdout.join().unwrap_or_default(),
-        stderr: stderr.join().unwrap_or_default(),
-    }
-}
-
-fn read_pipe(pipe: Option<impl std::io::Read + Send + 'static>) -> std::thread::JoinHandle<String> {
-    std::thread::spawn(move || {
-        let mut text = String::new();
-        if let Some(mut pipe) = pipe {
-            let _ = pipe.read_to_string(&mut text);
-        }
-        text
-    })
-}
 
 /// `posthorn ARGS --config <home>/config.toml`.
 fn admin(home: &Home, args: &[&str]) -> Output {
@@ -112,10 +19,7 @@ fn admin(home: &Home, args: &[&str]) -> Output {
 }
 
 fn admin_with(home: &Home, args: &[&str], envs: &[(&str, &str)]) -> Output {
-    let config = home.config_path();
-    let mut all = args.to_vec();
-    all.extend(["--config", config.to_str().expect("a UTF-8 temp path")]);
-    run(home.path(), &all, envs, None)
+    common::cli::with_config(home, args, envs)
 }
 
 /// A config with the API token and `subscriptions`.
@@ -159,7 +63,7 @@ fn hash_password_from_a_pipe_prints_a_hash_that_verifies() {
         home.path(),
         &["hash-password"],
         &[],
-        Some(&format!("{password}\n")),
+        Some(format!("{password}\n").as_bytes()),
     )
     .expect(0);
     let hash = out.stdout.trim();
@@ -183,7 +87,7 @@ fn hash_password_from_a_pipe_prints_a_hash_that_verifies() {
         home.path(),
         &["hash-password"],
         &[],
-        Some(&format!("{spaced}\r\nsecond line\n")),
+        Some(format!("{spaced}\r\nsecond line\n").as_bytes()),
     )
     .expect(0);
     assert!(
@@ -214,7 +118,7 @@ fn hash_password_refuses_a_short_or_missing_password() {
         home.path(),
         &["hash-password"],
         &[],
-        Some(&format!("{short}\n")),
+        Some(format!("{short}\n").as_bytes()),
     )
     .expect(2);
     assert_eq!(out.stdout, "", "{out:#?}");
@@ -224,7 +128,7 @@ fn hash_password_refuses_a_short_or_missing_password() {
         "{out:#?}"
     );
     assert!(!out.stderr.contains(&short), "{out:#?}");
-    let out = run(home.path(), &["hash-password"], &[], Some("")).expect(2);
+    let out = run(home.path(), &["hash-password"], &[], Some(b"")).expect(2);
     assert!(out.stderr.contains("0 characters"), "{out:#?}");
 }
 

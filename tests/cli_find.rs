@@ -6,85 +6,31 @@
 mod common;
 mod find_fixture;
 
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-
+use common::cli::Output;
 use find_fixture::{Fixture, ODD_ID};
 
-#[derive(Debug)]
-struct Output {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl Output {
-    fn expect(self, code: i32) -> Output {
-        assert_eq!(self.code, Some(code), "expected exit {code}, got {self:#?}");
-        self
-    }
-
-    fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|err| panic!("stdout is not JSON ({err}): {self:#?}"))
-    }
-
-    /// The subscriptions named in the rows of the delivery table printed.
-    fn table_subscriptions(&self) -> Vec<String> {
-        let mut names: Vec<String> = ["crm", "wiki", "bot"]
-            .iter()
-            .filter(|name| {
-                self.stdout.lines().any(|line| {
-                    line.split_whitespace().any(|cell| cell == **name)
-                        && line
-                            .split_whitespace()
-                            .next()
-                            .is_some_and(|id| id.parse::<i64>().is_ok_and(|id| id > 0 && id < 1000))
-                })
+/// The subscriptions named in the rows of the delivery table `out` printed.
+fn table_subscriptions(out: &Output) -> Vec<String> {
+    let mut names: Vec<String> = ["crm", "wiki", "bot"]
+        .iter()
+        .filter(|name| {
+            out.stdout.lines().any(|line| {
+                line.split_whitespace().any(|cell| cell == **name)
+                    && line
+                        .split_whitespace()
+                        .next()
+                        .is_some_and(|id| id.parse::<i64>().is_ok_and(|id| id > 0 && id < 1000))
             })
-            .map(|name| name.to_string())
-            .collect();
-        names.sort();
-        names
-    }
+        })
+        .map(|name| name.to_string())
+        .collect();
+    names.sort();
+    names
 }
 
-/// `posthorn ARGS --config <home>/config.toml`, in an environment of its own, killed
-/// after 60 s so a hanging command fails the test. stdout and stderr go to files, so a
-/// full pipe cannot block it.
+/// `posthorn ARGS --config <home>/config.toml`, as `common::cli` runs commands.
 fn posthorn(fx: &Fixture, args: &[&str]) -> Output {
-    let home = fx.home.path();
-    let config = fx.home.config_path();
-    let (out_path, err_path) = (home.join("cli.out"), home.join("cli.err"));
-    let mut child = Command::new(common::binary())
-        .args(args)
-        .arg("--config")
-        .arg(&config)
-        .env_remove("POSTHORN_CONFIG")
-        .env_remove("POSTHORN_API_TOKEN")
-        .env("HOME", home)
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&out_path).expect("stdout file"))
-        .stderr(std::fs::File::create(&err_path).expect("stderr file"))
-        .spawn()
-        .expect("run posthorn");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("posthorn {args:?} was still running after 60 s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    Output {
-        code: status.code(),
-        stdout: std::fs::read_to_string(&out_path).unwrap_or_default(),
-        stderr: std::fs::read_to_string(&err_path).unwrap_or_default(),
-    }
+    common::cli::with_config(&fx.home, args, &[])
 }
 
 #[test]
@@ -96,7 +42,7 @@ fn deliveries_show_takes_an_event_id_and_says_what_was_not_found() {
         shown.stdout.starts_with("event evt_2 (conversation.ended)"),
         "{shown:#?}"
     );
-    assert_eq!(shown.table_subscriptions(), ["crm", "wiki"], "{shown:#?}");
+    assert_eq!(table_subscriptions(&shown), ["crm", "wiki"], "{shown:#?}");
     assert!(shown.stdout.contains(&fx.spool_source()), "{shown:#?}");
 
     // A delivery id still shows that delivery.
@@ -115,7 +61,7 @@ fn deliveries_show_takes_an_event_id_and_says_what_was_not_found() {
         shown.stdout.starts_with("event 9999 (report.generated)"),
         "{shown:#?}"
     );
-    assert_eq!(shown.table_subscriptions(), ["bot"], "{shown:#?}");
+    assert_eq!(table_subscriptions(&shown), ["bot"], "{shown:#?}");
 
     // URL punctuation in an event id reaches the API as one path segment.
     let shown = posthorn(&fx, &["deliveries", "show", ODD_ID, "--json"]).expect(0);
@@ -142,7 +88,7 @@ fn deliveries_list_filters_by_event() {
     let fx = find_fixture::start();
 
     let listed = posthorn(&fx, &["deliveries", "list", "--event", "evt_2"]).expect(0);
-    assert_eq!(listed.table_subscriptions(), ["crm", "wiki"], "{listed:#?}");
+    assert_eq!(table_subscriptions(&listed), ["crm", "wiki"], "{listed:#?}");
     let listed = posthorn(&fx, &["deliveries", "list", "--event", "evt_2", "--json"]).expect(0);
     let items = listed.json()["items"]
         .as_array()
@@ -184,7 +130,7 @@ fn events_show_prints_the_event_as_received_and_its_deliveries() {
         "{shown:#?}"
     );
     assert!(text.contains("deliveries (1)"), "{shown:#?}");
-    assert_eq!(shown.table_subscriptions(), ["crm"], "{shown:#?}");
+    assert_eq!(table_subscriptions(&shown), ["crm"], "{shown:#?}");
     // The body, indented, with every value as the producer wrote it.
     for exact in [
         "\"score\": 1.0000000000000001",

@@ -5,89 +5,16 @@
 
 mod common;
 
-use std::io::Write as _;
-use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::cli::{run, Output};
 use common::{hook, spool_event, wait_for, Home, Receiver, Serve, SECRET};
 
 const TOKEN: &str = "cli-shell-token-8f3a1c6e2d";
 
-#[derive(Debug)]
-struct Output {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl Output {
-    fn expect(self, code: i32) -> Output {
-        assert_eq!(self.code, Some(code), "expected exit {code}, got {self:#?}");
-        self
-    }
-
-    fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|err| panic!("stdout is not JSON ({err}): {self:#?}"))
-    }
-}
-
-/// Runs `posthorn ARGS` with no environment config and `stdin`, killed after 60 s.
-fn run(home: &Path, args: &[&str], envs: &[(&str, &str)], stdin: Option<&[u8]>) -> Output {
-    let mut child = Command::new(common::binary())
-        .args(args)
-        .env_remove("POSTHORN_CONFIG")
-        .env_remove("POSTHORN_API_TOKEN")
-        .env("HOME", home)
-        .env("XDG_CONFIG_HOME", home.join("xdg-config"))
-        .envs(envs.iter().copied())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run posthorn");
-    let mut pipe = child.stdin.take().expect("stdin is piped");
-    if let Some(bytes) = stdin {
-        pipe.write_all(bytes).expect("write stdin");
-    }
-    drop(pipe);
-    let (mut out, mut err) = (child.stdout.take(), child.stderr.take());
-    let stdout = std::thread::spawn(move || read_all(out.as_mut()));
-    let stderr = std::thread::spawn(move || read_all(err.as_mut()));
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("posthorn {args:?} was still running after 60 s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    Output {
-        code: status.code(),
-        stdout: stdout.join().unwrap_or_default(),
-        stderr: stderr.join().unwrap_or_default(),
-    }
-}
-
-fn read_all(pipe: Option<&mut impl std::io::Read>) -> String {
-    let mut text = String::new();
-    if let Some(pipe) = pipe {
-        let _ = pipe.read_to_string(&mut text);
-    }
-    text
-}
-
 /// `posthorn ARGS --config <home>/config.toml`.
 fn admin(home: &Home, args: &[&str]) -> Output {
-    let config = home.config_path();
-    let mut all = args.to_vec();
-    all.extend(["--config", config.to_str().expect("a UTF-8 temp path")]);
-    run(home.path(), &all, &[], None)
+    common::cli::with_config(home, args, &[])
 }
 
 fn write_config(home: &Home, subscriptions: &str) {

@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each test file uses a different part of this
 
 pub mod admin;
+pub mod cli;
 mod http;
 mod store_size;
 
