@@ -64,30 +64,9 @@ fn check_event(event: &Event, data: Option<&str>) {
 /// whitespace outside strings, and reads as the same JSON.
 fn check_indent(body: &str) {
     let indented = crate::indent::indent(body);
-    let squeeze = |text: &str| -> String {
-        let mut kept = String::with_capacity(text.len());
-        let (mut in_string, mut escaped) = (false, false);
-        for c in text.chars() {
-            if in_string {
-                kept.push(c);
-                match c {
-                    _ if escaped => escaped = false,
-                    '\\' => escaped = true,
-                    '"' => in_string = false,
-                    _ => {}
-                }
-            } else if c == '"' {
-                in_string = true;
-                kept.push(c);
-            } else if !c.is_whitespace() {
-                kept.push(c);
-            }
-        }
-        kept
-    };
     assert_eq!(
-        squeeze(&indented),
-        squeeze(body),
+        crate::indent::squeezed(&indented),
+        crate::indent::squeezed(body),
         "indenting changed more than whitespace"
     );
     let (a, b) = (
