@@ -2,6 +2,7 @@ use std::collections::HashSet;
 
 use rusqlite::params;
 
+use super::health::{nearest_rank, QUEUE_SQL};
 use super::*;
 use crate::store::test_support::{attempt, delivery, event, plan, TempStore};
 
