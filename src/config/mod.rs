@@ -6,12 +6,12 @@
 pub mod advice;
 mod auth;
 pub mod draft;
-mod ed25519;
 mod egress;
 pub mod exposure;
 mod format;
 mod http;
 mod inlet;
+mod keys;
 mod pacing;
 mod rename;
 mod shaping;

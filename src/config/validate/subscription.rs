@@ -2,6 +2,7 @@
 //! transport, format and shaping, each problem located at its key.
 
 use super::*;
+use crate::sign::Ed25519Key;
 
 #[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -297,28 +298,12 @@ impl Validator<'_> {
         };
         let parts: Vec<&str> = secret.split_whitespace().collect();
         match kind {
-            SignatureKind::Ed25519 => self.ed25519_keys(&parts, span, label),
-            SignatureKind::Standard => {
-                let mut keys = Vec::new();
-                for (i, part) in parts.iter().enumerate() {
-                    match SigningKey::from_whsec(part) {
-                        Ok(key) => keys.push(key),
-                        Err(err) => {
-                            let which = if parts.len() > 1 {
-                                format!(" (secret {} of {})", i + 1, parts.len())
-                            } else {
-                                String::new()
-                            };
-                            self.problem(span.clone(), format!("{label}: the secret{which} is not usable with signature = \"standard\": {err}"));
-                        }
-                    }
-                }
-                if parts.is_empty() {
-                    self.problem(span, format!("{label}: the secret is empty"));
-                }
-                (!keys.is_empty() && keys.len() == parts.len())
-                    .then_some(Signing::Standard { keys })
-            }
+            SignatureKind::Ed25519 => self
+                .key_list(&parts, span, label, "ed25519", Ed25519Key::from_whsk)
+                .map(|keys| Signing::Ed25519 { keys }),
+            SignatureKind::Standard => self
+                .key_list(&parts, span, label, "standard", SigningKey::from_whsec)
+                .map(|keys| Signing::Standard { keys }),
             SignatureKind::Hex => {
                 // One secret, taken whole: the hex recipe has no rotation, so spaces are
                 // part of the secret rather than separators.

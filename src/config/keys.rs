@@ -1,26 +1,30 @@
-//! `signature = "ed25519"`: the subscription's secret is one or more `whsk_` private keys
-//! (space separated during rotation), each checked here with a located error.
+//! The secret of `signature = "standard"` or `"ed25519"`: one or more keys, space
+//! separated during rotation (`whsec_` secrets or `whsk_` private keys), each checked
+//! here with a located error.
 
+use std::fmt::Display;
 use std::ops::Range;
 
 use super::validate::Validator;
-use super::Signing;
-use crate::sign::Ed25519Key;
 
 impl Validator<'_> {
-    pub(super) fn ed25519_keys(
+    /// The keys of `parts`, each parsed by `parse`; an empty secret or an unusable key
+    /// is a problem located at `span`, naming which key of a rotation and `signature`.
+    pub(super) fn key_list<K, E: Display>(
         &mut self,
         parts: &[&str],
         span: Range<usize>,
         label: &str,
-    ) -> Option<Signing> {
+        signature: &str,
+        parse: impl Fn(&str) -> Result<K, E>,
+    ) -> Option<Vec<K>> {
         if parts.is_empty() {
             self.problem(span, format!("{label}: the secret is empty"));
             return None;
         }
         let mut keys = Vec::new();
         for (i, part) in parts.iter().enumerate() {
-            match Ed25519Key::from_whsk(part) {
+            match parse(part) {
                 Ok(key) => keys.push(key),
                 Err(err) => {
                     let which = if parts.len() > 1 {
@@ -31,13 +35,13 @@ impl Validator<'_> {
                     self.problem(
                         span.clone(),
                         format!(
-                            "{label}: the secret{which} is not usable with signature = \"ed25519\": {err}"
+                            "{label}: the secret{which} is not usable with signature = \"{signature}\": {err}"
                         ),
                     );
                 }
             }
         }
-        (keys.len() == parts.len()).then_some(Signing::Ed25519 { keys })
+        (keys.len() == parts.len()).then_some(keys)
     }
 }
 
@@ -45,7 +49,8 @@ impl Validator<'_> {
 mod tests {
     use std::path::Path;
 
-    use super::*;
+    use crate::config::Signing;
+    use crate::sign::Ed25519Key;
 
     fn subscription(signature: &str, secret: &str) -> Result<Signing, String> {
         let text = format!(
