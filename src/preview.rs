@@ -184,7 +184,7 @@ mod tests {
     #[test]
     fn a_preview_counts_the_last_day_lists_the_newest_and_stops_at_its_bounds() {
         let store = TempStore::new();
-        let mut conn = store.conn();
+        let conn = store.conn();
         let tx = conn.transaction().unwrap();
         // Older than the window: never looked at.
         event(&tx, "old", "x.y", Some("c-1"), NOW - WINDOW_MS - 1);

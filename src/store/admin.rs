@@ -3,16 +3,16 @@
 //! changes nothing and is told apart from a database error, so the admin page can show
 //! it as it is.
 
-use rusqlite::{params, Connection, OptionalExtension};
+use crate::store::db::{params, Db, OptionalExtension};
 
 use super::{AdminRefusal, Replayed};
 
 /// Makes a delivery due now, keeping its attempts. See [`StoreHandle::retry_delivery`](super::StoreHandle::retry_delivery).
 pub(super) fn retry_one(
-    tx: &Connection,
+    tx: &Db,
     delivery_id: i64,
     now: i64,
-) -> rusqlite::Result<Result<(), AdminRefusal>> {
+) -> crate::store::db::Result<Result<(), AdminRefusal>> {
     let row: Option<(String, bool, bool)> = tx
         .prepare_cached(
             "SELECT d.state, d.leased_at IS NOT NULL, e.payload_dropped_at IS NOT NULL
@@ -40,7 +40,7 @@ pub(super) fn retry_one(
     Ok(Ok(()))
 }
 
-fn make_due(tx: &Connection, delivery_id: i64, now: i64) -> rusqlite::Result<()> {
+fn make_due(tx: &Db, delivery_id: i64, now: i64) -> crate::store::db::Result<()> {
     tx.prepare_cached(
         "UPDATE deliveries SET state = 'pending', next_attempt_at = ?2, leased_at = NULL,
                                updated_at = ?2
@@ -54,12 +54,12 @@ fn make_due(tx: &Connection, delivery_id: i64, now: i64) -> rusqlite::Result<()>
 /// cancelled) rows are found through `deliveries_final`, pending ones through
 /// `deliveries_due`.
 pub(super) fn retry_failed(
-    tx: &Connection,
+    tx: &Db,
     subscription: &str,
     since_ms: i64,
     include_cancelled: bool,
     now: i64,
-) -> rusqlite::Result<usize> {
+) -> crate::store::db::Result<usize> {
     tx.prepare_cached(
         "UPDATE deliveries SET state = 'pending', next_attempt_at = ?3, updated_at = ?3
          WHERE id IN (
@@ -90,11 +90,11 @@ pub(super) fn retry_failed(
 /// delivery row per pair would need a table rebuild to drop the constraint, and two rows
 /// with one `webhook-id` would only blur the log.
 pub(super) fn replay(
-    tx: &Connection,
+    tx: &Db,
     event_id: &str,
     subscription: &str,
     now: i64,
-) -> rusqlite::Result<Result<Replayed, AdminRefusal>> {
+) -> crate::store::db::Result<Result<Replayed, AdminRefusal>> {
     let event: Option<(i64, bool)> = tx
         .prepare_cached("SELECT seq, payload_dropped_at IS NOT NULL FROM events WHERE id = ?1")?
         .query_row(params![event_id], |row| Ok((row.get(0)?, row.get(1)?)))
@@ -126,16 +126,18 @@ pub(super) fn replay(
             }))
         }
         None => {
-            tx.prepare_cached(
+            let delivery_id = tx.query_row(
                 "INSERT INTO deliveries (event_seq, event_id, subscription, state,
                                          next_attempt_at, created_at, updated_at, event_type,
                                          conversation_id)
                  SELECT ?1, ?2, ?3, 'pending', ?4, ?4, ?4, type, conversation_id
-                 FROM events WHERE seq = ?1",
-            )?
-            .execute(params![seq, event_id, subscription, now])?;
+                 FROM events WHERE seq = ?1
+                 RETURNING id",
+                params![seq, event_id, subscription, now],
+                |row| row.get(0),
+            )?;
             Ok(Ok(Replayed {
-                delivery_id: tx.last_insert_rowid(),
+                delivery_id,
                 created: true,
             }))
         }
@@ -143,7 +145,7 @@ pub(super) fn replay(
 }
 
 /// Whether `subscription` is paused now, in the store.
-pub(super) fn is_paused(tx: &Connection, subscription: &str) -> rusqlite::Result<bool> {
+pub(super) fn is_paused(tx: &Db, subscription: &str) -> crate::store::db::Result<bool> {
     Ok(tx
         .prepare_cached("SELECT paused FROM subscription_state WHERE subscription = ?1")?
         .query_row(params![subscription], |row| row.get(0))
@@ -153,11 +155,11 @@ pub(super) fn is_paused(tx: &Connection, subscription: &str) -> rusqlite::Result
 
 /// Stores the pause flag; a resume of a subscription never paused changes nothing.
 pub(super) fn set_paused(
-    tx: &Connection,
+    tx: &Db,
     subscription: &str,
     paused: bool,
     now: i64,
-) -> rusqlite::Result<bool> {
+) -> crate::store::db::Result<bool> {
     let was = is_paused(tx, subscription)?;
     if was == paused {
         return Ok(false);

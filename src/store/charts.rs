@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use rusqlite::params;
+use crate::store::db::params;
 use serde::Serialize;
 
 use super::rollup::{Histogram, ALL, HOUR, MINUTE};
@@ -178,18 +178,21 @@ impl Reader {
              FROM delivery_rollups
              WHERE span = ?1 AND subscription = ?2 AND start >= ?3 AND start < ?4",
         )?;
-        let mut rows = rows.query(params![span, subscription.unwrap_or(ALL), from, to])?;
-        while let Some(row) = rows.next()? {
-            let start: i64 = row.get(0)?;
-            let sum = sums.entry(start.div_euclid(step) * step).or_default();
-            sum.ok += row.get::<_, u64>(1)?;
-            sum.failed += row.get::<_, u64>(2)?;
-            sum.delivered += row.get::<_, u64>(3)?;
-            sum.dead += row.get::<_, u64>(4)?;
-            sum.max_ms = sum.max_ms.max(row.get(5)?);
-            let blob: Vec<u8> = row.get(6)?;
-            sum.latency.merge(&Histogram::from_blob(&blob));
-        }
+        rows.for_each(
+            params![span, subscription.unwrap_or(ALL), from, to],
+            |row| {
+                let start: i64 = row.get(0)?;
+                let sum = sums.entry(start.div_euclid(step) * step).or_default();
+                sum.ok += row.get::<u64>(1)?;
+                sum.failed += row.get::<u64>(2)?;
+                sum.delivered += row.get::<u64>(3)?;
+                sum.dead += row.get::<u64>(4)?;
+                sum.max_ms = sum.max_ms.max(row.get(5)?);
+                let blob: Vec<u8> = row.get(6)?;
+                sum.latency.merge(&Histogram::from_blob(&blob));
+                Ok(())
+            },
+        )?;
         let points = (from..to)
             .step_by(step as usize)
             .map(|at| match sums.get(&at) {
@@ -235,8 +238,7 @@ impl Reader {
             "SELECT start, depth, oldest_pending_age_ms FROM queue_samples
              WHERE span = ?1 AND start >= ?2 AND start < ?3",
         )?;
-        let mut rows = stmt.query(params![span, from, to])?;
-        while let Some(row) = rows.next()? {
+        stmt.for_each(params![span, from, to], |row| {
             let start: i64 = row.get(0)?;
             let depth: u64 = row.get(1)?;
             let age: Option<i64> = row.get(2)?;
@@ -248,7 +250,8 @@ impl Reader {
                 (Some(a), Some(b)) => Some(a.max(b)),
                 (a, b) => a.or(b),
             };
-        }
+            Ok(())
+        })?;
         Ok((from..to)
             .step_by(step as usize)
             .map(|at| {
@@ -276,16 +279,16 @@ impl Reader {
             .map(|name| {
                 let mut delivered = vec![0; 24];
                 let mut failed = vec![0; 24];
-                let mut rows = stmt.query(params![HOUR, name, from, to])?;
-                while let Some(row) = rows.next()? {
+                stmt.for_each(params![HOUR, name, from, to], |row| {
                     let start: i64 = row.get(0)?;
                     if let Ok(i) = usize::try_from((start - from) / HOUR) {
                         if i < 24 {
-                            delivered[i] += row.get::<_, u64>(1)?;
-                            failed[i] += row.get::<_, u64>(2)?;
+                            delivered[i] += row.get::<u64>(1)?;
+                            failed[i] += row.get::<u64>(2)?;
                         }
                     }
-                }
+                    Ok(())
+                })?;
                 Ok(Trend {
                     subscription: name.clone(),
                     from_ms: from,
@@ -354,9 +357,9 @@ impl Reader {
                     subscription.unwrap_or_default(),
                     status,
                     error,
-                    row.get::<_, u64>(3)?,
-                    row.get::<_, i64>(4)?,
-                    row.get::<_, i64>(5)?,
+                    row.get::<u64>(3)?,
+                    row.get::<i64>(4)?,
+                    row.get::<i64>(5)?,
                 ))
             },
         )?;

@@ -5,7 +5,7 @@
 //! conversation's line may go: a delivery waits while an earlier one of its conversation
 //! is still pending (leased, or waiting for a retry), or dead under `on_dead = "hold"`.
 
-use rusqlite::{params, CachedStatement, Connection};
+use crate::store::db::{params, Db, Statement};
 
 use super::{ClaimRequest, ClaimResult, Claimed, Line};
 
@@ -28,20 +28,24 @@ fn head_condition(line: Line) -> &'static str {
     }
 }
 
-fn due_statement(tx: &Connection, line: Line) -> rusqlite::Result<CachedStatement<'_>> {
-    tx.prepare_cached(&format!(
+fn due_statement(tx: &Db, line: Line) -> crate::store::db::Result<Statement<'_>> {
+    tx.prepare_cached(&due_sql(line))
+}
+
+fn due_sql(line: Line) -> String {
+    format!(
         "SELECT d.id, d.attempts, d.event_id, e.body
          FROM deliveries d JOIN events e ON e.seq = d.event_seq
          WHERE d.state = 'pending' AND d.subscription = ?1 AND d.next_attempt_at <= ?2 {}
          ORDER BY d.next_attempt_at, d.id
          LIMIT ?3",
         head_condition(line)
-    ))
+    )
 }
 
 /// When the subscription's next claimable delivery falls due. Leased ones are left out:
 /// their attempt's outcome tells the scheduler what follows.
-fn next_due_statement(tx: &Connection, line: Line) -> rusqlite::Result<CachedStatement<'_>> {
+fn next_due_statement(tx: &Db, line: Line) -> crate::store::db::Result<Statement<'_>> {
     tx.prepare_cached(&format!(
         "SELECT d.next_attempt_at FROM deliveries d
          WHERE d.state = 'pending' AND d.subscription = ?1 AND d.leased_at IS NULL {}
@@ -57,12 +61,12 @@ pub(super) struct Budgets<'a> {
 }
 
 pub(super) fn claim(
-    tx: &Connection,
+    tx: &Db,
     requests: &[ClaimRequest],
     mut budgets: Budgets<'_>,
     now_ms: i64,
     lease_until_ms: i64,
-) -> rusqlite::Result<ClaimResult> {
+) -> crate::store::db::Result<ClaimResult> {
     let mut result = ClaimResult::default();
     let mut lease = tx.prepare_cached(
         "UPDATE deliveries SET leased_at = ?2, next_attempt_at = ?3 WHERE id = ?1",
@@ -81,7 +85,7 @@ pub(super) fn claim(
         let rows = due.query_map(params![request.subscription, now_ms, limit as i64], |row| {
             Ok(Claimed {
                 delivery_id: row.get(0)?,
-                attempt: row.get::<_, u32>(1)? + 1,
+                attempt: row.get::<u32>(1)? + 1,
                 event_id: row.get(2)?,
                 body: row.get(3)?,
                 subscription: request.subscription.clone(),
@@ -117,7 +121,7 @@ mod tests {
     use crate::store::test_support::{event, plan, TempStore};
 
     /// A pending (due at 1) or dead delivery of a new event in `conversation`.
-    fn queued(conn: &Connection, id: &str, conversation: &str, state: &str) -> i64 {
+    fn queued(conn: &Db, id: &str, conversation: &str, state: &str) -> i64 {
         let seq = event(conn, id, "conversation.started", Some(conversation), 1);
         conn.execute(
             "INSERT INTO deliveries (event_seq, event_id, subscription, state, next_attempt_at,
@@ -130,7 +134,7 @@ mod tests {
         conn.last_insert_rowid()
     }
 
-    fn claimed_ids(conn: &Connection, line: Line) -> Vec<String> {
+    fn claimed_ids(conn: &Db, line: Line) -> Vec<String> {
         let request = ClaimRequest {
             subscription: "s".into(),
             limit: 10,
@@ -142,7 +146,7 @@ mod tests {
             total: 10,
             groups: &mut groups,
         };
-        let tx = conn.unchecked_transaction().unwrap();
+        let tx = conn.transaction().unwrap();
         let result = claim(&tx, &[request], budgets, 5, 1_000).unwrap();
         // Rolled back: each line reads the same rows.
         drop(tx);
@@ -177,11 +181,12 @@ mod tests {
         let store = TempStore::new();
         let conn = store.conn();
         for hold_dead in [false, true] {
-            let sql = due_statement(&conn, Line::Conversation { hold_dead })
-                .unwrap()
-                .expanded_sql()
-                .unwrap_or_default();
-            let shown = plan(&conn, &sql, vec![]);
+            let sql = due_sql(Line::Conversation { hold_dead });
+            let shown = plan(
+                &conn,
+                &sql,
+                vec!["s".to_string().into(), 0.into(), 10.into()],
+            );
             assert!(shown.contains("deliveries_line"), "{shown}");
         }
     }

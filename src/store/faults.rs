@@ -9,6 +9,8 @@ use std::sync::Mutex;
 
 use rusqlite::ErrorCode;
 
+use super::db;
+
 /// Input (or an operator action) not stored because the store cannot write now. Callers
 /// answer 503 with `Retry-After`: nothing was stored and the same request can be retried.
 #[derive(Debug, thiserror::Error)]
@@ -17,7 +19,34 @@ pub struct StoreUnavailable(pub String);
 
 /// Whether `err` is the storage failing (space, I/O, permissions, corruption) rather
 /// than the request.
-pub fn is_storage_fault(err: &rusqlite::Error) -> bool {
+pub(crate) fn is_storage_fault(err: &db::Error) -> bool {
+    match err {
+        db::Error::Sqlite(err) => is_sqlite_fault(err),
+        db::Error::Postgres(err) => is_postgres_fault(err),
+        db::Error::NoRow | db::Error::Column { .. } => false,
+    }
+}
+
+/// The server gone or out of resources: a lost connection, a full disk (class 53), an
+/// I/O or system error (58), a shutdown (57P), a read-only server, corrupt data.
+fn is_postgres_fault(err: &postgres::Error) -> bool {
+    if err.is_closed() {
+        return true;
+    }
+    match err.code() {
+        Some(code) => {
+            let code = code.code();
+            ["53", "58", "08", "57P"]
+                .iter()
+                .any(|class| code.starts_with(class))
+                || matches!(code, "25006" | "XX001" | "XX002")
+        }
+        // No SQLSTATE: the connection itself failed.
+        None => err.as_db_error().is_none(),
+    }
+}
+
+pub(super) fn is_sqlite_fault(err: &rusqlite::Error) -> bool {
     matches!(
         err.sqlite_error_code(),
         Some(
@@ -41,10 +70,10 @@ pub(super) fn storage_fault(
     kind: &'static str,
     noted: &mut Vec<(&'static str, String)>,
 ) -> anyhow::Error {
-    match err.downcast_ref::<rusqlite::Error>() {
-        Some(sqlite) if is_storage_fault(sqlite) => {
-            noted.push((kind, sqlite.to_string()));
-            StoreUnavailable(sqlite.to_string()).into()
+    match err.downcast_ref::<db::Error>() {
+        Some(fault) if is_storage_fault(fault) => {
+            noted.push((kind, fault.to_string()));
+            StoreUnavailable(fault.to_string()).into()
         }
         _ => err,
     }
@@ -137,7 +166,7 @@ impl Faults {
     pub(super) fn note(
         &self,
         kinds: &[&'static str],
-        outcome: &rusqlite::Result<()>,
+        outcome: &db::Result<()>,
         own_faults: &[(&'static str, String)],
         now_ms: i64,
     ) {
@@ -210,10 +239,10 @@ mod tests {
     #[test]
     fn one_off_writes_are_cleared_by_any_later_commit_retried_ones_by_their_own() {
         let faults = Faults::default();
-        let full: rusqlite::Result<()> = Err(rusqlite::Error::SqliteFailure(
+        let full: db::Result<()> = Err(db::Error::Sqlite(rusqlite::Error::SqliteFailure(
             rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
             None,
-        ));
+        )));
         faults.note(&["audit", "ingest"], &full, &[], 1);
         assert_eq!(faults.failing().len(), 2);
         // A claim commits: the audit row is not coming back, the ingest is.
@@ -238,11 +267,11 @@ mod tests {
         let fault = |code| {
             rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), Some("x".into()))
         };
-        assert!(is_storage_fault(&fault(rusqlite::ffi::SQLITE_FULL)));
-        assert!(is_storage_fault(&fault(rusqlite::ffi::SQLITE_IOERR)));
-        assert!(is_storage_fault(&fault(rusqlite::ffi::SQLITE_READONLY)));
-        assert!(is_storage_fault(&fault(rusqlite::ffi::SQLITE_CORRUPT)));
-        assert!(!is_storage_fault(&fault(rusqlite::ffi::SQLITE_CONSTRAINT)));
-        assert!(!is_storage_fault(&rusqlite::Error::QueryReturnedNoRows));
+        assert!(is_sqlite_fault(&fault(rusqlite::ffi::SQLITE_FULL)));
+        assert!(is_sqlite_fault(&fault(rusqlite::ffi::SQLITE_IOERR)));
+        assert!(is_sqlite_fault(&fault(rusqlite::ffi::SQLITE_READONLY)));
+        assert!(is_sqlite_fault(&fault(rusqlite::ffi::SQLITE_CORRUPT)));
+        assert!(!is_sqlite_fault(&fault(rusqlite::ffi::SQLITE_CONSTRAINT)));
+        assert!(!is_sqlite_fault(&rusqlite::Error::QueryReturnedNoRows));
     }
 }

@@ -2,7 +2,7 @@
 //! delivery's or a conversation's (the admin page's search box), and the recent events a
 //! subscription's scope is checked against before it is saved (`crate::preview`).
 
-use rusqlite::{params, OptionalExtension};
+use crate::store::db::{params, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
 use super::query::QueryError;
@@ -286,10 +286,10 @@ mod tests {
                    AND (received_at < ?2 OR seq < ?3)
              ORDER BY received_at DESC, seq DESC LIMIT ?4",
             vec![
-                rusqlite::types::Value::Integer(since),
-                rusqlite::types::Value::Integer(NOW),
-                rusqlite::types::Value::Integer(5),
-                rusqlite::types::Value::Integer(4),
+                crate::store::db::OwnedValue::Integer(since),
+                crate::store::db::OwnedValue::Integer(NOW),
+                crate::store::db::OwnedValue::Integer(5),
+                crate::store::db::OwnedValue::Integer(4),
             ],
         );
         let plan = plan(&conn, sql, values);

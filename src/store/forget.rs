@@ -17,7 +17,7 @@
 //! Events of the conversation taken in after the request are not affected (also while
 //! it waits): only events received up to `requested_at` are cancelled and blanked.
 
-use rusqlite::{params, Connection, OptionalExtension};
+use crate::store::db::{params, Db, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
 use super::AdminRefusal;
@@ -63,11 +63,11 @@ impl Erased {
 /// Forgets `conversation`. Refused when the store holds nothing of it and never
 /// forgot it.
 pub(super) fn forget(
-    tx: &Connection,
+    tx: &Db,
     conversation: &str,
     let_pending_finish: bool,
     now: i64,
-) -> rusqlite::Result<Result<Forgotten, AdminRefusal>> {
+) -> crate::store::db::Result<Result<Forgotten, AdminRefusal>> {
     let needle = needle(conversation);
     let events: i64 = tx
         .prepare_cached("SELECT count(*) FROM events WHERE conversation_id = ?1")?
@@ -114,7 +114,7 @@ pub(super) fn forget(
 }
 
 /// Whether some forgotten conversation still waits for deliveries to finish.
-pub(super) fn any_waiting(conn: &Connection) -> rusqlite::Result<bool> {
+pub(super) fn any_waiting(conn: &Db) -> crate::store::db::Result<bool> {
     Ok(conn
         .prepare_cached("SELECT 1 FROM forgotten_conversations WHERE done_at IS NULL LIMIT 1")?
         .query_row([], |_| Ok(()))
@@ -125,7 +125,7 @@ pub(super) fn any_waiting(conn: &Connection) -> rusqlite::Result<bool> {
 /// Goes on with every forgotten conversation that waits: cancels what became due again
 /// (unless it lets pending deliveries finish) and blanks what is final now. Returns
 /// whether anything was blanked, and whether any conversation still waits.
-pub(super) fn settle_waiting(tx: &Connection, now: i64) -> rusqlite::Result<(bool, bool)> {
+pub(super) fn settle_waiting(tx: &Db, now: i64) -> crate::store::db::Result<(bool, bool)> {
     let waiting: Vec<(String, bool, i64)> = tx
         .prepare_cached(
             "SELECT conversation_id, let_pending_finish, requested_at FROM forgotten_conversations
@@ -157,12 +157,15 @@ pub(super) fn settle_waiting(tx: &Connection, now: i64) -> rusqlite::Result<(boo
 /// Runs `work` with `secure_delete` on, so the bytes it blanks are overwritten with zeros
 /// in the pages (and freed overflow pages) rather than left as free space.
 pub(super) fn erasing<T>(
-    tx: &Connection,
-    work: impl FnOnce(&Connection) -> rusqlite::Result<T>,
-) -> rusqlite::Result<T> {
-    tx.pragma_update(None, "secure_delete", true)?;
+    tx: &Db,
+    work: impl FnOnce(&Db) -> crate::store::db::Result<T>,
+) -> crate::store::db::Result<T> {
+    let Some(conn) = tx.as_sqlite() else {
+        return work(tx);
+    };
+    conn.pragma_update(None, "secure_delete", true)?;
     let result = work(tx);
-    let off = tx.pragma_update(None, "secure_delete", false);
+    let off = conn.pragma_update(None, "secure_delete", false);
     let value = result?;
     off?;
     Ok(value)
@@ -171,7 +174,7 @@ pub(super) fn erasing<T>(
 /// At start, before anything is claimed: deliveries left in flight by a crash are
 /// pending again, so conversations forgotten with cancelling have them cancelled, and
 /// what is final is erased. Returns whether some conversation still waits.
-pub(super) fn settle_at_start(conn: &mut Connection) -> rusqlite::Result<bool> {
+pub(super) fn settle_at_start(conn: &mut Db) -> crate::store::db::Result<bool> {
     if !any_waiting(conn)? {
         return Ok(false);
     }
@@ -193,11 +196,11 @@ fn needle(conversation: &str) -> String {
 /// in up to `upto` (when the forget was asked: later events are not affected). One being
 /// sent keeps going; its outcome is recorded and then settled by [`settle_waiting`].
 fn cancel_pending(
-    tx: &Connection,
+    tx: &Db,
     conversation: &str,
     upto: i64,
     now: i64,
-) -> rusqlite::Result<usize> {
+) -> crate::store::db::Result<usize> {
     tx.prepare_cached(
         "UPDATE deliveries
          SET state = 'cancelled', next_attempt_at = NULL, updated_at = ?2,
@@ -212,7 +215,7 @@ fn cancel_pending(
 /// Blanks what may be blanked now of the conversation's events taken in up to `upto`, and
 /// marks the request done once none of their deliveries is pending. (Rejections are
 /// blanked once, by [`forget`]: later ones are later input.)
-fn erase(tx: &Connection, conversation: &str, upto: i64, now: i64) -> rusqlite::Result<Erased> {
+fn erase(tx: &Db, conversation: &str, upto: i64, now: i64) -> crate::store::db::Result<Erased> {
     let events = tx
         .prepare_cached(
             "UPDATE events SET body = '', payload_dropped_at = coalesce(payload_dropped_at, ?2)
@@ -250,7 +253,7 @@ fn erase(tx: &Connection, conversation: &str, upto: i64, now: i64) -> rusqlite::
 }
 
 /// Blanks the snippet of every rejection that quotes the conversation id.
-fn blank_rejections(tx: &Connection, conversation: &str) -> rusqlite::Result<usize> {
+fn blank_rejections(tx: &Db, conversation: &str) -> crate::store::db::Result<usize> {
     tx.prepare_cached(
         "UPDATE rejections SET snippet = NULL
          WHERE snippet IS NOT NULL AND instr(snippet, ?1) > 0",
@@ -261,9 +264,9 @@ fn blank_rejections(tx: &Connection, conversation: &str) -> rusqlite::Result<usi
 /// After a commit that erased something: moves every page into the database file and
 /// empties the WAL, so the frames holding the old bytes are gone. Returns whether it
 /// got through (a reader on an old snapshot makes it give up after the busy timeout).
-pub(super) fn truncate_wal(conn: &Connection) -> bool {
+pub(super) fn truncate_wal(conn: &Db) -> bool {
     match conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| {
-        row.get::<_, i64>(0)
+        row.get::<i64>(0)
     }) {
         Ok(0) => true,
         Ok(_) => {

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 
-use rusqlite::{params, Connection, OptionalExtension};
+use crate::store::db::{params, Db, OptionalExtension};
 
 use super::writer::{Command, StoreHandle};
 
@@ -92,7 +92,7 @@ impl StoreHandle {
 
 /// Runs one receiver-health command; `Some` carries the answer to send after the commit.
 pub(super) fn run(
-    tx: &Connection,
+    tx: &Db,
     command: HealthCommand,
     now: i64,
 ) -> Option<(
@@ -130,11 +130,11 @@ pub(super) fn run(
 }
 
 fn pause_because(
-    tx: &Connection,
+    tx: &Db,
     subscription: &str,
     reason: &str,
     now: i64,
-) -> rusqlite::Result<bool> {
+) -> crate::store::db::Result<bool> {
     let was = super::admin::is_paused(tx, subscription)?;
     tx.prepare_cached(
         "INSERT INTO subscription_state (subscription, paused, updated_at, pause_reason)
@@ -148,11 +148,11 @@ fn pause_because(
 }
 
 fn set_failing(
-    tx: &Connection,
+    tx: &Db,
     subscription: &str,
     since_ms: Option<i64>,
     now: i64,
-) -> rusqlite::Result<()> {
+) -> crate::store::db::Result<()> {
     tx.prepare_cached(
         "INSERT INTO subscription_state (subscription, paused, updated_at, failing_since)
          VALUES (?1, 0, ?2, ?3)
@@ -169,19 +169,19 @@ pub(super) struct Loaded {
     pub delivery_paused: bool,
 }
 
-pub(super) fn load(conn: &Connection) -> rusqlite::Result<Loaded> {
+pub(super) fn load(conn: &Db) -> crate::store::db::Result<Loaded> {
     let failing = conn
         .prepare(
             "SELECT subscription, failing_since FROM subscription_state
              WHERE failing_since IS NOT NULL",
         )?
         .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
-        .collect::<rusqlite::Result<_>>()?;
+        .collect::<crate::store::db::Result<_>>()?;
     let delivery_paused = conn
         .query_row(
             "SELECT value FROM settings WHERE key = ?1",
             [DELIVERY_PAUSED_KEY],
-            |row| row.get::<_, String>(0),
+            |row| row.get::<String>(0),
         )
         .optional()?
         .is_some_and(|v| v == "1");

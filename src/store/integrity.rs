@@ -58,7 +58,7 @@ pub fn quick_check(conn: &Connection, limit: Duration) -> Integrity {
         Err(err) if err.sqlite_error_code() == Some(rusqlite::ErrorCode::OperationInterrupted) => {
             Integrity::Unfinished(format!("it did not finish within {} s", limit.as_secs()))
         }
-        Err(err) if super::faults::is_storage_fault(&err) => {
+        Err(err) if super::faults::is_sqlite_fault(&err) => {
             Integrity::Corrupt(vec![err.to_string()])
         }
         Err(err) => Integrity::Unfinished(err.to_string()),

@@ -2,7 +2,7 @@
 //! API: the delivery a waiting one is held behind (the head of its conversation's line),
 //! and how many wait behind a given one. The rule is the claim's (`store/claim.rs`).
 
-use rusqlite::{params, OptionalExtension};
+use crate::store::db::{params, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
 use super::{QueryError, Reader};

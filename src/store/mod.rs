@@ -8,6 +8,7 @@
 mod admin;
 mod charts;
 mod claim;
+pub mod db;
 mod due;
 mod faults;
 mod find;
@@ -33,7 +34,9 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use rusqlite::config::DbConfig;
-use rusqlite::{Connection, OpenFlags, OptionalExtension};
+use rusqlite::{Connection, OpenFlags};
+
+use db::{params, Db, OptionalExtension};
 
 pub use charts::{
     ChartPoint, ChartRange, Charts, FailureGroup, QueuePoint, Rates, Trend, FAILURE_GROUPS,
@@ -464,7 +467,7 @@ const WAL_SIZE_LIMIT: i64 = 4 << 20;
 
 pub use room::MIN_MAX_SIZE;
 
-fn open_writer_connection(path: &Path) -> anyhow::Result<Connection> {
+fn open_writer_connection(path: &Path) -> anyhow::Result<Db> {
     create_parent_dir(path)?;
     create_private(path)?;
     let mut conn = Connection::open(path)?;
@@ -492,15 +495,24 @@ fn open_writer_connection(path: &Path) -> anyhow::Result<Connection> {
     // call): a full re-parse on the writer's hottest path.
     conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
     schema::migrate(&mut conn)?;
-    let tx = conn.transaction()?;
+    let db = Db::sqlite(conn);
+    let tx = db.transaction()?;
     spool_head::convert_raw_heads(&tx)?;
     tx.commit()?;
-    Ok(conn)
+    Ok(db)
 }
 
-/// Bytes a store holds: pages in use (pages freed by pruning are reused before the file
-/// grows, so they do not count) plus the WAL file.
-fn measure(conn: &Connection) -> anyhow::Result<u64> {
+/// Bytes a store holds. SQLite: pages in use (pages freed by pruning are reused before
+/// the file grows, so they do not count) plus the WAL file. PostgreSQL: the database's
+/// size as the server counts it.
+fn measure(db: &Db) -> anyhow::Result<u64> {
+    let Some(conn) = db.as_sqlite() else {
+        return Ok(db.query_row(
+            "SELECT pg_database_size(current_database())",
+            params![],
+            |row| row.get(0),
+        )?);
+    };
     let pragma = |name: &str| -> rusqlite::Result<u64> {
         conn.query_row(&format!("PRAGMA {name}"), [], |row| row.get(0))
     };
@@ -515,7 +527,7 @@ fn measure(conn: &Connection) -> anyhow::Result<u64> {
 
 /// A read-only connection for queries that must not queue behind writes.
 pub struct Reader {
-    conn: Connection,
+    conn: Db,
 }
 
 impl Reader {
@@ -526,7 +538,9 @@ impl Reader {
         )
         .with_context(|| format!("while opening the store at {} for reading", path.display()))?;
         conn.busy_timeout(Duration::from_secs(5))?;
-        Ok(Reader { conn })
+        Ok(Reader {
+            conn: Db::sqlite(conn),
+        })
     }
 
     /// A setting posthorn keeps for itself (see [`StoreHandle::put_setting`]).
@@ -551,10 +565,9 @@ impl Reader {
             "SELECT started_at FROM attempts WHERE subscription = ?1 AND started_at > ?2
              ORDER BY started_at DESC LIMIT ?3",
         )?;
-        let rows = stmt.query_map(
-            rusqlite::params![subscription, since_ms, limit as i64],
-            |row| row.get(0),
-        )?;
+        let rows = stmt.query_map(params![subscription, since_ms, limit as i64], |row| {
+            row.get(0)
+        })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -624,15 +637,15 @@ pub fn seed_backlog(
     count: usize,
     due_at_ms: i64,
 ) -> anyhow::Result<()> {
-    let mut conn = open_writer_connection(path)?;
-    conn.pragma_update(None, "synchronous", "OFF")?;
-    let tx = conn.transaction()?;
+    let db = open_writer_connection(path)?;
+    db.execute_batch("PRAGMA synchronous = OFF")?;
+    let tx = db.transaction()?;
     {
-        let mut event = tx.prepare(
+        let mut event = tx.prepare_cached(
             "INSERT INTO events (id, type, conversation_id, received_at, source, body)
-             VALUES (?1, 'backlog.seeded', 'c-backlog', ?2, 'seed', ?3)",
+             VALUES (?1, 'backlog.seeded', 'c-backlog', ?2, 'seed', ?3) RETURNING seq",
         )?;
-        let mut delivery = tx.prepare(
+        let mut delivery = tx.prepare_cached(
             "INSERT INTO deliveries (event_seq, event_id, subscription, state, next_attempt_at,
                                      created_at, updated_at, event_type)
              VALUES (?1, ?2, ?3, 'pending', ?4, ?5, ?5, 'backlog.seeded')",
@@ -641,9 +654,8 @@ pub fn seed_backlog(
         for n in 0..count {
             let id = format!("seed-{n}");
             let body = format!(r#"{{"id":"{id}","type":"backlog.seeded"}}"#);
-            event.execute(rusqlite::params![id, now, body])?;
-            let seq = tx.last_insert_rowid();
-            delivery.execute(rusqlite::params![seq, id, subscription, due_at_ms, now])?;
+            let seq: i64 = event.query_row(params![id, now, body], |row| row.get(0))?;
+            delivery.execute(params![seq, id, subscription, due_at_ms, now])?;
         }
     }
     tx.commit()?;

@@ -7,7 +7,7 @@
 //! event once no delivery refers to it. An event is never deleted, and its body never
 //! blanked, while any delivery of it is pending.
 
-use rusqlite::{params, Connection, OptionalExtension};
+use crate::store::db::{params, Db, OptionalExtension};
 
 use super::{PruneReport, PruneRequest};
 
@@ -26,10 +26,10 @@ const DELETE_OLD_REJECTIONS: &str = "DELETE FROM rejections WHERE id IN
      (SELECT id FROM rejections WHERE at < ?1 ORDER BY at LIMIT ?2)";
 
 pub(super) fn prune(
-    tx: &Connection,
+    tx: &Db,
     request: &PruneRequest,
     now_ms: i64,
-) -> rusqlite::Result<PruneReport> {
+) -> crate::store::db::Result<PruneReport> {
     let limit = request.limit.max(1);
     let mut report = PruneReport {
         cursor: request.cursor,
@@ -74,11 +74,11 @@ pub(super) fn prune(
 /// Final deliveries past their period go with their attempts; an event whose last
 /// delivery this was goes with it.
 fn prune_deliveries(
-    tx: &Connection,
+    tx: &Db,
     request: &PruneRequest,
     limit: usize,
     report: &mut PruneReport,
-) -> rusqlite::Result<()> {
+) -> crate::store::db::Result<()> {
     let mut select = tx.prepare_cached(SELECT_FINAL_DELIVERIES)?;
     let mut doomed: Vec<(i64, i64)> = Vec::new();
     for (state, before) in [
@@ -115,7 +115,7 @@ fn prune_deliveries(
 
 /// The newest event received before `before_ms` (by `seq`, which follows arrival): the
 /// end of a sweep.
-fn last_seq_before(tx: &Connection, before_ms: i64) -> rusqlite::Result<i64> {
+fn last_seq_before(tx: &Db, before_ms: i64) -> crate::store::db::Result<i64> {
     Ok(tx
         .prepare_cached(SELECT_LAST_SEQ_BEFORE)?
         .query_row(params![before_ms], |row| row.get(0))
@@ -128,11 +128,11 @@ fn last_seq_before(tx: &Connection, before_ms: i64) -> rusqlite::Result<i64> {
 /// `limit` events after `after_seq`; returns how many went, and where to go on from (0
 /// once the sweep reached its end).
 fn sweep_events(
-    tx: &Connection,
+    tx: &Db,
     before_ms: i64,
     after_seq: i64,
     limit: usize,
-) -> rusqlite::Result<(usize, i64)> {
+) -> crate::store::db::Result<(usize, i64)> {
     let end = last_seq_before(tx, before_ms)?;
     let candidates: Vec<i64> = tx
         .prepare_cached(
@@ -154,12 +154,12 @@ fn sweep_events(
 /// Blanks the body of events received before `before_ms` whose every delivery is final
 /// and became so before `before_ms`. Visits only events that still have a body.
 fn drop_payloads(
-    tx: &Connection,
+    tx: &Db,
     before_ms: i64,
     after_seq: i64,
     limit: usize,
     now_ms: i64,
-) -> rusqlite::Result<(usize, i64)> {
+) -> crate::store::db::Result<(usize, i64)> {
     let end = last_seq_before(tx, before_ms)?;
     let candidates: Vec<i64> = tx
         .prepare_cached(SELECT_EVENTS_WITH_PAYLOAD)?
@@ -199,15 +199,15 @@ mod tests {
     use super::*;
     use crate::store::{schema, PruneCursor};
 
-    fn store() -> Connection {
-        let mut conn = Connection::open_in_memory().unwrap();
+    fn store() -> Db {
+        let mut conn = rusqlite::Connection::open_in_memory().unwrap();
         conn.pragma_update(None, "foreign_keys", true).unwrap();
         schema::migrate(&mut conn).unwrap();
-        conn
+        Db::sqlite(conn)
     }
 
     /// An event received at `at` with body `{"id":...}`; returns its seq.
-    fn event(conn: &Connection, id: &str, at: i64) -> i64 {
+    fn event(conn: &Db, id: &str, at: i64) -> i64 {
         conn.execute(
             "INSERT INTO events (id, type, received_at, source, body)
              VALUES (?1, 'conversation.started', ?2, 'test', ?3)",
@@ -219,7 +219,7 @@ mod tests {
 
     /// A delivery of `seq` in `state`, last changed at `at`, with one attempt; returns
     /// its id.
-    fn delivery(conn: &Connection, seq: i64, subscription: &str, state: &str, at: i64) -> i64 {
+    fn delivery(conn: &Db, seq: i64, subscription: &str, state: &str, at: i64) -> i64 {
         let next = (state == "pending").then_some(at + 60_000);
         conn.execute(
             "INSERT INTO deliveries (event_seq, event_id, subscription, state, attempts,
@@ -238,11 +238,11 @@ mod tests {
         id
     }
 
-    fn count(conn: &Connection, sql: &str) -> i64 {
+    fn count(conn: &Db, sql: &str) -> i64 {
         conn.query_row(sql, [], |row| row.get(0)).unwrap()
     }
 
-    fn body(conn: &Connection, seq: i64) -> Option<String> {
+    fn body(conn: &Db, seq: i64) -> Option<String> {
         conn.query_row("SELECT body FROM events WHERE seq = ?1", [seq], |row| {
             row.get(0)
         })
@@ -262,7 +262,7 @@ mod tests {
         }
     }
 
-    fn prune_until_done(conn: &Connection, mut request: PruneRequest) -> PruneReport {
+    fn prune_until_done(conn: &Db, mut request: PruneRequest) -> PruneReport {
         let mut total = PruneReport::default();
         for _ in 0..1000 {
             let step = prune(conn, &request, 9_999_999).unwrap();
@@ -465,14 +465,10 @@ mod tests {
             let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
             let plan: Vec<String> = stmt
                 .query_map(
-                    params![
-                        rusqlite::types::Null,
-                        rusqlite::types::Null,
-                        rusqlite::types::Null
-                    ]
-                    .get(..sql.matches('?').count())
-                    .unwrap(),
-                    |row| row.get::<_, String>(3),
+                    params![None::<i64>, None::<i64>, None::<i64>]
+                        .get(..sql.matches('?').count())
+                        .unwrap(),
+                    |row| row.get::<String>(3),
                 )
                 .unwrap()
                 .collect::<Result<_, _>>()

@@ -8,8 +8,7 @@
 //! timestamp are neither repeated nor skipped and a deep page costs what the first does.
 //! Each filter of the delivery log has an index of migration 4 (a test checks the plans).
 
-use rusqlite::types::Value;
-use rusqlite::{params, params_from_iter, OptionalExtension, Row};
+use crate::store::db::{params, OptionalExtension, OwnedValue as Value, Row};
 use serde::{Deserialize, Serialize};
 
 use super::rollup::is_success;
@@ -29,7 +28,7 @@ pub enum QueryError {
     #[error("{0}")]
     BadInput(String),
     #[error("while reading the store: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Store(#[from] crate::store::db::Error),
 }
 
 /// One page of a list, and the cursor of the next page (`None` on the last).
@@ -267,7 +266,7 @@ const DELIVERY_COLUMNS: &str = "d.id, d.event_id, e.type, e.conversation_id, d.s
      d.state, d.attempts, d.next_attempt_at, d.leased_at IS NOT NULL, d.created_at,
      d.updated_at, d.last_status, d.last_error";
 
-fn delivery_row(row: &Row<'_>) -> rusqlite::Result<DeliveryRow> {
+fn delivery_row(row: &Row<'_>) -> crate::store::db::Result<DeliveryRow> {
     Ok(DeliveryRow {
         id: row.get(0)?,
         event_id: row.get(1)?,
@@ -436,7 +435,7 @@ impl Reader {
         let rows: Vec<DeliveryRow> = self
             .conn
             .prepare_cached(&sql)?
-            .query_map(params_from_iter(values), delivery_row)?
+            .query_map(values, delivery_row)?
             .collect::<Result<_, _>>()?;
         Ok(paginate(rows, size, |row| {
             format!("{}.{}", row.created_at, row.id)

@@ -3,7 +3,7 @@
 //! renaming loses neither queue nor history. Run by the writer in one savepoint, before
 //! the removed names' pending deliveries are cancelled.
 
-use rusqlite::{params, Connection};
+use crate::store::db::{params, Db};
 
 use super::writer::{AdminCommand, Command};
 use super::StoreHandle;
@@ -50,7 +50,7 @@ impl StoreHandle {
 /// The SQL of [`StoreHandle::rename_subscriptions`]. A delivery of an event the new name
 /// already has (`UNIQUE (event_seq, subscription)`) stays with the old name and is
 /// cancelled with it: the new name's own delivery of that event stands.
-pub(super) fn rename(tx: &Connection, renames: &[(String, String)]) -> rusqlite::Result<usize> {
+pub(super) fn rename(tx: &Db, renames: &[(String, String)]) -> crate::store::db::Result<usize> {
     let mut moved = 0;
     for (old, new) in renames {
         moved += tx

@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 
-use rusqlite::{params, Connection, OptionalExtension};
+use crate::store::db::{params, Db, OptionalExtension};
 
 use super::{AttemptRecord, NextStep};
 
@@ -114,7 +114,7 @@ struct Add {
 /// [`add_attempts`] in a savepoint of its own: should it fail, the charts miss these
 /// attempts (and the log says so), but the attempts and their deliveries' new states,
 /// written before it in the same transaction, stand.
-pub(super) fn add_attempts_apart(tx: &Connection, records: &[AttemptRecord], finished: &[bool]) {
+pub(super) fn add_attempts_apart(tx: &Db, records: &[AttemptRecord], finished: &[bool]) {
     let outcome = tx
         .execute_batch("SAVEPOINT rollup")
         .and_then(|()| add_attempts(tx, records, finished));
@@ -131,10 +131,10 @@ pub(super) fn add_attempts_apart(tx: &Connection, records: &[AttemptRecord], fin
 /// [`ALL`]. `finished[i]` says whether record `i` changed its delivery's state (one
 /// cancelled meanwhile keeps its attempt but did not end delivered or dead).
 pub(super) fn add_attempts(
-    tx: &Connection,
+    tx: &Db,
     records: &[AttemptRecord],
     finished: &[bool],
-) -> rusqlite::Result<()> {
+) -> crate::store::db::Result<()> {
     let mut adds: HashMap<(i64, &str, i64), Add> = HashMap::new();
     for (record, finished) in records.iter().zip(finished) {
         for span in [MINUTE, HOUR] {
@@ -196,7 +196,7 @@ pub(super) fn add_attempts(
 /// Samples the queue once per minute: the first call in a minute stores the depth and
 /// oldest pending age in that minute's row and raises its hour's row to them (the hour
 /// keeps the worst it saw); later calls in the minute cost one probe.
-pub(super) fn sample_queue(tx: &Connection, now_ms: i64) -> rusqlite::Result<()> {
+pub(super) fn sample_queue(tx: &Db, now_ms: i64) -> crate::store::db::Result<()> {
     let minute = now_ms.div_euclid(MINUTE) * MINUTE;
     let taken: bool = tx
         .prepare_cached("SELECT 1 FROM queue_samples WHERE span = ?1 AND start = ?2")?
@@ -227,11 +227,11 @@ pub(super) fn sample_queue(tx: &Connection, now_ms: i64) -> rusqlite::Result<()>
 /// older than [`MINUTE_ROWS_KEPT_MS`], hour rows older than `hours_before_ms` (never
 /// newer than [`HOUR_ROWS_KEPT_MIN_MS`] ago). Returns how many rows went.
 pub(super) fn prune(
-    tx: &Connection,
+    tx: &Db,
     hours_before_ms: i64,
     now_ms: i64,
     limit: usize,
-) -> rusqlite::Result<usize> {
+) -> crate::store::db::Result<usize> {
     let cutoffs = [
         (MINUTE, now_ms - MINUTE_ROWS_KEPT_MS),
         (HOUR, hours_before_ms.min(now_ms - HOUR_ROWS_KEPT_MIN_MS)),

@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use rusqlite::Connection;
+use crate::store::db::Db;
 
 use super::{measure, IngestBatch, StoreFull, WAL_SIZE_LIMIT};
 
@@ -45,7 +45,7 @@ impl Budget {
 
     /// Measures after a commit; after a refusal, truncates the WAL first when it is what
     /// keeps the store over the limit.
-    pub fn measure(&mut self, conn: &Connection) {
+    pub fn measure(&mut self, conn: &Db) {
         if self.max.is_none() {
             return;
         }
@@ -68,7 +68,10 @@ impl Budget {
 
 /// Copies the WAL into the database and truncates it to nothing, unless a reader holds
 /// it: then nothing waits and the next refusal tries again.
-fn truncate_wal(conn: &Connection) -> rusqlite::Result<()> {
+fn truncate_wal(db: &Db) -> rusqlite::Result<()> {
+    let Some(conn) = db.as_sqlite() else {
+        return Ok(());
+    };
     conn.busy_timeout(Duration::ZERO)?;
     let result = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| {
         row.get::<_, i64>(0)

@@ -5,7 +5,7 @@
 //! written by earlier versions held the raw bytes; they are turned into fingerprints when
 //! the store opens.
 
-use rusqlite::{params, Connection};
+use crate::store::db::{params, Db};
 use sha2::{Digest, Sha256};
 
 /// Marks a fingerprint; a raw head from an earlier version never starts with it (a
@@ -43,11 +43,11 @@ fn is_print(recorded: &[u8]) -> bool {
 }
 
 /// Turns raw heads written by earlier versions into fingerprints. Returns how many.
-pub(super) fn convert_raw_heads(conn: &Connection) -> rusqlite::Result<usize> {
+pub(super) fn convert_raw_heads(conn: &Db) -> crate::store::db::Result<usize> {
     let raw: Vec<(String, Vec<u8>)> = {
         let mut select = conn.prepare("SELECT file_key, head FROM spool_positions")?;
         let rows = select.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
-        rows.collect::<rusqlite::Result<Vec<_>>>()?
+        rows.collect::<crate::store::db::Result<Vec<_>>>()?
             .into_iter()
             .filter(|(_, head): &(String, Vec<u8>)| !head.is_empty() && !is_print(head))
             .collect()
@@ -82,7 +82,7 @@ mod tests {
 
     #[test]
     fn raw_heads_from_earlier_versions_become_fingerprints() {
-        let conn = Connection::open_in_memory().unwrap();
+        let conn = Db::open_in_memory().unwrap();
         conn.execute_batch(
             "CREATE TABLE spool_positions (file_key TEXT PRIMARY KEY, head BLOB NOT NULL);",
         )

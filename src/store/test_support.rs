@@ -1,7 +1,7 @@
 //! Fixtures for the store's tests: a real SQLite file in a temporary directory, and rows
 //! written straight into it with known timestamps.
 
-use rusqlite::{params, Connection};
+use crate::store::db::{params, Db};
 
 use super::{open_writer_connection, Reader};
 
@@ -21,7 +21,7 @@ impl TempStore {
     }
 
     /// A second writing connection, for fixtures.
-    pub fn conn(&self) -> Connection {
+    pub fn conn(&self) -> Db {
         open_writer_connection(&self.path).unwrap()
     }
 
@@ -31,7 +31,7 @@ impl TempStore {
 }
 
 /// An event received at `at`; returns its seq.
-pub fn event(conn: &Connection, id: &str, kind: &str, conversation: Option<&str>, at: i64) -> i64 {
+pub fn event(conn: &Db, id: &str, kind: &str, conversation: Option<&str>, at: i64) -> i64 {
     conn.execute(
         "INSERT INTO events (id, type, conversation_id, project_id, received_at, source, body)
          VALUES (?1, ?2, ?3, 'p-1', ?4, 'test', ?5)",
@@ -42,13 +42,7 @@ pub fn event(conn: &Connection, id: &str, kind: &str, conversation: Option<&str>
 }
 
 /// A delivery of event `seq` created at `created_at`; returns its id.
-pub fn delivery(
-    conn: &Connection,
-    seq: i64,
-    subscription: &str,
-    state: &str,
-    created_at: i64,
-) -> i64 {
+pub fn delivery(conn: &Db, seq: i64, subscription: &str, state: &str, created_at: i64) -> i64 {
     let next = (state == "pending").then_some(created_at);
     conn.execute(
         "INSERT INTO deliveries (event_seq, event_id, subscription, state, next_attempt_at,
@@ -61,13 +55,7 @@ pub fn delivery(
 }
 
 /// An attempt of `delivery` (numbered after its others, which it also counts).
-pub fn attempt(
-    conn: &Connection,
-    delivery: i64,
-    started_at: i64,
-    duration_ms: i64,
-    status: Option<u16>,
-) {
+pub fn attempt(conn: &Db, delivery: i64, started_at: i64, duration_ms: i64, status: Option<u16>) {
     conn.execute(
         "INSERT INTO attempts (delivery_id, attempt, started_at, duration_ms, status, error,
                                subscription)
@@ -85,10 +73,10 @@ pub fn attempt(
 }
 
 /// The query plan of `sql` with `values` bound, one line per step.
-pub fn plan(conn: &Connection, sql: &str, values: Vec<rusqlite::types::Value>) -> String {
+pub fn plan(conn: &Db, sql: &str, values: Vec<crate::store::db::OwnedValue>) -> String {
     let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
     let lines: Vec<String> = stmt
-        .query_map(rusqlite::params_from_iter(values), |row| row.get(3))
+        .query_map(values, |row| row.get(3))
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();

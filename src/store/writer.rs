@@ -9,8 +9,8 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::store::db::{Db, Transaction};
 use crossbeam_channel::{Receiver, Sender};
-use rusqlite::{Connection, Transaction};
 
 use super::faults::{storage_fault, Faults, StoreUnavailable};
 use super::forget::{self, Forgotten};
@@ -408,7 +408,7 @@ impl StoreHandle {
 }
 
 pub(super) fn spawn(
-    mut conn: Connection,
+    mut conn: Db,
     new_work: Sender<()>,
     faults: Arc<Faults>,
 ) -> anyhow::Result<(StoreHandle, std::thread::JoinHandle<()>)> {
@@ -456,14 +456,14 @@ pub(super) fn spawn(
     Ok((handle, thread))
 }
 
-fn load_paused(conn: &Connection) -> rusqlite::Result<HashSet<String>> {
+fn load_paused(conn: &Db) -> crate::store::db::Result<HashSet<String>> {
     conn.prepare("SELECT subscription FROM subscription_state WHERE paused = 1")?
         .query_map([], |row| row.get(0))?
         .collect()
 }
 
 /// A delivery leased when the process died was never answered for: make it due now.
-fn recover_leases(conn: &mut Connection) -> rusqlite::Result<usize> {
+fn recover_leases(conn: &mut Db) -> crate::store::db::Result<usize> {
     conn.execute(
         "UPDATE deliveries SET next_attempt_at = leased_at, leased_at = NULL
          WHERE leased_at IS NOT NULL AND state = 'pending'",
@@ -480,7 +480,7 @@ pub fn now_ms() -> i64 {
 }
 
 struct Writer {
-    conn: Connection,
+    conn: Db,
     new_work: Sender<()>,
     /// Whether the connection is currently at `synchronous = FULL`.
     durable: bool,
@@ -544,7 +544,11 @@ impl Writer {
         let durable = batch.iter().any(Command::needs_durability);
         if durable != self.durable {
             let level = if durable { "FULL" } else { "NORMAL" };
-            if let Err(err) = self.conn.pragma_update(None, "synchronous", level) {
+            let set = match self.conn.as_sqlite() {
+                Some(conn) => conn.pragma_update(None, "synchronous", level),
+                None => Ok(()),
+            };
+            if let Err(err) = set {
                 tracing::error!(%err, "could not set synchronous = {level}");
             } else {
                 self.durable = durable;
@@ -562,7 +566,7 @@ impl Writer {
         let mut due_everywhere = false;
         let mut tally = Tally::default();
         let (mut recorded, mut forgets, mut erased) = (false, false, false);
-        let outcome = (|| -> rusqlite::Result<()> {
+        let outcome = (|| -> crate::store::db::Result<()> {
             let mut tx = self.conn.transaction()?;
             for command in batch {
                 match command {
@@ -750,7 +754,10 @@ impl Writer {
 
 /// A command's own result stands only if the transaction holding it committed; a failed
 /// commit is [`StoreUnavailable`], which callers answer with 503.
-fn settle<T>(commit: &rusqlite::Result<()>, result: anyhow::Result<T>) -> anyhow::Result<T> {
+fn settle<T>(
+    commit: &crate::store::db::Result<()>,
+    result: anyhow::Result<T>,
+) -> anyhow::Result<T> {
     match commit {
         Ok(()) => result,
         Err(err) => Err(StoreUnavailable(format!("the commit failed: {err}")).into()),
@@ -760,7 +767,7 @@ fn settle<T>(commit: &rusqlite::Result<()>, result: anyhow::Result<T>) -> anyhow
 /// Runs `work` in a savepoint: on error only its own changes are rolled back.
 fn in_savepoint<T>(
     tx: &mut Transaction<'_>,
-    work: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    work: impl FnOnce(&Db) -> crate::store::db::Result<T>,
 ) -> anyhow::Result<T> {
     let savepoint = tx.savepoint()?;
     match work(&savepoint) {

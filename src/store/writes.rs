@@ -4,21 +4,22 @@
 
 use std::collections::HashSet;
 
-use rusqlite::{params, Connection};
+use crate::store::db::{params, Db, OptionalExtension};
 
 use super::writer::now_ms;
 use super::{AttemptRecord, AuditEntry, IngestBatch, IngestReport, NextStep};
 
 pub(super) fn ingest_batch(
-    tx: &Connection,
+    tx: &Db,
     batch: &IngestBatch,
     ordered: &HashSet<String>,
-) -> rusqlite::Result<IngestReport> {
+) -> crate::store::db::Result<IngestReport> {
     let now = now_ms();
     let mut report = IngestReport::default();
     let mut insert_event = tx.prepare_cached(
         "INSERT INTO events (id, type, conversation_id, project_id, received_at, source, body)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (id) DO NOTHING",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (id) DO NOTHING
+         RETURNING seq",
     )?;
     let mut insert_delivery = tx.prepare_cached(
         "INSERT INTO deliveries (event_seq, event_id, subscription, state, next_attempt_at,
@@ -27,22 +28,26 @@ pub(super) fn ingest_batch(
     )?;
     for routed in &batch.events {
         let event = &routed.event;
-        let inserted = insert_event.execute(params![
-            event.id,
-            event.kind,
-            event.conversation_id,
-            event.project_id,
-            now,
-            batch.source,
-            event.body,
-        ])?;
-        if inserted == 0 {
+        let inserted: Option<i64> = insert_event
+            .query_row(
+                params![
+                    event.id,
+                    event.kind,
+                    event.conversation_id,
+                    event.project_id,
+                    now,
+                    batch.source,
+                    event.body,
+                ],
+                |row| row.get(0),
+            )
+            .optional()?;
+        let Some(seq) = inserted else {
             report.duplicates += 1;
             report.duplicate_ids.push(event.id.clone());
             continue;
-        }
+        };
         report.stored += 1;
-        let seq = tx.last_insert_rowid();
         for subscription in &routed.subscriptions {
             let line = ordered
                 .contains(subscription)
@@ -92,7 +97,7 @@ pub(super) fn ingest_batch(
 
 /// Writes each attempt and its delivery's new state; says for each whether the delivery
 /// was still pending (a delivery cancelled meanwhile keeps the attempt, not the state).
-pub(super) fn record(tx: &Connection, records: &[AttemptRecord]) -> rusqlite::Result<Vec<bool>> {
+pub(super) fn record(tx: &Db, records: &[AttemptRecord]) -> crate::store::db::Result<Vec<bool>> {
     let now = now_ms();
     let mut insert_attempt = tx.prepare_cached(
         "INSERT INTO attempts (delivery_id, attempt, started_at, duration_ms, status, error,
@@ -138,10 +143,10 @@ pub(super) fn record(tx: &Connection, records: &[AttemptRecord]) -> rusqlite::Re
 }
 
 pub(super) fn cancel_removed(
-    tx: &Connection,
+    tx: &Db,
     keep: &[String],
     when: &str,
-) -> rusqlite::Result<usize> {
+) -> crate::store::db::Result<usize> {
     let keep_json = serde_json::to_string(keep).unwrap_or_else(|_| "[]".into());
     tx.execute(
         "UPDATE deliveries
@@ -152,7 +157,7 @@ pub(super) fn cancel_removed(
     )
 }
 
-pub(super) fn put_setting(tx: &Connection, key: &str, value: &str) -> rusqlite::Result<()> {
+pub(super) fn put_setting(tx: &Db, key: &str, value: &str) -> crate::store::db::Result<()> {
     tx.prepare_cached(
         "INSERT INTO settings (key, value, updated_at) VALUES (?1, ?2, ?3)
          ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
@@ -161,7 +166,7 @@ pub(super) fn put_setting(tx: &Connection, key: &str, value: &str) -> rusqlite::
     Ok(())
 }
 
-pub(super) fn audit(tx: &Connection, entry: &AuditEntry) -> rusqlite::Result<()> {
+pub(super) fn audit(tx: &Db, entry: &AuditEntry) -> crate::store::db::Result<()> {
     tx.prepare_cached(
         "INSERT INTO audit_log (at, actor, action, detail, result, origin)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -177,7 +182,7 @@ pub(super) fn audit(tx: &Connection, entry: &AuditEntry) -> rusqlite::Result<()>
     Ok(())
 }
 
-pub(super) fn forget_positions(tx: &Connection, keys: &[String]) -> rusqlite::Result<()> {
+pub(super) fn forget_positions(tx: &Db, keys: &[String]) -> crate::store::db::Result<()> {
     let mut delete = tx.prepare_cached("DELETE FROM spool_positions WHERE file_key = ?1")?;
     for key in keys {
         delete.execute(params![key])?;

@@ -1,7 +1,7 @@
 //! The charts' history against a real SQLite file: attempts recorded through the
 //! writer's own SQL (`writes::record`), read back as charts, trends, rates and groups.
 
-use rusqlite::Connection;
+use crate::store::db::Db;
 
 use super::super::rollup::{self, Histogram, HOUR, MINUTE};
 use super::super::test_support::{delivery, event, plan, TempStore};
@@ -34,7 +34,7 @@ fn attempt(
     }
 }
 
-fn pending(conn: &Connection, n: usize, sub: &str, at: i64) -> Vec<i64> {
+fn pending(conn: &Db, n: usize, sub: &str, at: i64) -> Vec<i64> {
     (0..n)
         .map(|i| {
             let seq = event(

@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use rusqlite::{params, Connection};
+use crate::store::db::{params, Db};
 
 use crate::store::test_support::{attempt, delivery, event, TempStore};
 use crate::store::{AdminRefusal, AttemptRecord, NextStep, Store};
@@ -12,7 +12,7 @@ fn open(store: &TempStore) -> Store {
     Store::open(&store.path, wake).unwrap()
 }
 
-fn body(conn: &Connection, id: &str) -> String {
+fn body(conn: &Db, id: &str) -> String {
     conn.query_row(
         "SELECT body FROM events WHERE id = ?1",
         params![id],
@@ -21,7 +21,7 @@ fn body(conn: &Connection, id: &str) -> String {
     .unwrap()
 }
 
-fn state(conn: &Connection, id: i64) -> String {
+fn state(conn: &Db, id: i64) -> String {
     conn.query_row(
         "SELECT state FROM deliveries WHERE id = ?1",
         params![id],
@@ -30,7 +30,7 @@ fn state(conn: &Connection, id: i64) -> String {
     .unwrap()
 }
 
-fn snippets(conn: &Connection, delivery: i64) -> Vec<Option<String>> {
+fn snippets(conn: &Db, delivery: i64) -> Vec<Option<String>> {
     conn.prepare("SELECT response_snippet FROM attempts WHERE delivery_id = ?1 ORDER BY id")
         .unwrap()
         .query_map(params![delivery], |row| row.get(0))
@@ -39,7 +39,7 @@ fn snippets(conn: &Connection, delivery: i64) -> Vec<Option<String>> {
         .unwrap()
 }
 
-fn with_snippets(conn: &Connection) {
+fn with_snippets(conn: &Db) {
     conn.execute(
         "UPDATE attempts SET response_snippet = 'receiver said: ' || delivery_id",
         [],
@@ -47,7 +47,7 @@ fn with_snippets(conn: &Connection) {
     .unwrap();
 }
 
-fn rejection(conn: &Connection, snippet: &str) -> i64 {
+fn rejection(conn: &Db, snippet: &str) -> i64 {
     conn.execute(
         "INSERT INTO rejections (at, source, line, reason, snippet)
          VALUES (1, 'spool:x.ndjson', 3, 'not an event', ?1)",
@@ -57,7 +57,7 @@ fn rejection(conn: &Connection, snippet: &str) -> i64 {
     conn.last_insert_rowid()
 }
 
-fn rejection_snippet(conn: &Connection, id: i64) -> Option<String> {
+fn rejection_snippet(conn: &Db, id: i64) -> Option<String> {
     conn.query_row(
         "SELECT snippet FROM rejections WHERE id = ?1",
         params![id],

@@ -1,7 +1,7 @@
 //! The health questions of the read side: the overview, the queue, each subscription's
 //! health over the last day, and which subscriptions are paused.
 
-use rusqlite::{params, OptionalExtension};
+use crate::store::db::{params, OptionalExtension};
 
 use super::*;
 
@@ -12,7 +12,7 @@ impl Reader {
     /// The overview page as of `now_ms`, with the newest `recent_failures` failed attempts.
     pub fn overview(&self, now_ms: i64, recent_failures: usize) -> Result<Overview, QueryError> {
         let conn = &self.conn;
-        let count = |sql: &str, value: Option<i64>| -> rusqlite::Result<u64> {
+        let count = |sql: &str, value: Option<i64>| -> crate::store::db::Result<u64> {
             let mut stmt = conn.prepare_cached(sql)?;
             match value {
                 Some(value) => stmt.query_row(params![value], |row| row.get(0)),
@@ -28,7 +28,7 @@ impl Reader {
         {
             let mut stmt =
                 conn.prepare_cached("SELECT state, COUNT(*) FROM deliveries GROUP BY state")?;
-            let rows = stmt.query_map([], |row| Ok((row.get::<_, String>(0)?, row.get(1)?)))?;
+            let rows = stmt.query_map([], |row| Ok((row.get::<String>(0)?, row.get(1)?)))?;
             for row in rows {
                 let (state, n) = row?;
                 match state.as_str() {

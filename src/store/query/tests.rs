@@ -1,6 +1,6 @@
 use std::collections::HashSet;
 
-use rusqlite::params;
+use crate::store::db::params;
 
 use super::health::{nearest_rank, QUEUE_SQL};
 use super::*;
@@ -583,7 +583,7 @@ fn type_patterns_escape_everything_but_the_star() {
 fn list_queries_use_indexes_over_100000_deliveries() {
     let store = TempStore::new();
     let mut conn = store.conn();
-    conn.pragma_update(None, "synchronous", "OFF").unwrap();
+    conn.execute_batch("PRAGMA synchronous = OFF").unwrap();
     let tx = conn.transaction().unwrap();
     {
         let mut insert_event = tx

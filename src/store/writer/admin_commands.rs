@@ -1,7 +1,7 @@
 //! The operator's actions as the writer runs them: each in its own savepoint, answered
 //! after the commit like any other command.
 
-use rusqlite::Transaction;
+use crate::store::db::Transaction;
 
 use super::{in_savepoint, now_ms, AdminCommand, Pending};
 use crate::store::admin::{replay, retry_failed, retry_one, set_paused};

@@ -1,4 +1,4 @@
-use rusqlite::{params, Connection};
+use crate::store::db::{params, Db};
 
 use super::*;
 use crate::store::test_support::{attempt, delivery, event, TempStore};
@@ -12,7 +12,7 @@ fn open(store: &TempStore) -> (Store, crossbeam_channel::Receiver<()>) {
 }
 
 /// (state, attempts, next_attempt_at, leased) of a delivery.
-fn row(conn: &Connection, id: i64) -> (String, u32, Option<i64>, bool) {
+fn row(conn: &Db, id: i64) -> (String, u32, Option<i64>, bool) {
     conn.query_row(
         "SELECT state, attempts, next_attempt_at, leased_at IS NOT NULL FROM deliveries
          WHERE id = ?1",
@@ -29,7 +29,7 @@ fn refusal(err: anyhow::Error) -> AdminRefusal {
     }
 }
 
-fn drop_payload(conn: &Connection, seq: i64) {
+fn drop_payload(conn: &Db, seq: i64) {
     conn.execute(
         "UPDATE events SET body = '', payload_dropped_at = 1 WHERE seq = ?1",
         params![seq],

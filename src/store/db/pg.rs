@@ -1,0 +1,127 @@
+//! The PostgreSQL side of `Db`: the client, its prepared statements (one per SQL text,
+//! like SQLite's statement cache), and the translation of `?N` placeholders to `$N`.
+
+use std::collections::HashMap;
+
+use postgres::types::ToSql;
+use postgres::Statement;
+
+use super::Value;
+
+/// Prepared statements kept; past this the cache starts over (dynamic SQL, e.g. `IN`
+/// lists of varying length, would otherwise grow it without end).
+const CACHE_CAPACITY: usize = 256;
+
+pub(super) struct Client {
+    client: postgres::Client,
+    statements: HashMap<String, Statement>,
+}
+
+impl Client {
+    pub(super) fn new(client: postgres::Client) -> Client {
+        Client {
+            client,
+            statements: HashMap::new(),
+        }
+    }
+
+    fn prepared(&mut self, sql: &str) -> Result<Statement, postgres::Error> {
+        if let Some(statement) = self.statements.get(sql) {
+            return Ok(statement.clone());
+        }
+        let statement = self.client.prepare(&placeholders(sql))?;
+        if self.statements.len() >= CACHE_CAPACITY {
+            self.statements.clear();
+        }
+        self.statements.insert(sql.to_owned(), statement.clone());
+        Ok(statement)
+    }
+
+    pub(super) fn execute(
+        &mut self,
+        sql: &str,
+        values: &[Value<'_>],
+    ) -> Result<u64, postgres::Error> {
+        let statement = self.prepared(sql)?;
+        self.client.execute(&statement, &refs(values))
+    }
+
+    pub(super) fn query(
+        &mut self,
+        sql: &str,
+        values: &[Value<'_>],
+    ) -> Result<Vec<postgres::Row>, postgres::Error> {
+        let statement = self.prepared(sql)?;
+        self.client.query(&statement, &refs(values))
+    }
+
+    pub(super) fn batch(&mut self, sql: &str) -> Result<(), postgres::Error> {
+        self.client.batch_execute(sql)
+    }
+}
+
+fn refs<'a>(values: &'a [Value<'a>]) -> Vec<&'a (dyn ToSql + Sync)> {
+    values.iter().map(|v| v as &(dyn ToSql + Sync)).collect()
+}
+
+/// `?N` becomes `$N`, and a bare `?` the next number, outside quoted text and comments.
+pub(super) fn placeholders(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len() + 8);
+    let mut chars = sql.chars().peekable();
+    let mut next = 1;
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' | '"' => {
+                out.push(c);
+                for inner in chars.by_ref() {
+                    out.push(inner);
+                    if inner == c {
+                        break;
+                    }
+                }
+            }
+            '-' if chars.peek() == Some(&'-') => {
+                out.push(c);
+                for inner in chars.by_ref() {
+                    out.push(inner);
+                    if inner == '\n' {
+                        break;
+                    }
+                }
+            }
+            '?' => {
+                let mut digits = String::new();
+                while let Some(d) = chars.peek().filter(|d| d.is_ascii_digit()) {
+                    digits.push(*d);
+                    chars.next();
+                }
+                out.push('$');
+                if digits.is_empty() {
+                    out.push_str(&next.to_string());
+                    next += 1;
+                } else {
+                    out.push_str(&digits);
+                }
+            }
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::placeholders;
+
+    #[test]
+    fn placeholders_are_numbered_for_postgres_outside_quotes_and_comments() {
+        assert_eq!(
+            placeholders("SELECT ?1, ?12 FROM t WHERE a = ? AND b = ?"),
+            "SELECT $1, $12 FROM t WHERE a = $1 AND b = $2"
+        );
+        assert_eq!(
+            placeholders("SELECT '?1', \"a?\" -- why?\n, ?2"),
+            "SELECT '?1', \"a?\" -- why?\n, $2"
+        );
+    }
+}
