@@ -360,9 +360,10 @@ fn wait_until_released(old: &Arc<Settings>) {
 /// values, and the names of those that differed.
 fn keep_restart_only(running: &Config, mut new: Config) -> (Config, Vec<String>) {
     let mut restart = Vec::new();
-    // The whole [storage] section: the store is opened (and locked) once. Compared as
-    // text so a key added to the section later is covered without a change here.
-    if format!("{:?}", running.storage) != format!("{:?}", new.storage) {
+    // The whole [storage] section: the store is opened (and locked) once. Compared with
+    // `==`, not as Debug text: that hides the database password, so a new one would pass
+    // unnoticed.
+    if running.storage != new.storage {
         restart.push("[storage]".to_string());
         new.storage = running.storage.clone();
     }
@@ -732,6 +733,19 @@ mod tests {
         assert_eq!(restart, ["[http]", "[inlet]"]);
         assert_eq!(applied.inlet, old.inlet);
         assert_eq!(applied.http, old.http);
+    }
+
+    #[test]
+    fn a_new_database_password_needs_a_restart_though_debug_hides_it() {
+        let at = |password: &str| {
+            parsed(&format!(
+                "[storage]\nbackend = \"postgres\"\nurl = \"postgres://p:{password}@db/p\"\n"
+            ))
+        };
+        let old = at("password-one");
+        let (applied, restart) = keep_restart_only(&old, at("password-two"));
+        assert_eq!(restart, ["[storage]"]);
+        assert_eq!(applied.storage, old.storage);
     }
 
     #[test]

@@ -14,6 +14,7 @@ mod inlet;
 mod keys;
 mod pacing;
 mod rename;
+mod secret_url;
 mod shaping;
 mod storage;
 mod transport;
@@ -31,6 +32,7 @@ use crate::sign::SigningKey;
 pub use auth::{Auth, ClientAuth, OAuth2};
 pub use http::{default_allowed_hosts, host_without_port};
 pub use pacing::{OnDead, Ordering, Pacing, RateLimit};
+pub use secret_url::{redact_url, scrub as scrub_url, SecretUrl};
 pub use transport::{CaBundle, ClientIdentity, DeliveryTransport, NoProxy, Proxy, Tls, Transport};
 pub use values::{parse_duration, parse_size};
 
@@ -178,11 +180,35 @@ pub struct LogConfig {
     pub level: String,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct StorageConfig {
+    /// The SQLite file (backend `Sqlite` only).
     pub path: PathBuf,
-    /// Refuse new input while the database and its WAL hold more than this many bytes.
+    /// Refuse new input while the database and its WAL hold more than this many bytes
+    /// (backend `Sqlite` only).
     pub max_size: Option<u64>,
+    pub backend: Backend,
+}
+
+/// Which database holds the store (`[storage] backend`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Backend {
+    /// The SQLite file at [`StorageConfig::path`]: one node, nothing to set up.
+    #[default]
+    Sqlite,
+    /// A PostgreSQL database that any number of nodes share.
+    Postgres { url: SecretUrl },
+}
+
+impl StorageConfig {
+    /// Where the store is, for logs and messages: the file, or the URL without its
+    /// password.
+    pub fn location(&self) -> String {
+        match &self.backend {
+            Backend::Sqlite => self.path.display().to_string(),
+            Backend::Postgres { url } => url.redacted(),
+        }
+    }
 }
 
 /// How long finished work is kept (see `retention.rs`). Each period counts from the
@@ -417,6 +443,7 @@ pub fn embedded_defaults() -> Config {
         storage: StorageConfig {
             path: data.join("posthorn.db"),
             max_size: None,
+            backend: Backend::Sqlite,
         },
         retention: DEFAULT_RETENTION,
         spool: SpoolConfig {

@@ -10,6 +10,7 @@ use toml::Spanned;
 
 use super::http::RawHttp;
 use super::inlet::{RawAdmin, RawInlet};
+use super::storage::RawStorage;
 use super::values::{ByteSize, HumanDuration};
 use super::*;
 
@@ -79,13 +80,6 @@ struct RawConfig {
 #[serde(deny_unknown_fields)]
 struct RawLog {
     level: Option<Spanned<String>>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawStorage {
-    path: Option<PathBuf>,
-    max_size: Option<Spanned<ByteSize>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -184,13 +178,7 @@ impl Validator<'_> {
     fn resolve(&mut self, raw: RawConfig, origin: &Path) -> Config {
         let defaults = embedded_defaults();
         let spool = RawSpool { ..raw.spool };
-        let storage = StorageConfig {
-            path: raw
-                .storage
-                .path
-                .map_or(defaults.storage.path, |p| self.base.join(p)),
-            max_size: raw.storage.max_size.map(|size| self.max_size(size)),
-        };
+        let storage = self.storage(raw.storage, defaults.storage);
         let retention = self.retention(raw.retention, defaults.retention);
         let spool = SpoolConfig {
             dir: spool.dir.map_or(defaults.spool.dir, |p| self.base.join(p)),

@@ -22,7 +22,14 @@ mod rename;
 mod rollup;
 mod room;
 mod schema;
+// Unused outside the tests until the store opens PostgreSQL (issue 13).
+#[allow(dead_code)]
+pub(crate) mod schema_pg;
 pub mod spool_head;
+/// A real PostgreSQL for the tests, the same code the integration tests use.
+#[cfg(test)]
+#[path = "../../tests/common/pg.rs"]
+pub(crate) mod test_pg;
 #[cfg(test)]
 pub(crate) mod test_support;
 mod writer;

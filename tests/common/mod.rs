@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod cli;
 mod http;
+pub mod pg;
 mod store_size;
 
 #[allow(unused_imports)] // only the store-size tests use it

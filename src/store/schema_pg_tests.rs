@@ -1,0 +1,357 @@
+use std::collections::BTreeMap;
+
+use rusqlite::Connection;
+
+use super::*;
+use crate::store::test_pg::{admin_url, fresh_database};
+
+/// The recorded version, and the tables of the current schema.
+fn state(client: &mut postgres::Client) -> (Option<i64>, Vec<String>) {
+    let tables: Vec<String> = client
+        .query(
+            "SELECT table_name::text FROM information_schema.tables
+              WHERE table_schema = current_schema() ORDER BY 1",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    let version = tables.iter().any(|t| t == "posthorn_schema").then(|| {
+        client
+            .query_one("SELECT version FROM posthorn_schema", &[])
+            .unwrap()
+            .get(0)
+    });
+    (version, tables)
+}
+
+fn known() -> i64 {
+    MIGRATIONS.len() as i64
+}
+
+#[test]
+fn a_fresh_database_gets_the_whole_schema() {
+    let db = fresh_database();
+    let mut client = connect(db.url()).unwrap();
+    migrate(&mut client).unwrap();
+    let (version, tables) = state(&mut client);
+    assert_eq!(version, Some(known()));
+    for table in ["events", "deliveries", "attempts", "queue_samples"] {
+        assert!(tables.iter().any(|t| t == table), "{table} in {tables:?}");
+    }
+    // The rowid's stand-in numbers rows itself and hands the number back.
+    let seq: i64 = client
+        .query_one(
+            "INSERT INTO events (id, type, received_at, source, body)
+             VALUES ('evt_1', 'conversation.started', 1, 'spool:x', '{}') RETURNING seq",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(seq, 1);
+}
+
+#[test]
+fn migrating_again_is_a_no_op_that_keeps_the_rows() {
+    let db = fresh_database();
+    let mut client = connect(db.url()).unwrap();
+    migrate(&mut client).unwrap();
+    client
+        .batch_execute(
+            "INSERT INTO settings (key, value, updated_at) VALUES ('k', 'v', 1);
+             INSERT INTO spool_positions (file_key, path, \"offset\", line, head, updated_at)
+                 VALUES ('1:2', 'a.ndjson', 10, 2, '\\x7b', 3);",
+        )
+        .unwrap();
+    migrate(&mut client).unwrap();
+    migrate(&mut connect(db.url()).unwrap()).unwrap();
+    assert_eq!(state(&mut client).0, Some(known()));
+    let value: String = client
+        .query_one("SELECT value FROM settings WHERE key = 'k'", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(value, "v");
+    let rows: i64 = client
+        .query_one("SELECT count(*) FROM posthorn_schema", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 1);
+}
+
+#[test]
+fn a_database_from_a_newer_posthorn_is_refused_and_left_alone() {
+    let db = fresh_database();
+    let mut client = connect(db.url()).unwrap();
+    let newer = known() + 1;
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE posthorn_schema (version BIGINT NOT NULL);
+             INSERT INTO posthorn_schema VALUES ({newer});"
+        ))
+        .unwrap();
+    let err = migrate(&mut client).unwrap_err().to_string();
+    assert!(
+        err.contains(&format!(
+            "schema version {newer}, newer than this posthorn knows ({})",
+            known()
+        )),
+        "{err}"
+    );
+    assert_eq!(
+        state(&mut client),
+        (Some(newer), vec!["posthorn_schema".to_string()]),
+        "nothing was created or changed"
+    );
+}
+
+#[test]
+fn a_database_holding_other_tables_is_refused_and_left_alone() {
+    let db = fresh_database();
+    let mut client = connect(db.url()).unwrap();
+    client
+        .batch_execute(
+            "CREATE TABLE invoices (id BIGINT);
+             CREATE SCHEMA billing; CREATE TABLE billing.customers (id BIGINT);",
+        )
+        .unwrap();
+    let err = migrate(&mut client).unwrap_err().to_string();
+    assert!(
+        err.contains(&format!(
+            "the database {:?} holds tables (billing.customers, public.invoices) but no \
+             posthorn schema",
+            db.name()
+        )),
+        "{err}"
+    );
+    assert_eq!(state(&mut client), (None, vec!["invoices".to_string()]));
+}
+
+#[test]
+fn nodes_migrating_at_once_make_one_schema() {
+    let db = fresh_database();
+    let nodes = 4;
+    let barrier = std::sync::Barrier::new(nodes);
+    let results: Vec<anyhow::Result<()>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..nodes)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut client = connect(db.url())?;
+                    barrier.wait();
+                    migrate(&mut client)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for result in results {
+        result.unwrap();
+    }
+    let mut client = connect(db.url()).unwrap();
+    assert_eq!(state(&mut client).0, Some(known()));
+    let rows: i64 = client
+        .query_one("SELECT count(*) FROM posthorn_schema", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 1);
+}
+
+#[test]
+fn a_connection_error_names_the_url_and_cause_but_not_the_password() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    let err = connect(&format!(
+        "postgres://posthorn:hunter2-secret@127.0.0.1:{port}/posthorn"
+    ))
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(
+        err.starts_with(&format!(
+            "while connecting to PostgreSQL at postgres://posthorn:[redacted]@127.0.0.1:{port}/posthorn: "
+        )) && err.contains("refused"),
+        "{err}"
+    );
+    assert!(!err.contains("hunter2"), "{err}");
+
+    // A wrong password is told as such, and not shown either.
+    let admin = admin_url();
+    let at = admin.rfind('@').unwrap();
+    let wrong = format!("postgres://postgres:hunter2-wrong{}", &admin[at..]);
+    let err = connect(&wrong).err().unwrap().to_string();
+    assert!(err.contains("password authentication failed"), "{err}");
+    assert!(!err.contains("hunter2"), "{err}");
+}
+
+// ---- parity with the SQLite schema ----
+
+/// A column as both schemas can tell it: name, type (in PostgreSQL's words), NOT NULL.
+type Column = (String, String, bool);
+/// An index: name, table, unique, partial, columns.
+type Index = (String, String, bool, bool, Vec<String>);
+
+fn sqlite_schema() -> (BTreeMap<String, Vec<Column>>, Vec<Index>) {
+    let mut conn = Connection::open_in_memory().unwrap();
+    crate::store::schema::migrate(&mut conn).unwrap();
+    let strings = |sql: &str, arg: &str| -> Vec<String> {
+        let mut stmt = conn.prepare(sql).unwrap();
+        stmt.query_map([arg], |row| row.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    };
+    let mut tables = BTreeMap::new();
+    let names = strings(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE ?1",
+        "sqlite\\_%",
+    );
+    for table in &names {
+        let mut stmt = conn
+            .prepare("SELECT name, type, \"notnull\", pk FROM pragma_table_info(?1) ORDER BY cid")
+            .unwrap();
+        let columns: Vec<Column> = stmt
+            .query_map([table], |row| {
+                let kind: String = row.get(1)?;
+                let kind = match kind.as_str() {
+                    "INTEGER" => "bigint",
+                    "TEXT" => "text",
+                    "BLOB" => "bytea",
+                    "REAL" => "double precision",
+                    other => panic!("no PostgreSQL type for SQLite's {other}"),
+                };
+                // A primary key column is NOT NULL in PostgreSQL (and a rowid always is).
+                let not_null = row.get::<_, bool>(2)? || row.get::<_, i64>(3)? > 0;
+                Ok((row.get(0)?, kind.to_string(), not_null))
+            })
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        tables.insert(table.clone(), columns);
+    }
+    let mut indexes = Vec::new();
+    for table in &names {
+        let mut stmt = conn
+            .prepare(
+                "SELECT l.name, l.\"unique\", l.partial FROM pragma_index_list(?1) l
+                  WHERE l.origin = 'c'",
+            )
+            .unwrap();
+        let listed: Vec<(String, bool, bool)> = stmt
+            .query_map([table], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        for (name, unique, partial) in listed {
+            let columns = strings(
+                "SELECT name FROM pragma_index_info(?1) ORDER BY seqno",
+                &name,
+            );
+            indexes.push((name, table.clone(), unique, partial, columns));
+        }
+    }
+    indexes.sort();
+    (tables, indexes)
+}
+
+fn postgres_schema(client: &mut postgres::Client) -> (BTreeMap<String, Vec<Column>>, Vec<Index>) {
+    let mut tables = BTreeMap::new();
+    let names: Vec<String> = client
+        .query(
+            "SELECT table_name::text FROM information_schema.tables
+              WHERE table_schema = current_schema() AND table_name != 'posthorn_schema'",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    for table in names {
+        let columns = client
+            .query(
+                "SELECT column_name::text, data_type::text, is_nullable = 'NO'
+                   FROM information_schema.columns
+                  WHERE table_schema = current_schema() AND table_name = $1
+                  ORDER BY ordinal_position",
+                &[&table],
+            )
+            .unwrap()
+            .iter()
+            .map(|row| (row.get(0), row.get(1), row.get(2)))
+            .collect();
+        tables.insert(table, columns);
+    }
+    // Indexes made by CREATE INDEX, not those behind a primary key or UNIQUE constraint
+    // (SQLite's automatic ones are left out the same way).
+    let mut indexes: Vec<Index> = client
+        .query(
+            "SELECT i.relname::text, t.relname::text, x.indisunique, x.indpred IS NOT NULL,
+                    array(SELECT a.attname::text
+                            FROM unnest(x.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)
+                            JOIN pg_attribute a
+                              ON a.attrelid = x.indrelid AND a.attnum = k.attnum
+                           ORDER BY k.ord)
+               FROM pg_index x
+               JOIN pg_class i ON i.oid = x.indexrelid
+               JOIN pg_class t ON t.oid = x.indrelid
+               JOIN pg_namespace n ON n.oid = t.relnamespace
+              WHERE n.nspname = current_schema()
+                AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = x.indexrelid)",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|row| (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4)))
+        .collect();
+    indexes.sort();
+    (tables, indexes)
+}
+
+#[test]
+fn the_postgres_schema_has_the_sqlite_tables_columns_and_indexes() {
+    let db = fresh_database();
+    let mut client = connect(db.url()).unwrap();
+    migrate(&mut client).unwrap();
+    let (sqlite_tables, sqlite_indexes) = sqlite_schema();
+    let (pg_tables, pg_indexes) = postgres_schema(&mut client);
+
+    assert_eq!(
+        sqlite_tables.keys().collect::<Vec<_>>(),
+        pg_tables.keys().collect::<Vec<_>>(),
+        "the same tables"
+    );
+    for (table, columns) in &sqlite_tables {
+        assert_eq!(
+            Some(columns),
+            pg_tables.get(table),
+            "the columns of {table}"
+        );
+    }
+    let names = |indexes: &[Index]| indexes.iter().map(|i| i.0.clone()).collect::<Vec<_>>();
+    assert_eq!(
+        names(&sqlite_indexes),
+        names(&pg_indexes),
+        "the same index names"
+    );
+    for (sqlite, pg) in sqlite_indexes.iter().zip(&pg_indexes) {
+        assert_eq!(
+            (&sqlite.1, sqlite.2, sqlite.3),
+            (&pg.1, pg.2, pg.3),
+            "index {}: table, unique and partial alike",
+            sqlite.0
+        );
+        // SQLite ends each index of a rowid table with the rowid, unseen; PostgreSQL's
+        // name that column at the end.
+        let rowid = match pg.1.as_str() {
+            "events" => Some("seq"),
+            "delivery_rollups" | "queue_samples" => None,
+            _ => Some("id"),
+        };
+        let mut expected = sqlite.4.clone();
+        if let Some(rowid) = rowid.filter(|r| expected.last().map(String::as_str) != Some(r)) {
+            expected.push(rowid.to_string());
+        }
+        assert_eq!(pg.4, expected, "the columns of index {}", sqlite.0);
+    }
+}
