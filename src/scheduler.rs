@@ -15,7 +15,6 @@ mod batch;
 mod rate;
 
 use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,7 +24,7 @@ use crate::config::{OnDead, Ordering, Subscription};
 use crate::deliver::{Finished, Job};
 use crate::receivers::Monitor;
 use crate::reload::{Live, Settings};
-use crate::store::{AttemptRecord, ClaimRequest, Line, NextStep, Reader, StoreHandle};
+use crate::store::{AttemptRecord, ClaimRequest, Line, NextStep, ReaderPool, StoreHandle};
 use rate::RateWindow;
 
 /// Longest the scheduler sleeps without going round its loop (the heartbeat).
@@ -52,8 +51,8 @@ pub struct Scheduler {
     /// handed out keep the subscription they were started with.
     live: Live,
     jobs: Sender<Job>,
-    /// Where the store is, to read back recent attempt starts for rate limits.
-    store_path: Option<PathBuf>,
+    /// The store, to read back recent attempt starts for rate limits.
+    store_reader: Option<ReaderPool>,
     in_flight: usize,
     in_flight_by_endpoint: HashMap<String, usize>,
     /// When each subscription may next have work due (unix ms); a subscription missing
@@ -88,7 +87,7 @@ impl Scheduler {
             store,
             live,
             jobs,
-            store_path: None,
+            store_reader: None,
             in_flight: 0,
             in_flight_by_endpoint: HashMap::new(),
             due_at: HashMap::new(),
@@ -102,10 +101,10 @@ impl Scheduler {
         }
     }
 
-    /// Seeds rate-limit windows from the attempts kept in the store at `path`, so a
-    /// restart does not start a subscription's window empty.
-    pub fn with_store_path(mut self, path: PathBuf) -> Self {
-        self.store_path = Some(path);
+    /// Seeds rate-limit windows from the attempts kept in the store, so a restart does
+    /// not start a subscription's window empty.
+    pub fn with_store_reader(mut self, reader: ReaderPool) -> Self {
+        self.store_reader = Some(reader);
         self
     }
 
@@ -289,13 +288,13 @@ impl Scheduler {
         limit: crate::config::RateLimit,
         now_ms: i64,
     ) -> RateWindow {
-        let Some(path) = &self.store_path else {
+        let Some(store) = &self.store_reader else {
             return RateWindow::default();
         };
         let since = now_ms - limit.per.as_millis() as i64 - 1_000;
-        let starts = Reader::open(path).and_then(|reader| {
-            reader.attempt_starts(&subscription.name, since, limit.count as usize)
-        });
+        let starts = store
+            .with(|reader| reader.attempt_starts(&subscription.name, since, limit.count as usize))
+            .and_then(|starts| starts);
         match starts {
             Ok(starts) => RateWindow::seeded(starts),
             Err(err) => {

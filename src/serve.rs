@@ -16,7 +16,7 @@ use crate::reload::{Live, Reloader, Trigger};
 use crate::retention::Pruner;
 use crate::scheduler::{Scheduler, Stop};
 use crate::spool::Spool;
-use crate::store::{Reader, ReaderPool, Store};
+use crate::store::{Location, Reader, ReaderPool, Store};
 use crate::web;
 
 /// Extra time beyond one attempt's timeout that shutdown waits for in-flight attempts.
@@ -30,7 +30,7 @@ pub fn serve(config: Config, log: LogControl) -> anyhow::Result<()> {
     log_startup(&config);
 
     let (new_work_tx, new_work_rx) = crossbeam_channel::bounded(1);
-    let store = Store::open(&config.storage.path, new_work_tx.clone())?;
+    let store = Store::open_at(&Location::from_config(&config.storage), new_work_tx.clone())?;
     // Before any input is taken: new deliveries of ordered subscriptions are lined up.
     store
         .handle()
@@ -64,7 +64,7 @@ pub fn serve(config: Config, log: LogControl) -> anyhow::Result<()> {
             "cancelled pending deliveries of subscriptions no longer in the config"
         );
     }
-    let positions = Reader::open(store.path())?.spool_positions()?;
+    let positions = Reader::open(store.location().clone())?.spool_positions()?;
     store.handle().set_max_size(config.storage.max_size);
     let pruner = Pruner::start(store.handle(), config.retention.clone())
         .context("while starting the pruner")?;
@@ -97,7 +97,7 @@ pub fn serve(config: Config, log: LogControl) -> anyhow::Result<()> {
             store: store.handle(),
             live: live.clone(),
             inlet: std::sync::Arc::new(config.inlet.clone()),
-            reader: ReaderPool::new(store.path()),
+            reader: ReaderPool::new(store.location().clone()),
             auth: std::sync::Arc::new(web::auth::Auth::new(
                 &config.admin,
                 admin_password_hash(&config, &store)?,
@@ -118,7 +118,7 @@ pub fn serve(config: Config, log: LogControl) -> anyhow::Result<()> {
     .context("while starting delivery workers")?;
     let (stop_tx, stop_rx) = crossbeam_channel::bounded(1);
     let scheduler = Scheduler::new(store.handle(), live.clone(), jobs_tx)
-        .with_store_path(store.path().to_path_buf());
+        .with_store_reader(ReaderPool::new(store.location().clone()));
     let scheduler = std::thread::Builder::new()
         .name("scheduler".into())
         .spawn(move || scheduler.run(new_work_rx, finished_rx, stop_rx))?;
@@ -199,7 +199,7 @@ fn admin_password_hash(config: &Config, store: &Store) -> anyhow::Result<String>
     if let Some(hash) = &config.admin.password_hash {
         return Ok(hash.clone());
     }
-    if let Some(hash) = Reader::open(store.path())?.setting(GENERATED_HASH_KEY)? {
+    if let Some(hash) = Reader::open(store.location().clone())?.setting(GENERATED_HASH_KEY)? {
         tracing::info!(
             "admin page: using the password generated at the first start (set [admin] \
              password_hash to choose one)"
@@ -230,7 +230,7 @@ fn log_startup(config: &Config) {
         None => tracing::info!("no config file found; running on embedded defaults"),
     }
     tracing::info!(
-        store = %config.storage.path.display(),
+        store = %config.storage.location(),
         spool = %config.spool.dir.display(),
         workers = config.delivery.workers,
         "starting"

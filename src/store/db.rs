@@ -71,11 +71,76 @@ impl<T> OptionalExtension<T> for Result<T> {
     }
 }
 
-/// Which database a [`Db`] speaks to.
+/// Which database a [`Db`] speaks to, and the few spellings that differ between them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Dialect {
     Sqlite,
     Postgres,
+}
+
+impl Dialect {
+    /// The larger of two values (SQLite's two-argument `MAX`).
+    pub(crate) fn greatest(self, a: &str, b: &str) -> String {
+        match self {
+            Dialect::Sqlite => format!("MAX({a}, {b})"),
+            Dialect::Postgres => format!("GREATEST({a}, {b})"),
+        }
+    }
+
+    /// Whether the text `haystack` contains the text `needle` (both SQL expressions).
+    pub(crate) fn contains(self, haystack: &str, needle: &str) -> String {
+        match self {
+            Dialect::Sqlite => format!("instr({haystack}, {needle}) > 0"),
+            Dialect::Postgres => format!("strpos({haystack}, {needle}) > 0"),
+        }
+    }
+
+    /// The texts of the JSON array bound at `param`, as a one-column subquery.
+    pub(crate) fn json_texts(self, param: &str) -> String {
+        match self {
+            Dialect::Sqlite => format!("SELECT value FROM json_each({param})"),
+            Dialect::Postgres => {
+                format!("SELECT json_array_elements_text(CAST({param} AS json))")
+            }
+        }
+    }
+
+    /// `expr` matching the pattern bound at the next `?`, made by [`Dialect::glob`].
+    /// On SQLite the `+` keeps the planner off the column's index: a glob is checked row
+    /// by row on a walk in time order.
+    pub(crate) fn glob_match(self, expr: &str) -> String {
+        match self {
+            Dialect::Sqlite => format!("+{expr} GLOB ?"),
+            Dialect::Postgres => format!("{expr} LIKE ? ESCAPE '\\'"),
+        }
+    }
+
+    /// A glob in SQLite `GLOB` syntax where only `*` is a wildcard (`[?]` and `[[]` stand
+    /// for themselves), as this dialect's pattern: for PostgreSQL a `LIKE` pattern.
+    pub(crate) fn glob(self, glob: &str) -> String {
+        if self == Dialect::Sqlite {
+            return glob.to_owned();
+        }
+        let mut like = String::with_capacity(glob.len() + 4);
+        let mut rest = glob;
+        while let Some(c) = rest.chars().next() {
+            let literal = ["[?]", "[[]"].into_iter().find(|esc| rest.starts_with(esc));
+            let (c, taken) = match literal {
+                Some(esc) => (esc.as_bytes()[1] as char, 3),
+                None => (c, c.len_utf8()),
+            };
+            match c {
+                '*' if literal.is_none() => like.push('%'),
+                '%' | '_' | '\\' => {
+                    like.push('\\');
+                    like.push(c);
+                }
+                c => like.push(c),
+            }
+            rest = &rest[taken..];
+        }
+        like
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -144,9 +209,14 @@ impl Db {
         }
     }
 
-    pub(crate) fn postgres(client: postgres::Client) -> Db {
+    /// A PostgreSQL client, connected to `url` (kept to connect again if the
+    /// connection is lost).
+    pub(crate) fn postgres(client: postgres::Client, url: &str) -> Db {
         Db {
-            conn: Conn::Postgres(Box::new(RefCell::new(pg::Client::new(client)))),
+            conn: Conn::Postgres(Box::new(RefCell::new(pg::Client::new(
+                client,
+                url.to_owned(),
+            )))),
         }
     }
 
@@ -163,6 +233,14 @@ impl Db {
         self.as_sqlite()
             .expect("last_insert_rowid is for SQLite tests")
             .last_insert_rowid()
+    }
+
+    /// Whether the connection is gone (PostgreSQL only: the server closed it).
+    pub(crate) fn is_closed(&self) -> bool {
+        match &self.conn {
+            Conn::Sqlite(_) => false,
+            Conn::Postgres(client) => client.borrow().is_closed(),
+        }
     }
 
     pub(crate) fn dialect(&self) -> Dialect {
@@ -300,6 +378,9 @@ impl Db {
     }
 }
 
+/// The rows of [`Statement::query_map`], each already read.
+pub(crate) type MappedRows<T> = std::iter::Map<std::vec::IntoIter<T>, fn(T) -> Result<T>>;
+
 /// A statement bound to its connection, for call sites that run it many times.
 pub(crate) struct Statement<'a> {
     db: &'a Db,
@@ -316,7 +397,7 @@ impl Statement<'_> {
         &mut self,
         params: impl Params,
         map: impl FnMut(&Row<'_>) -> Result<T>,
-    ) -> Result<std::iter::Map<std::vec::IntoIter<T>, fn(T) -> Result<T>>> {
+    ) -> Result<MappedRows<T>> {
         let rows = self.db.query_map(&self.sql, params, map)?;
         Ok(rows.into_iter().map(Ok as fn(T) -> Result<T>))
     }
@@ -476,6 +557,16 @@ mod tests {
             })
             .unwrap();
         assert_eq!(kept, [1, 3]);
+    }
+
+    #[test]
+    fn a_glob_becomes_a_like_pattern_with_its_literals_escaped() {
+        let glob = crate::store::TypeFilter::parse("conv_1%[x]?*");
+        let crate::store::TypeFilter::Glob(glob) = glob else {
+            panic!("a pattern with * is a glob");
+        };
+        assert_eq!(Dialect::Sqlite.glob(&glob), glob);
+        assert_eq!(Dialect::Postgres.glob(&glob), "conv\\_1\\%[x]?%");
     }
 
     #[test]

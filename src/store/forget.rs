@@ -78,9 +78,10 @@ pub(super) fn forget(
         .optional()?
         .is_some();
     let rejections: i64 = tx
-        .prepare_cached(
-            "SELECT count(*) FROM rejections WHERE snippet IS NOT NULL AND instr(snippet, ?1) > 0",
-        )?
+        .prepare_cached(&format!(
+            "SELECT count(*) FROM rejections WHERE snippet IS NOT NULL AND {}",
+            tx.dialect().contains("snippet", "?1")
+        ))?
         .query_row(params![needle], |row| row.get(0))?;
     if events == 0 && rejections == 0 && !again {
         return Ok(Err(AdminRefusal::UnknownConversation(
@@ -254,10 +255,10 @@ fn erase(tx: &Db, conversation: &str, upto: i64, now: i64) -> crate::store::db::
 
 /// Blanks the snippet of every rejection that quotes the conversation id.
 fn blank_rejections(tx: &Db, conversation: &str) -> crate::store::db::Result<usize> {
-    tx.prepare_cached(
-        "UPDATE rejections SET snippet = NULL
-         WHERE snippet IS NOT NULL AND instr(snippet, ?1) > 0",
-    )?
+    tx.prepare_cached(&format!(
+        "UPDATE rejections SET snippet = NULL WHERE snippet IS NOT NULL AND {}",
+        tx.dialect().contains("snippet", "?1")
+    ))?
     .execute(params![needle(conversation)])
 }
 

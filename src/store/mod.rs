@@ -293,15 +293,65 @@ fn human_size(bytes: u64) -> String {
     )
 }
 
+/// Where a store's database is: a SQLite file, or a PostgreSQL database by its URL
+/// (which holds the password: never shown, see [`Location`]'s `Debug`).
+#[derive(Clone)]
+pub enum Location {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+impl std::fmt::Debug for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.shown())
+    }
+}
+
+impl Location {
+    /// The file, or the URL without its password, for messages.
+    pub fn shown(&self) -> String {
+        match self {
+            Location::Sqlite(path) => path.display().to_string(),
+            Location::Postgres(url) => crate::config::redact_url(url),
+        }
+    }
+
+    /// Where `[storage]` puts the store.
+    pub fn from_config(storage: &crate::config::StorageConfig) -> Location {
+        match &storage.backend {
+            crate::config::Backend::Sqlite => Location::Sqlite(storage.path.clone()),
+            crate::config::Backend::Postgres { url } => Location::Postgres(url.expose().to_owned()),
+        }
+    }
+}
+
+impl From<&Path> for Location {
+    fn from(path: &Path) -> Location {
+        Location::Sqlite(path.to_path_buf())
+    }
+}
+
+impl From<&PathBuf> for Location {
+    fn from(path: &PathBuf) -> Location {
+        Location::Sqlite(path.clone())
+    }
+}
+
+impl From<PathBuf> for Location {
+    fn from(path: PathBuf) -> Location {
+        Location::Sqlite(path)
+    }
+}
+
 /// The store: owns the writer thread. Dropping it (or `close`) finishes every queued
 /// write and stops the thread.
 pub struct Store {
-    path: PathBuf,
+    location: Location,
     handle: StoreHandle,
     writer: Option<std::thread::JoinHandle<()>>,
-    /// Held for the store's life; the OS releases it when the process dies, even by
-    /// SIGKILL.
-    _lock: std::fs::File,
+    /// SQLite: held for the store's life; the OS releases it when the process dies, even
+    /// by SIGKILL. PostgreSQL has none: any number of nodes share its database.
+    _lock: Option<std::fs::File>,
 }
 
 impl Store {
@@ -316,10 +366,40 @@ impl Store {
         let (handle, writer) = writer::spawn(conn, new_work, Arc::clone(&faults))?;
         spawn_integrity_check(path, faults);
         Ok(Store {
-            path: path.to_path_buf(),
+            location: Location::Sqlite(path.to_path_buf()),
             handle,
             writer: Some(writer),
-            _lock: lock,
+            _lock: Some(lock),
+        })
+    }
+
+    /// Opens the store wherever `location` says.
+    pub fn open_at(
+        location: &Location,
+        new_work: crossbeam_channel::Sender<()>,
+    ) -> anyhow::Result<Store> {
+        match location {
+            Location::Sqlite(path) => Store::open(path, new_work),
+            Location::Postgres(url) => Store::open_postgres(url, new_work),
+        }
+    }
+
+    /// Connects to the PostgreSQL database at `url`, brings its schema up to date and
+    /// starts the writer. Leases of other nodes are left alone: a lease that is never
+    /// answered falls due again when it ends (see `claim.rs`).
+    pub fn open_postgres(
+        url: &str,
+        new_work: crossbeam_channel::Sender<()>,
+    ) -> anyhow::Result<Store> {
+        let mut client = schema_pg::connect(url)?;
+        schema_pg::migrate(&mut client)?;
+        let faults = Arc::new(Faults::default());
+        let (handle, writer) = writer::spawn(Db::postgres(client, url), new_work, faults)?;
+        Ok(Store {
+            location: Location::Postgres(url.to_owned()),
+            handle,
+            writer: Some(writer),
+            _lock: None,
         })
     }
 
@@ -327,8 +407,8 @@ impl Store {
         self.handle.clone()
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
+    pub fn location(&self) -> &Location {
+        &self.location
     }
 
     /// Waits for every write queued so far, then stops the writer.
@@ -538,9 +618,18 @@ pub struct Reader {
 }
 
 impl Reader {
-    pub fn open(path: &Path) -> anyhow::Result<Reader> {
+    pub fn open(location: impl Into<Location>) -> anyhow::Result<Reader> {
+        let path = match location.into() {
+            Location::Sqlite(path) => path,
+            Location::Postgres(url) => {
+                let client = schema_pg::connect(&url)?;
+                return Ok(Reader {
+                    conn: Db::postgres(client, &url),
+                });
+            }
+        };
         let conn = Connection::open_with_flags(
-            path,
+            &path,
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .with_context(|| format!("while opening the store at {} for reading", path.display()))?;
@@ -587,7 +676,7 @@ impl Reader {
     pub fn spool_positions(&self) -> anyhow::Result<Vec<SpoolPosition>> {
         let mut stmt = self
             .conn
-            .prepare("SELECT file_key, path, offset, line, head FROM spool_positions")?;
+            .prepare(r#"SELECT file_key, path, "offset", line, head FROM spool_positions"#)?;
         let rows = stmt.query_map([], |row| {
             Ok(SpoolPosition {
                 file_key: row.get(0)?,
@@ -606,16 +695,16 @@ impl Reader {
 /// Connections are opened on demand and at most [`ReaderPool::KEEP`] are kept idle.
 #[derive(Clone)]
 pub struct ReaderPool {
-    path: PathBuf,
+    location: Location,
     idle: std::sync::Arc<std::sync::Mutex<Vec<Reader>>>,
 }
 
 impl ReaderPool {
     const KEEP: usize = 4;
 
-    pub fn new(path: &Path) -> ReaderPool {
+    pub fn new(location: impl Into<Location>) -> ReaderPool {
         ReaderPool {
-            path: path.to_path_buf(),
+            location: location.into(),
             idle: Default::default(),
         }
     }
@@ -625,11 +714,11 @@ impl ReaderPool {
         let taken = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
         let reader = match taken {
             Some(reader) => reader,
-            None => Reader::open(&self.path)?,
+            None => Reader::open(self.location.clone())?,
         };
         let answer = read(&reader);
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        if idle.len() < Self::KEEP {
+        if idle.len() < Self::KEEP && !reader.conn.is_closed() {
             idle.push(reader);
         }
         Ok(answer)

@@ -8,7 +8,7 @@
 //! timestamp are neither repeated nor skipped and a deep page costs what the first does.
 //! Each filter of the delivery log has an index of migration 4 (a test checks the plans).
 
-use crate::store::db::{params, OptionalExtension, OwnedValue as Value, Row};
+use crate::store::db::{params, Dialect, OptionalExtension, OwnedValue as Value, Row};
 use serde::{Deserialize, Serialize};
 
 use super::rollup::is_success;
@@ -325,6 +325,7 @@ fn paginate<T>(mut items: Vec<T>, size: usize, cursor: impl Fn(&T) -> String) ->
 pub(super) fn delivery_list_sql(
     filter: &DeliveryFilter,
     size: usize,
+    dialect: Dialect,
 ) -> Result<(String, Vec<Value>), QueryError> {
     let type_filter = filter.event_type.as_deref().map(TypeFilter::parse);
     let conversation_filter = filter.conversation_id.as_deref().map(TypeFilter::parse);
@@ -367,10 +368,10 @@ pub(super) fn delivery_list_sql(
             values.push(Value::Text(conversation));
         }
         Some(TypeFilter::Glob(glob)) => {
-            // Like a type glob: checked on each row of the newest-first walk, the `+`
-            // keeping the planner off a range of events_conversation it would then sort.
-            clauses.push("+e.conversation_id GLOB ?".into());
-            values.push(Value::Text(glob));
+            // Like a type glob: checked on each row of the newest-first walk, kept off a
+            // range of events_conversation the planner would then sort.
+            clauses.push(dialect.glob_match("e.conversation_id"));
+            values.push(Value::Text(dialect.glob(&glob)));
         }
     }
     match type_filter {
@@ -382,10 +383,9 @@ pub(super) fn delivery_list_sql(
         }
         Some(TypeFilter::Glob(glob)) => {
             // Checked on each row of the newest-first walk: a glob usually matches many
-            // types, and a range over deliveries_type would have to sort them all. The
-            // `+` keeps the planner from taking that range.
-            clauses.push("+d.event_type GLOB ?".into());
-            values.push(Value::Text(glob));
+            // types, and a range over deliveries_type would have to sort them all.
+            clauses.push(dialect.glob_match("d.event_type"));
+            values.push(Value::Text(dialect.glob(&glob)));
         }
     }
     if let Some(from) = filter.from_ms {
@@ -431,7 +431,7 @@ impl Reader {
     /// One page of the delivery log, newest first.
     pub fn deliveries(&self, filter: &DeliveryFilter) -> Result<Page<DeliveryRow>, QueryError> {
         let size = page_size(filter.limit);
-        let (sql, values) = delivery_list_sql(filter, size)?;
+        let (sql, values) = delivery_list_sql(filter, size, self.conn.dialect())?;
         let rows: Vec<DeliveryRow> = self
             .conn
             .prepare_cached(&sql)?

@@ -159,18 +159,20 @@ pub(super) fn add_attempts(
     let mut read = tx.prepare_cached(
         "SELECT latency FROM delivery_rollups WHERE span = ?1 AND subscription = ?2 AND start = ?3",
     )?;
-    let mut write = tx.prepare_cached(
+    let mut write = tx.prepare_cached(&format!(
         "INSERT INTO delivery_rollups (span, subscription, start, attempts_ok, attempts_failed,
                                        delivered, dead, latency_max_ms, latency)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
          ON CONFLICT (span, subscription, start) DO UPDATE SET
-             attempts_ok = attempts_ok + excluded.attempts_ok,
-             attempts_failed = attempts_failed + excluded.attempts_failed,
-             delivered = delivered + excluded.delivered,
-             dead = dead + excluded.dead,
-             latency_max_ms = MAX(latency_max_ms, excluded.latency_max_ms),
+             attempts_ok = delivery_rollups.attempts_ok + excluded.attempts_ok,
+             attempts_failed = delivery_rollups.attempts_failed + excluded.attempts_failed,
+             delivered = delivery_rollups.delivered + excluded.delivered,
+             dead = delivery_rollups.dead + excluded.dead,
+             latency_max_ms = {},
              latency = excluded.latency",
-    )?;
+        tx.dialect()
+            .greatest("delivery_rollups.latency_max_ms", "excluded.latency_max_ms")
+    ))?;
     for ((span, subscription, start), mut add) in adds {
         let old: Option<Vec<u8>> = read
             .query_row(params![span, subscription, start], |row| row.get(0))
@@ -210,14 +212,19 @@ pub(super) fn sample_queue(tx: &Db, now_ms: i64) -> crate::store::db::Result<()>
         .prepare_cached("SELECT COUNT(*), MIN(created_at) FROM deliveries WHERE state = 'pending'")?
         .query_row([], |row| Ok((row.get(0)?, row.get(1)?)))?;
     let age = oldest.map(|at| (now_ms - at).max(0));
-    let mut write = tx.prepare_cached(
+    let dialect = tx.dialect();
+    let mut write = tx.prepare_cached(&format!(
         "INSERT INTO queue_samples (span, start, depth, oldest_pending_age_ms)
          VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (span, start) DO UPDATE SET
-             depth = MAX(depth, excluded.depth),
-             oldest_pending_age_ms = MAX(COALESCE(oldest_pending_age_ms, 0),
-                                         COALESCE(excluded.oldest_pending_age_ms, 0))",
-    )?;
+             depth = {},
+             oldest_pending_age_ms = {}",
+        dialect.greatest("queue_samples.depth", "excluded.depth"),
+        dialect.greatest(
+            "COALESCE(queue_samples.oldest_pending_age_ms, 0)",
+            "COALESCE(excluded.oldest_pending_age_ms, 0)"
+        )
+    ))?;
     write.execute(params![MINUTE, minute, depth, age])?;
     write.execute(params![HOUR, now_ms.div_euclid(HOUR) * HOUR, depth, age])?;
     Ok(())

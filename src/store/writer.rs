@@ -9,7 +9,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::store::db::{Db, Transaction};
+use crate::store::db::{Db, Dialect, Transaction};
 use crossbeam_channel::{Receiver, Sender};
 
 use super::faults::{storage_fault, Faults, StoreUnavailable};
@@ -463,7 +463,12 @@ fn load_paused(conn: &Db) -> crate::store::db::Result<HashSet<String>> {
 }
 
 /// A delivery leased when the process died was never answered for: make it due now.
+/// Only on SQLite, whose lock file makes this process the store's only user. On
+/// PostgreSQL other nodes may hold live leases; one never answered falls due when it ends.
 fn recover_leases(conn: &mut Db) -> crate::store::db::Result<usize> {
+    if conn.dialect() == Dialect::Postgres {
+        return Ok(0);
+    }
     conn.execute(
         "UPDATE deliveries SET next_attempt_at = leased_at, leased_at = NULL
          WHERE leased_at IS NOT NULL AND state = 'pending'",

@@ -77,11 +77,11 @@ pub(super) fn ingest_batch(
     }
     if let Some(position) = &batch.position {
         tx.prepare_cached(
-            "INSERT INTO spool_positions (file_key, path, offset, line, head, updated_at)
+            r#"INSERT INTO spool_positions (file_key, path, "offset", line, head, updated_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)
              ON CONFLICT (file_key) DO UPDATE SET
-                 path = excluded.path, offset = excluded.offset, line = excluded.line,
-                 head = excluded.head, updated_at = excluded.updated_at",
+                 path = excluded.path, "offset" = excluded."offset", line = excluded.line,
+                 head = excluded.head, updated_at = excluded.updated_at"#,
         )?
         .execute(params![
             position.file_key,
@@ -149,10 +149,13 @@ pub(super) fn cancel_removed(
 ) -> crate::store::db::Result<usize> {
     let keep_json = serde_json::to_string(keep).unwrap_or_else(|_| "[]".into());
     tx.execute(
-        "UPDATE deliveries
-         SET state = 'cancelled', next_attempt_at = NULL, leased_at = NULL, updated_at = ?2,
-             last_error = 'cancelled: subscription \"' || subscription || '\" was ' || ?3
-         WHERE state = 'pending' AND subscription NOT IN (SELECT value FROM json_each(?1))",
+        &format!(
+            "UPDATE deliveries
+             SET state = 'cancelled', next_attempt_at = NULL, leased_at = NULL, updated_at = ?2,
+                 last_error = 'cancelled: subscription \"' || subscription || '\" was ' || ?3
+             WHERE state = 'pending' AND subscription NOT IN ({})",
+            tx.dialect().json_texts("?1")
+        ),
         params![keep_json, now_ms(), when],
     )
 }

@@ -267,11 +267,29 @@ impl Receiver {
     }
 }
 
+/// Whether this run puts the stores on PostgreSQL: `POSTHORN_TEST_BACKEND=postgres`
+/// runs the integration suite against a fresh database on the test cluster per [`Home`]
+/// (see `pg.rs`); otherwise every store is a SQLite file.
+pub fn on_postgres() -> bool {
+    std::env::var("POSTHORN_TEST_BACKEND").is_ok_and(|b| b == "postgres")
+}
+
+/// For a test of something only the SQLite store has (its file, WAL, lock, size
+/// budget): true, with a note, when this run is on PostgreSQL and the test should end.
+pub fn sqlite_only(what: &str) -> bool {
+    if on_postgres() {
+        eprintln!("not run on PostgreSQL: {what} is SQLite's");
+    }
+    on_postgres()
+}
+
 /// A temporary home for one posthorn: config, store and spool.
 pub struct Home {
     pub dir: tempfile::TempDir,
     /// The HTTP inlet's port, picked free at creation and kept across config rewrites.
     pub port: u16,
+    /// The store's database when the run is on PostgreSQL.
+    pub pg: Option<pg::FreshDatabase>,
 }
 
 impl Home {
@@ -279,6 +297,15 @@ impl Home {
         Home {
             dir: tempfile::tempdir().expect("a temp dir"),
             port: free_port(),
+            pg: on_postgres().then(pg::fresh_database),
+        }
+    }
+
+    /// The `[storage]` lines that put this home's store where the run wants it.
+    pub fn storage_config(&self) -> String {
+        match &self.pg {
+            Some(db) => format!("[storage]\nbackend = \"postgres\"\nurl = {:?}\n", db.url()),
+            None => format!("[storage]\npath = {:?}\n", self.db().display().to_string()),
         }
     }
 
@@ -329,8 +356,17 @@ impl Home {
         file.sync_data().unwrap();
     }
 
-    /// Opens the store read-only, as an operator with `sqlite3` would.
-    pub fn query<T: rusqlite::types::FromSql>(&self, sql: &str) -> Vec<T> {
+    /// Reads the store as an operator with `sqlite3` or `psql` would.
+    pub fn query<T: Column>(&self, sql: &str) -> Vec<T> {
+        if let Some(db) = &self.pg {
+            let mut client = db.connect();
+            return client
+                .query(sql, &[])
+                .unwrap_or_else(|e| panic!("{sql}: {e}"))
+                .iter()
+                .map(|row| row.try_get(0).unwrap_or_else(|e| panic!("{sql}: {e}")))
+                .collect();
+        }
         let conn = rusqlite::Connection::open_with_flags(
             self.db(),
             rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
@@ -348,6 +384,10 @@ impl Home {
         self.query::<i64>(sql).first().copied().unwrap_or(0)
     }
 }
+
+/// A value a test reads from the store, the same on SQLite and PostgreSQL.
+pub trait Column: rusqlite::types::FromSql + for<'a> postgres::types::FromSql<'a> {}
+impl<T: rusqlite::types::FromSql + for<'a> postgres::types::FromSql<'a>> Column for T {}
 
 /// A `[[subscription]]` block with a Standard Webhooks secret, posting to `url`.
 pub fn subscription(name: &str, url: &str, scope: &str, events: &str) -> String {
@@ -676,8 +716,8 @@ impl Home {
     /// `[spool]`; a `rescan_interval` there replaces the fast default.
     pub fn write_config_with_spool(&self, spool: &str, body: &str) -> PathBuf {
         let mut text = format!(
-            "[storage]\npath = {:?}\n[spool]\ndir = {:?}\n{spool}\n",
-            self.db().display().to_string(),
+            "{}[spool]\ndir = {:?}\n{spool}\n",
+            self.storage_config(),
             self.spool().display().to_string()
         );
         if !spool.contains("rescan_interval") {
@@ -697,6 +737,24 @@ impl Home {
 
     /// Every row of the `rejections` table, oldest first.
     pub fn rejections(&self) -> Vec<RejectionRow> {
+        if let Some(db) = &self.pg {
+            let mut client = db.connect();
+            let rows = client
+                .query(
+                    "SELECT source, line, reason, snippet FROM rejections ORDER BY id",
+                    &[],
+                )
+                .expect("read the rejections");
+            return rows
+                .iter()
+                .map(|row| RejectionRow {
+                    source: row.get(0),
+                    line: row.get(1),
+                    reason: row.get(2),
+                    snippet: row.get(3),
+                })
+                .collect();
+        }
         let conn = rusqlite::Connection::open_with_flags(
             self.db(),
             rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,

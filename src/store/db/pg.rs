@@ -14,18 +14,46 @@ const CACHE_CAPACITY: usize = 256;
 
 pub(super) struct Client {
     client: postgres::Client,
+    /// To connect again once the server has dropped the connection (a restart, a
+    /// failover, an idle timeout).
+    url: String,
     statements: HashMap<String, Statement>,
+    /// Between `BEGIN` and its end: a lost connection then fails the transaction, never
+    /// a silent reconnect that would run its remaining statements outside it.
+    in_transaction: bool,
 }
 
 impl Client {
-    pub(super) fn new(client: postgres::Client) -> Client {
+    pub(super) fn new(client: postgres::Client, url: String) -> Client {
         Client {
             client,
+            url,
             statements: HashMap::new(),
+            in_transaction: false,
+        }
+    }
+
+    pub(super) fn is_closed(&self) -> bool {
+        self.client.is_closed()
+    }
+
+    /// Connects again if the connection is gone and no transaction is open.
+    fn reconnect_if_closed(&mut self) {
+        if !self.client.is_closed() || self.in_transaction {
+            return;
+        }
+        match crate::store::schema_pg::connect(&self.url) {
+            Ok(client) => {
+                tracing::info!("store: connected to PostgreSQL again");
+                self.client = client;
+                self.statements.clear();
+            }
+            Err(err) => tracing::warn!("store: PostgreSQL is unreachable: {err:#}"),
         }
     }
 
     fn prepared(&mut self, sql: &str) -> Result<Statement, postgres::Error> {
+        self.reconnect_if_closed();
         if let Some(statement) = self.statements.get(sql) {
             return Ok(statement.clone());
         }
@@ -56,7 +84,14 @@ impl Client {
     }
 
     pub(super) fn batch(&mut self, sql: &str) -> Result<(), postgres::Error> {
-        self.client.batch_execute(sql)
+        self.reconnect_if_closed();
+        let result = self.client.batch_execute(sql);
+        match sql {
+            "BEGIN" => self.in_transaction = result.is_ok(),
+            "COMMIT" | "ROLLBACK" => self.in_transaction = false,
+            _ => {}
+        }
+        result
     }
 }
 

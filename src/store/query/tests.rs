@@ -174,7 +174,7 @@ struct Spread {
 
 fn spread() -> Spread {
     let store = TempStore::new();
-    let mut conn = store.conn();
+    let conn = store.conn();
     let tx = conn.transaction().unwrap();
     let kinds = [
         "conversation.started",
@@ -582,7 +582,7 @@ fn type_patterns_escape_everything_but_the_star() {
 #[test]
 fn list_queries_use_indexes_over_100000_deliveries() {
     let store = TempStore::new();
-    let mut conn = store.conn();
+    let conn = store.conn();
     conn.execute_batch("PRAGMA synchronous = OFF").unwrap();
     let tx = conn.transaction().unwrap();
     {
@@ -682,7 +682,7 @@ fn list_queries_use_indexes_over_100000_deliveries() {
         },
     ];
     for filter in &filters {
-        let (sql, values) = delivery_list_sql(filter, DEFAULT_PAGE).unwrap();
+        let (sql, values) = delivery_list_sql(filter, DEFAULT_PAGE, Dialect::Sqlite).unwrap();
         let plan = plan(&conn, &sql, values);
         let full_scan = plan.split("; ").any(|step| {
             step == "SCAN d"
@@ -719,7 +719,7 @@ fn list_queries_use_indexes_over_100000_deliveries() {
         (&filters[8], "deliveries_"),
         (&filters[9], "deliveries_created"),
     ] {
-        let (sql, values) = delivery_list_sql(filter, DEFAULT_PAGE).unwrap();
+        let (sql, values) = delivery_list_sql(filter, DEFAULT_PAGE, Dialect::Sqlite).unwrap();
         let plan = plan(&conn, &sql, values);
         assert!(
             plan.contains(index),
