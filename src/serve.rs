@@ -30,6 +30,13 @@ pub fn serve(config: Config, log: LogControl) -> anyhow::Result<()> {
     log_startup(&config);
 
     let (new_work_tx, new_work_rx) = crossbeam_channel::bounded(1);
+    if let crate::config::Backend::Postgres { url } = &config.storage.backend {
+        // Until the store runs on PostgreSQL (issue 13): never fall back to SQLite quietly.
+        anyhow::bail!(
+            "[storage] backend = \"postgres\" ({url}) is not served yet: this posthorn keeps \
+             its store in SQLite only; remove backend and url to use the SQLite file"
+        );
+    }
     let store = Store::open(&config.storage.path, new_work_tx.clone())?;
     // Before any input is taken: new deliveries of ordered subscriptions are lined up.
     store
@@ -230,7 +237,7 @@ fn log_startup(config: &Config) {
         None => tracing::info!("no config file found; running on embedded defaults"),
     }
     tracing::info!(
-        store = %config.storage.path.display(),
+        store = %config.storage.location(),
         spool = %config.spool.dir.display(),
         workers = config.delivery.workers,
         "starting"
