@@ -191,7 +191,13 @@ fn a_misspelt_key_is_named_with_its_line_column_and_the_keys_expected() {
     assert_no_secret(&output, &[SECRET]);
 
     let (_dir, path, output) = check(&format!("[storage]\npth = \"x.db\"\n{}", good_block()));
-    assert_problem(&output, &path, 2, 1, "unknown field `pth`, expected `path`");
+    assert_problem(
+        &output,
+        &path,
+        2,
+        1,
+        "unknown field `pth`, expected one of `path`",
+    );
     assert_no_secret(&output, &[SECRET]);
 }
 

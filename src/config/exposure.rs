@@ -1,5 +1,6 @@
 //! Whether the config file gives its secrets away: at start posthorn warns when a config
-//! file that holds a secret inline (`secret`, `token`, `api_token`) can be read by users
+//! file that holds a secret inline (`secret`, `token`, `api_token`, a `[storage] url`
+//! with a password) can be read by users
 //! other than posthorn's own: by everyone, or by a group posthorn does not run as (a
 //! file shared with posthorn's group, as the `.deb` installs it, is fine).
 
@@ -55,7 +56,14 @@ fn inline_secrets(text: &str) -> Vec<String> {
                     } else {
                         format!("{at}.{key}")
                     };
-                    if SECRET_KEYS.contains(&key.as_str()) && value.is_str() {
+                    let is_secret = if here == "storage.url" {
+                        value
+                            .as_str()
+                            .is_some_and(|url| super::secret_url::redact_url(url) != url)
+                    } else {
+                        SECRET_KEYS.contains(&key.as_str()) && value.is_str()
+                    };
+                    if is_secret {
                         if !found.contains(&here) {
                             found.push(here);
                         }
@@ -97,6 +105,15 @@ mod tests {
             ["inlet.source.secret", "inlet.token", "subscription.secret"]
         );
         assert!(inline_secrets("[[subscription]]\nsecret_env = \"X\"\n").is_empty());
+    }
+
+    #[test]
+    fn a_storage_url_is_a_secret_when_it_holds_a_password() {
+        let with = "[storage]\nurl = \"postgres://p:pw@db/p\"\n";
+        assert_eq!(inline_secrets(with), ["storage.url"]);
+        assert!(inline_secrets("[storage]\nurl = \"postgres://p@db/p\"\n").is_empty());
+        // A subscription's url is an address, not a secret.
+        assert!(inline_secrets("[[subscription]]\nurl = \"https://u:pw@x/\"\n").is_empty());
     }
 
     #[test]

@@ -17,9 +17,9 @@ use super::{Backend, StorageConfig};
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawStorage {
-    backend: Option<Spanned<String>>,
     path: Option<Spanned<PathBuf>>,
     max_size: Option<Spanned<ByteSize>>,
+    backend: Option<Spanned<String>>,
     url: Option<Spanned<String>>,
     url_env: Option<Spanned<String>>,
     url_file: Option<Spanned<PathBuf>>,

@@ -186,3 +186,25 @@ fn sqlite_only_keys_with_postgres_are_refused() {
         "{err}"
     );
 }
+
+#[test]
+fn the_commented_postgres_example_parses_once_uncommented() {
+    let example = include_str!("../../config.example.toml");
+    let lines: Vec<&str> = ["# backend = \"postgres\"", "# url_env = "]
+        .iter()
+        .map(|start| {
+            example
+                .lines()
+                .find(|line| line.starts_with(start))
+                .unwrap_or_else(|| panic!("config.example.toml has no {start:?} line"))
+                .trim_start_matches("# ")
+        })
+        .collect();
+    let var = lines[1]
+        .split('"')
+        .nth(1)
+        .expect("url_env names a variable");
+    std::env::set_var(var, format!("postgres://posthorn:{PASSWORD}@db/posthorn"));
+    let config = parsed(&format!("[storage]\n{}\n", lines.join("\n"))).unwrap();
+    assert!(matches!(config.storage.backend, Backend::Postgres { .. }));
+}

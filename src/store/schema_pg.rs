@@ -174,6 +174,10 @@ pub(crate) fn connect(url: &str) -> anyhow::Result<postgres::Client> {
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(CONNECT_TIMEOUT);
     }
+    // So an operator tells posthorn's sessions apart in pg_stat_activity.
+    if config.get_application_name().is_none() {
+        config.application_name("posthorn");
+    }
     config.connect(postgres::NoTls).map_err(|err| {
         let reason = crate::config::scrub_url(&error_chain(&err), url);
         anyhow::anyhow!("while connecting to PostgreSQL at {shown}: {reason}")
@@ -200,6 +204,10 @@ fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
 /// posthorn, and one that holds other tables but no posthorn schema, leaving either as
 /// it was.
 pub(crate) fn migrate(client: &mut postgres::Client) -> anyhow::Result<()> {
+    let server: i32 = client
+        .query_one("SELECT current_setting('server_version_num')::int", &[])?
+        .get(0);
+    check_server(server)?;
     loop {
         let mut tx = client.transaction()?;
         tx.batch_execute(&format!("SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))?;
@@ -240,6 +248,23 @@ pub(crate) fn migrate(client: &mut postgres::Client) -> anyhow::Result<()> {
         )?;
         tx.commit()?;
     }
+}
+
+/// The oldest PostgreSQL the schema and the store's SQL are written for.
+const OLDEST_SERVER: i32 = 130000;
+
+/// Refuses a server older than [`OLDEST_SERVER`] (`server_version_num`) with a clear
+/// error, rather than a syntax error from deep inside a migration.
+fn check_server(version_num: i32) -> anyhow::Result<()> {
+    if version_num < OLDEST_SERVER {
+        bail!(
+            "the database server runs PostgreSQL {}, older than posthorn supports; use \
+             PostgreSQL {} or newer",
+            version_num / 10000,
+            OLDEST_SERVER / 10000
+        );
+    }
+    Ok(())
 }
 
 /// The recorded schema version; `None` when the database has no `posthorn_schema`.

@@ -157,6 +157,35 @@ fn nodes_migrating_at_once_make_one_schema() {
 }
 
 #[test]
+fn a_server_older_than_13_is_refused_by_its_version() {
+    let err = check_server(120_017).unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "the database server runs PostgreSQL 12, older than posthorn supports; use \
+         PostgreSQL 13 or newer"
+    );
+    check_server(130_000).unwrap();
+    check_server(170_002).unwrap();
+}
+
+#[test]
+fn sessions_are_named_posthorn_unless_the_url_names_them() {
+    let db = fresh_database();
+    let name = |url: &str| -> String {
+        connect(url)
+            .unwrap()
+            .query_one("SELECT current_setting('application_name')", &[])
+            .unwrap()
+            .get(0)
+    };
+    assert_eq!(name(db.url()), "posthorn");
+    assert_eq!(
+        name(&format!("{}?application_name=node-b", db.url())),
+        "node-b"
+    );
+}
+
+#[test]
 fn a_connection_error_names_the_url_and_cause_but_not_the_password() {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -187,12 +216,27 @@ fn a_connection_error_names_the_url_and_cause_but_not_the_password() {
 
 // ---- parity with the SQLite schema ----
 
-/// A column as both schemas can tell it: name, type (in PostgreSQL's words), NOT NULL.
-type Column = (String, String, bool);
+/// A column as both schemas can tell it: name, type (in PostgreSQL's words), NOT NULL,
+/// default.
+type Column = (String, String, bool, Option<String>);
 /// An index: name, table, unique, partial, columns.
 type Index = (String, String, bool, bool, Vec<String>);
 
-fn sqlite_schema() -> (BTreeMap<String, Vec<Column>>, Vec<Index>) {
+/// What the parity test compares.
+#[derive(Debug, Default)]
+struct Schema {
+    tables: BTreeMap<String, Vec<Column>>,
+    /// Made by CREATE INDEX (not those behind a key), by name.
+    indexes: Vec<Index>,
+    /// Primary keys ("p") and UNIQUE constraints ("u"): table, kind, columns.
+    keys: Vec<(String, String, Vec<String>)>,
+    /// Table, columns, referenced table, referenced columns.
+    foreign_keys: Vec<(String, Vec<String>, String, Vec<String>)>,
+    /// CHECK constraints per table.
+    checks: BTreeMap<String, usize>,
+}
+
+fn sqlite_schema() -> Schema {
     let mut conn = Connection::open_in_memory().unwrap();
     crate::store::schema::migrate(&mut conn).unwrap();
     let strings = |sql: &str, arg: &str| -> Vec<String> {
@@ -202,16 +246,19 @@ fn sqlite_schema() -> (BTreeMap<String, Vec<Column>>, Vec<Index>) {
             .collect::<Result<_, _>>()
             .unwrap()
     };
-    let mut tables = BTreeMap::new();
+    let mut schema = Schema::default();
     let names = strings(
         "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE ?1",
         "sqlite\\_%",
     );
     for table in &names {
         let mut stmt = conn
-            .prepare("SELECT name, type, \"notnull\", pk FROM pragma_table_info(?1) ORDER BY cid")
+            .prepare(
+                "SELECT name, type, \"notnull\", pk, dflt_value FROM pragma_table_info(?1)
+                  ORDER BY cid",
+            )
             .unwrap();
-        let columns: Vec<Column> = stmt
+        let columns: Vec<(Column, i64)> = stmt
             .query_map([table], |row| {
                 let kind: String = row.get(1)?;
                 let kind = match kind.as_str() {
@@ -221,42 +268,93 @@ fn sqlite_schema() -> (BTreeMap<String, Vec<Column>>, Vec<Index>) {
                     "REAL" => "double precision",
                     other => panic!("no PostgreSQL type for SQLite's {other}"),
                 };
+                let pk: i64 = row.get(3)?;
                 // A primary key column is NOT NULL in PostgreSQL (and a rowid always is).
-                let not_null = row.get::<_, bool>(2)? || row.get::<_, i64>(3)? > 0;
-                Ok((row.get(0)?, kind.to_string(), not_null))
+                let not_null = row.get::<_, bool>(2)? || pk > 0;
+                Ok(((row.get(0)?, kind.to_string(), not_null, row.get(4)?), pk))
             })
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();
-        tables.insert(table.clone(), columns);
-    }
-    let mut indexes = Vec::new();
-    for table in &names {
-        let mut stmt = conn
-            .prepare(
-                "SELECT l.name, l.\"unique\", l.partial FROM pragma_index_list(?1) l
-                  WHERE l.origin = 'c'",
+        let mut primary: Vec<&(Column, i64)> = columns.iter().filter(|(_, pk)| *pk > 0).collect();
+        primary.sort_by_key(|(_, pk)| *pk);
+        if !primary.is_empty() {
+            let primary = primary.iter().map(|(c, _)| c.0.clone()).collect();
+            schema.keys.push((table.clone(), "p".into(), primary));
+        }
+        schema
+            .tables
+            .insert(table.clone(), columns.into_iter().map(|(c, _)| c).collect());
+
+        let sql: String = conn
+            .query_row(
+                "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?1",
+                [table],
+                |row| row.get(0),
             )
             .unwrap();
-        let listed: Vec<(String, bool, bool)> = stmt
-            .query_map([table], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+        schema
+            .checks
+            .insert(table.clone(), sql.matches("CHECK (").count());
+
+        let mut stmt = conn
+            .prepare(
+                "SELECT id, \"table\", \"from\", \"to\" FROM pragma_foreign_key_list(?1)
+                  ORDER BY id, seq",
+            )
+            .unwrap();
+        let links: Vec<(i64, String, String, String)> = stmt
+            .query_map([table], |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+            })
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();
-        for (name, unique, partial) in listed {
+        let mut ids: Vec<i64> = links.iter().map(|l| l.0).collect();
+        ids.dedup();
+        for id in ids {
+            let parts: Vec<_> = links.iter().filter(|l| l.0 == id).collect();
+            schema.foreign_keys.push((
+                table.clone(),
+                parts.iter().map(|l| l.2.clone()).collect(),
+                parts[0].1.clone(),
+                parts.iter().map(|l| l.3.clone()).collect(),
+            ));
+        }
+
+        let mut stmt = conn
+            .prepare("SELECT name, \"unique\", partial, origin FROM pragma_index_list(?1)")
+            .unwrap();
+        let listed: Vec<(String, bool, bool, String)> = stmt
+            .query_map([table], |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+            })
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        for (name, unique, partial, origin) in listed {
             let columns = strings(
                 "SELECT name FROM pragma_index_info(?1) ORDER BY seqno",
                 &name,
             );
-            indexes.push((name, table.clone(), unique, partial, columns));
+            match origin.as_str() {
+                "c" => schema
+                    .indexes
+                    .push((name, table.clone(), unique, partial, columns)),
+                "u" => schema.keys.push((table.clone(), "u".into(), columns)),
+                // The primary key of a WITHOUT ROWID table or a TEXT one: counted above.
+                _ => {}
+            }
         }
     }
-    indexes.sort();
-    (tables, indexes)
+    schema.indexes.sort();
+    schema.keys.sort();
+    schema.foreign_keys.sort();
+    schema
 }
 
-fn postgres_schema(client: &mut postgres::Client) -> (BTreeMap<String, Vec<Column>>, Vec<Index>) {
-    let mut tables = BTreeMap::new();
+fn postgres_schema(client: &mut postgres::Client) -> Schema {
+    let mut schema = Schema::default();
     let names: Vec<String> = client
         .query(
             "SELECT table_name::text FROM information_schema.tables
@@ -270,7 +368,8 @@ fn postgres_schema(client: &mut postgres::Client) -> (BTreeMap<String, Vec<Colum
     for table in names {
         let columns = client
             .query(
-                "SELECT column_name::text, data_type::text, is_nullable = 'NO'
+                "SELECT column_name::text, data_type::text, is_nullable = 'NO',
+                        column_default::text
                    FROM information_schema.columns
                   WHERE table_schema = current_schema() AND table_name = $1
                   ORDER BY ordinal_position",
@@ -278,63 +377,104 @@ fn postgres_schema(client: &mut postgres::Client) -> (BTreeMap<String, Vec<Colum
             )
             .unwrap()
             .iter()
-            .map(|row| (row.get(0), row.get(1), row.get(2)))
+            .map(|row| (row.get(0), row.get(1), row.get(2), row.get(3)))
             .collect();
-        tables.insert(table, columns);
+        schema.tables.insert(table.clone(), columns);
+        schema.checks.insert(table, 0);
+    }
+    // Column names of an attribute-number array of a table.
+    const COLUMNS: &str = "array(SELECT a.attname::text
+                                  FROM unnest(%KEYS%::int2[]) WITH ORDINALITY AS k(attnum, ord)
+                                  JOIN pg_attribute a
+                                    ON a.attrelid = %TABLE% AND a.attnum = k.attnum
+                                 ORDER BY k.ord)";
+    let columns =
+        |keys: &str, table: &str| COLUMNS.replace("%KEYS%", keys).replace("%TABLE%", table);
+    let constraints = client
+        .query(
+            &format!(
+                "SELECT c.contype::text, t.relname::text, {}, r.relname::text, {}
+                   FROM pg_constraint c
+                   JOIN pg_class t ON t.oid = c.conrelid
+                   JOIN pg_namespace n ON n.oid = t.relnamespace
+                   LEFT JOIN pg_class r ON r.oid = c.confrelid
+                  WHERE n.nspname = current_schema() AND t.relname != 'posthorn_schema'",
+                columns("c.conkey", "c.conrelid"),
+                columns("c.confkey", "c.confrelid"),
+            ),
+            &[],
+        )
+        .unwrap();
+    for row in constraints {
+        let kind: String = row.get(0);
+        let table: String = row.get(1);
+        let own: Vec<String> = row.get(2);
+        match kind.as_str() {
+            "p" | "u" => schema.keys.push((table, kind, own)),
+            "f" => schema
+                .foreign_keys
+                .push((table, own, row.get(3), row.get(4))),
+            "c" => *schema.checks.entry(table).or_default() += 1,
+            other => panic!("a constraint of kind {other} on {table}"),
+        }
     }
     // Indexes made by CREATE INDEX, not those behind a primary key or UNIQUE constraint
     // (SQLite's automatic ones are left out the same way).
-    let mut indexes: Vec<Index> = client
+    schema.indexes = client
         .query(
-            "SELECT i.relname::text, t.relname::text, x.indisunique, x.indpred IS NOT NULL,
-                    array(SELECT a.attname::text
-                            FROM unnest(x.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)
-                            JOIN pg_attribute a
-                              ON a.attrelid = x.indrelid AND a.attnum = k.attnum
-                           ORDER BY k.ord)
-               FROM pg_index x
-               JOIN pg_class i ON i.oid = x.indexrelid
-               JOIN pg_class t ON t.oid = x.indrelid
-               JOIN pg_namespace n ON n.oid = t.relnamespace
-              WHERE n.nspname = current_schema()
-                AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = x.indexrelid)",
+            &format!(
+                "SELECT i.relname::text, t.relname::text, x.indisunique, x.indpred IS NOT NULL, {}
+                   FROM pg_index x
+                   JOIN pg_class i ON i.oid = x.indexrelid
+                   JOIN pg_class t ON t.oid = x.indrelid
+                   JOIN pg_namespace n ON n.oid = t.relnamespace
+                  WHERE n.nspname = current_schema()
+                    AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = x.indexrelid)",
+                columns("x.indkey", "x.indrelid"),
+            ),
             &[],
         )
         .unwrap()
         .iter()
         .map(|row| (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4)))
         .collect();
-    indexes.sort();
-    (tables, indexes)
+    schema.indexes.sort();
+    schema.keys.sort();
+    schema.foreign_keys.sort();
+    schema
 }
 
 #[test]
-fn the_postgres_schema_has_the_sqlite_tables_columns_and_indexes() {
+fn the_postgres_schema_has_the_sqlite_tables_columns_keys_and_indexes() {
     let db = fresh_database();
     let mut client = connect(db.url()).unwrap();
     migrate(&mut client).unwrap();
-    let (sqlite_tables, sqlite_indexes) = sqlite_schema();
-    let (pg_tables, pg_indexes) = postgres_schema(&mut client);
+    let sqlite = sqlite_schema();
+    let pg = postgres_schema(&mut client);
 
     assert_eq!(
-        sqlite_tables.keys().collect::<Vec<_>>(),
-        pg_tables.keys().collect::<Vec<_>>(),
+        sqlite.tables.keys().collect::<Vec<_>>(),
+        pg.tables.keys().collect::<Vec<_>>(),
         "the same tables"
     );
-    for (table, columns) in &sqlite_tables {
+    for (table, columns) in &sqlite.tables {
         assert_eq!(
             Some(columns),
-            pg_tables.get(table),
+            pg.tables.get(table),
             "the columns of {table}"
         );
     }
+    assert_eq!(sqlite.keys, pg.keys, "primary keys and UNIQUE constraints");
+    assert_eq!(sqlite.foreign_keys, pg.foreign_keys, "foreign keys");
+    assert_eq!(sqlite.checks, pg.checks, "CHECK constraints per table");
+
     let names = |indexes: &[Index]| indexes.iter().map(|i| i.0.clone()).collect::<Vec<_>>();
     assert_eq!(
-        names(&sqlite_indexes),
-        names(&pg_indexes),
+        names(&sqlite.indexes),
+        names(&pg.indexes),
         "the same index names"
     );
-    for (sqlite, pg) in sqlite_indexes.iter().zip(&pg_indexes) {
+    for (sqlite, pg) in sqlite.indexes.iter().zip(&pg.indexes) {
         assert_eq!(
             (&sqlite.1, sqlite.2, sqlite.3),
             (&pg.1, pg.2, pg.3),

@@ -215,9 +215,10 @@ fn start(dir: &Path) -> Result<String, String> {
     let server = dir.join("server");
     let data = server.join("data");
     let password_file = dir.join("password");
-    // Stop a server left running on a port that no longer answers, before touching its
-    // directory (its pid file tells pg_ctl; without one there is nothing to stop).
-    if data.join("postmaster.pid").exists() {
+    // Stop a server of ours left running on a port that no longer answers, before
+    // touching its directory; a stale pid file whose pid now belongs to another process
+    // is left for the server's own start-up check.
+    if ours_running(&data) {
         let _ = tool(&bin, "pg_ctl", owner, dir)
             .args(["stop", "-m", "immediate", "-t", "30", "-D"])
             .arg(&data)
@@ -230,8 +231,12 @@ fn start(dir: &Path) -> Result<String, String> {
     let sock = server.join("sock");
     let log = server.join("server.log");
     let mut last = String::new();
-    // The port may be taken between choosing and binding it: a few tries, each new.
-    for _ in 0..3 {
+    // The port may be taken between choosing and binding it, and the processes of a
+    // server that was killed take a moment to go: a few tries, each on a new port.
+    for attempt in 0..5 {
+        if attempt > 0 {
+            std::thread::sleep(Duration::from_secs(1));
+        }
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
@@ -263,10 +268,24 @@ fn start(dir: &Path) -> Result<String, String> {
     let tail = fs::read_to_string(&log).unwrap_or_default();
     let tail: Vec<&str> = tail.lines().rev().take(15).collect();
     Err(format!(
-        "pg_ctl start failed three times: {last}\nlast lines of {}:\n{}",
+        "pg_ctl start failed five times: {last}\nlast lines of {}:\n{}",
         log.display(),
         tail.into_iter().rev().collect::<Vec<_>>().join("\n")
     ))
+}
+
+/// Whether the pid in `data/postmaster.pid` is a server running on `data`.
+fn ours_running(data: &Path) -> bool {
+    let Ok(pid_file) = fs::read_to_string(data.join("postmaster.pid")) else {
+        return false;
+    };
+    let Some(pid) = pid_file.lines().next().map(str::trim) else {
+        return false;
+    };
+    fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| {
+        let wanted = data.as_os_str().as_encoded_bytes();
+        cmdline.windows(wanted.len()).any(|w| w == wanted)
+    })
 }
 
 /// A new cluster in `server/data` with a random password for the `postgres` superuser
