@@ -24,7 +24,9 @@ use crate::config::{OnDead, Ordering, Subscription};
 use crate::deliver::{Finished, Job};
 use crate::receivers::Monitor;
 use crate::reload::{Live, Settings};
-use crate::store::{AttemptRecord, ClaimRequest, Line, NextStep, ReaderPool, StoreHandle};
+use crate::store::{
+    AttemptRecord, ClaimRequest, ClusterLimits, Line, NextStep, ReaderPool, StoreHandle,
+};
 use rate::RateWindow;
 
 /// Longest the scheduler sleeps without going round its loop (the heartbeat).
@@ -32,6 +34,9 @@ const IDLE_POLL: Duration = Duration::from_secs(1);
 /// How often every subscription is looked at in the store, whatever the memory says: a
 /// safety net should a change reach the store by a way that sends no hint.
 const RESYNC_EVERY: Duration = Duration::from_secs(15);
+/// The same on a store other nodes share: they add work and change pauses without a
+/// hint reaching this node, and take over a dead node's work only when they look.
+const SHARED_RESYNC_EVERY: Duration = Duration::from_secs(1);
 /// Most claims in one dispatch; each claim that fills its limit may be followed by one
 /// more while workers stay free.
 const MAX_CLAIMS_PER_DISPATCH: usize = 8;
@@ -141,9 +146,15 @@ impl Scheduler {
                 self.unrecorded_since.get_or_insert_with(Instant::now);
                 self.unrecorded.extend(records);
             }
-            if self.last_resync.elapsed() >= RESYNC_EVERY {
+            let resync_every = if self.store.is_shared() {
+                SHARED_RESYNC_EVERY
+            } else {
+                RESYNC_EVERY
+            };
+            if self.last_resync.elapsed() >= resync_every {
                 self.last_resync = Instant::now();
                 self.due_at.clear();
+                self.adopt_shared_switches();
             }
             wake_at = self.dispatch();
             match self.unrecorded_since {
@@ -250,13 +261,13 @@ impl Scheduler {
             .collect()
     }
 
-    /// How many more attempts `url` may take now: its in-flight cap (narrowed by its
-    /// circuit breaker: none while open, one probe while half-open) less what it holds.
-    /// The one place that decides an endpoint's share.
-    fn endpoint_allowance(&mut self, url: &str, cap: usize) -> usize {
+    /// The in-flight cap of `url` (narrowed by its circuit breaker: none while open, one
+    /// probe while half-open), and how many more attempts it may take now from this node:
+    /// the cap less what it holds. The one place that decides an endpoint's share.
+    fn endpoint_allowance(&mut self, url: &str, cap: usize) -> (usize, usize) {
         let cap = self.health.endpoint_allowance(url, cap);
         let used = self.in_flight_by_endpoint.get(url).copied().unwrap_or(0);
-        cap.saturating_sub(used)
+        (cap, cap.saturating_sub(used))
     }
 
     /// How many attempts of `subscription` its rate limit lets start at `now_ms`
@@ -304,6 +315,19 @@ impl Scheduler {
                 );
                 RateWindow::default()
             }
+        }
+    }
+
+    /// On a shared store: takes the pauses and the global switch other nodes may have
+    /// changed. (The claim itself skips what is paused; this keeps the page, the metrics
+    /// and the switch's own idling in step.)
+    fn adopt_shared_switches(&self) {
+        let (true, Some(store)) = (self.store.is_shared(), &self.store_reader) else {
+            return;
+        };
+        match store.with(|reader| reader.switches()).and_then(|read| read) {
+            Ok((paused, delivery_paused)) => self.store.adopt_switches(paused, delivery_paused),
+            Err(err) => tracing::warn!("could not read the pauses other nodes set: {err:#}"),
         }
     }
 
@@ -428,12 +452,16 @@ impl Scheduler {
         let cap = self.live.load().delivery.max_in_flight_per_endpoint;
         let share = free.div_ceil(due.len()).max(1);
         let mut groups: HashMap<&str, usize> = HashMap::new();
+        // Per group: the endpoint's cap as its breaker allows it, for every node together.
+        let mut caps = Vec::new();
         for index in due {
             let subscription = subscriptions[index];
             let group = match groups.get(subscription.url.as_str()) {
                 Some(&group) => group,
                 None => {
-                    budgets.push(self.endpoint_allowance(&subscription.url, cap));
+                    let (allowed, free) = self.endpoint_allowance(&subscription.url, cap);
+                    budgets.push(free);
+                    caps.push(allowed);
                     groups.insert(subscription.url.as_str(), budgets.len() - 1);
                     budgets.len() - 1
                 }
@@ -454,6 +482,19 @@ impl Scheduler {
                 limit,
                 line: line_of(subscription),
                 group,
+                cluster: ClusterLimits {
+                    endpoint: subscription.url.clone(),
+                    endpoint_subscriptions: subscriptions
+                        .iter()
+                        .filter(|s| s.url == subscription.url)
+                        .map(|s| s.name.clone())
+                        .collect(),
+                    endpoint_cap: caps[group],
+                    rate: subscription
+                        .pacing
+                        .rate_limit
+                        .map(|r| (r.count as usize, r.per.as_millis() as i64)),
+                },
             });
         }
         (order, requests, budgets)

@@ -4,10 +4,22 @@
 //! `recover_leases`). With `ordering = "conversation"`, only the head of each
 //! conversation's line may go: a delivery waits while an earlier one of its conversation
 //! is still pending (leased, or waiting for a retry), or dead under `on_dead = "hold"`.
+//!
+//! On a store several nodes share (PostgreSQL) the claim also locks the rows it takes,
+//! skipping rows another node's claim holds, so no two nodes lease one delivery; it leaves
+//! paused subscriptions alone whichever node paused them; and it keeps the cluster-wide
+//! limits of `cluster.rs`.
 
-use crate::store::db::{params, Db, Statement};
+mod cluster;
+
+use crate::store::db::{params, Db, Dialect, Statement};
 
 use super::{ClaimRequest, ClaimResult, Claimed, Line};
+
+/// On a shared store: what another node may have switched off since this one looked.
+const SHARED_PAUSES: &str = "AND NOT EXISTS (
+        SELECT 1 FROM subscription_state s WHERE s.subscription = d.subscription AND s.paused = 1)
+    AND NOT EXISTS (SELECT 1 FROM settings g WHERE g.key = 'delivery_paused' AND g.value = '1')";
 
 /// The condition that a delivery `d` is at the head of its conversation's line. The
 /// `IN` term is written exactly as in the `deliveries_line` index, so SQLite uses it.
@@ -29,26 +41,36 @@ fn head_condition(line: Line) -> &'static str {
 }
 
 fn due_statement(tx: &Db, line: Line) -> crate::store::db::Result<Statement<'_>> {
-    tx.prepare_cached(&due_sql(line))
+    tx.prepare_cached(&due_sql(line, tx.dialect()))
 }
 
-fn due_sql(line: Line) -> String {
+fn due_sql(line: Line, dialect: Dialect) -> String {
+    let (shared, lock) = match dialect {
+        Dialect::Sqlite => ("", ""),
+        Dialect::Postgres => (SHARED_PAUSES, "FOR UPDATE OF d SKIP LOCKED"),
+    };
     format!(
         "SELECT d.id, d.attempts, d.event_id, e.body
          FROM deliveries d JOIN events e ON e.seq = d.event_seq
-         WHERE d.state = 'pending' AND d.subscription = ?1 AND d.next_attempt_at <= ?2 {}
+         WHERE d.state = 'pending' AND d.subscription = ?1 AND d.next_attempt_at <= ?2 {} {shared}
          ORDER BY d.next_attempt_at, d.id
-         LIMIT ?3",
+         LIMIT ?3 {lock}",
         head_condition(line)
     )
 }
 
-/// When the subscription's next claimable delivery falls due. Leased ones are left out:
-/// their attempt's outcome tells the scheduler what follows.
+/// When the subscription's next claimable delivery falls due. This node's leased ones
+/// are left out: their attempt's outcome tells the scheduler what follows. On a shared
+/// store a lease may be another node's, which may die: there a lease counts as due when
+/// it ends.
 fn next_due_statement(tx: &Db, line: Line) -> crate::store::db::Result<Statement<'_>> {
+    let (leases, shared) = match tx.dialect() {
+        Dialect::Sqlite => ("AND d.leased_at IS NULL", ""),
+        Dialect::Postgres => ("", SHARED_PAUSES),
+    };
     tx.prepare_cached(&format!(
         "SELECT d.next_attempt_at FROM deliveries d
-         WHERE d.state = 'pending' AND d.subscription = ?1 AND d.leased_at IS NULL {}
+         WHERE d.state = 'pending' AND d.subscription = ?1 {leases} {} {shared}
          ORDER BY d.next_attempt_at LIMIT 1",
         head_condition(line)
     ))
@@ -68,15 +90,19 @@ pub(super) fn claim(
     lease_until_ms: i64,
 ) -> crate::store::db::Result<ClaimResult> {
     let mut result = ClaimResult::default();
+    let mut asked: Vec<usize> = requests.iter().map(|r| r.limit).collect();
+    if tx.dialect() == Dialect::Postgres {
+        result.short = cluster::restrict(tx, requests, &mut asked, budgets.groups, now_ms)?;
+    }
     let mut lease = tx.prepare_cached(
         "UPDATE deliveries SET leased_at = ?2, next_attempt_at = ?3 WHERE id = ?1",
     )?;
-    for request in requests {
+    for (request, &asked) in requests.iter().zip(&asked) {
         if budgets.total == 0 {
             break;
         }
         let group = budgets.groups.get(request.group).copied().unwrap_or(0);
-        let limit = request.limit.min(budgets.total).min(group);
+        let limit = asked.min(budgets.total).min(group);
         if limit == 0 {
             continue;
         }
@@ -140,6 +166,7 @@ mod tests {
             limit: 10,
             line,
             group: 0,
+            cluster: Default::default(),
         };
         let mut groups = [10];
         let budgets = Budgets {
@@ -181,7 +208,7 @@ mod tests {
         let store = TempStore::new();
         let conn = store.conn();
         for hold_dead in [false, true] {
-            let sql = due_sql(Line::Conversation { hold_dead });
+            let sql = due_sql(Line::Conversation { hold_dead }, Dialect::Sqlite);
             let shown = plan(
                 &conn,
                 &sql,

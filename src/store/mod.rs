@@ -146,6 +146,23 @@ pub struct ClaimRequest {
     pub line: Line,
     /// Requests of one group (the scheduler's: one endpoint) share that group's budget.
     pub group: usize,
+    /// The limits every node together must keep (see `claim/cluster.rs`).
+    pub cluster: ClusterLimits,
+}
+
+/// The limits a claim on a store shared by several nodes (PostgreSQL) checks against
+/// every node's leases, not only this node's. A SQLite store has one node, whose own
+/// counting is exact, and ignores them.
+#[derive(Debug, Clone, Default)]
+pub struct ClusterLimits {
+    /// The request's endpoint (its URL): the group it shares an in-flight cap with.
+    pub endpoint: String,
+    /// Every subscription that sends to the endpoint.
+    pub endpoint_subscriptions: Vec<String>,
+    /// Attempts in flight to the endpoint across all nodes, at most.
+    pub endpoint_cap: usize,
+    /// The subscription's `rate_limit`: at most `.0` attempts started per `.1` ms.
+    pub rate: Option<(usize, i64)>,
 }
 
 /// Which of a subscription's due deliveries may go (see `store/claim.rs`).
@@ -665,6 +682,13 @@ impl Reader {
             row.get(0)
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The paused subscriptions and whether an operator paused all delivery, as the
+    /// store holds them now.
+    pub fn switches(&self) -> anyhow::Result<(std::collections::HashSet<String>, bool)> {
+        let paused = writer::load_paused(&self.conn)?;
+        Ok((paused, health::load(&self.conn)?.delivery_paused))
     }
 
     /// Bytes the store holds, counted as `[storage] max_size` counts them.

@@ -5,7 +5,7 @@
 //! counted in the metrics only once it has committed.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -148,9 +148,26 @@ pub struct StoreHandle {
     metrics: Arc<Metrics>,
     faults: Arc<Faults>,
     hints: Arc<DueHints>,
+    /// Other nodes share the store (PostgreSQL): what they change sends no hint here.
+    shared: bool,
 }
 
 impl StoreHandle {
+    /// Whether other nodes may share this store (PostgreSQL), so that work, pauses and
+    /// the global switch may change without this node hearing of it.
+    pub fn is_shared(&self) -> bool {
+        self.shared
+    }
+
+    /// Takes the pauses and the global switch as the store now holds them (see
+    /// [`Reader::switches`](super::Reader::switches)): on a shared store another node
+    /// may have changed them.
+    pub fn adopt_switches(&self, paused: HashSet<String>, delivery_paused: bool) {
+        *self.paused.write().unwrap_or_else(|e| e.into_inner()) = paused;
+        self.delivery_paused
+            .store(delivery_paused, Ordering::Relaxed);
+    }
+
     /// Stores a batch durably; returns once it is committed.
     pub fn ingest(&self, batch: IngestBatch) -> anyhow::Result<IngestReport> {
         self.ask(|reply| Command::Ingest(batch, reply))
@@ -428,6 +445,7 @@ pub(super) fn spawn(
     let writer_faults = Arc::clone(&faults);
     let hints = Arc::new(DueHints::default());
     let writer_hints = Arc::clone(&hints);
+    let shared = conn.dialect() == Dialect::Postgres;
     let thread = std::thread::Builder::new()
         .name("store-writer".into())
         .spawn(move || {
@@ -452,11 +470,12 @@ pub(super) fn spawn(
         metrics,
         faults,
         hints,
+        shared,
     };
     Ok((handle, thread))
 }
 
-fn load_paused(conn: &Db) -> crate::store::db::Result<HashSet<String>> {
+pub(super) fn load_paused(conn: &Db) -> crate::store::db::Result<HashSet<String>> {
     conn.prepare("SELECT subscription FROM subscription_state WHERE paused = 1")?
         .query_map([], |row| row.get(0))?
         .collect()
@@ -573,6 +592,11 @@ impl Writer {
         let (mut recorded, mut forgets, mut erased) = (false, false, false);
         let outcome = (|| -> crate::store::db::Result<()> {
             let mut tx = self.conn.transaction()?;
+            if !durable && tx.dialect() == Dialect::Postgres {
+                // As SQLite's synchronous = NORMAL for the same batches: a claim lost in
+                // a server crash leaves its deliveries pending, to be claimed again.
+                tx.execute_batch("SET LOCAL synchronous_commit = off")?;
+            }
             for command in batch {
                 match command {
                     Command::Health(command) => {

@@ -303,6 +303,12 @@ impl postgres::types::ToSql for Value<'_> {
                 Type::FLOAT4 => (x as f32).to_sql(ty, out),
                 _ => Err(format!("a real cannot bind to a parameter of type {ty}").into()),
             },
+            // PostgreSQL text cannot hold NUL, which a snippet of a producer's input or a
+            // receiver's answer may: there it becomes U+FFFD, as invalid UTF-8 does.
+            // (Event bodies are JSON, where a NUL is always escaped.)
+            Value::Text(text) if text.contains('\0') => {
+                text.replace('\0', "\u{fffd}").as_str().to_sql(ty, out)
+            }
             Value::Text(text) => text.to_sql(ty, out),
             Value::Blob(bytes) => bytes.to_sql(ty, out),
         }

@@ -422,6 +422,7 @@ fn metrics_count_what_was_committed_by_source_and_subscription() {
                 limit: 10,
                 line: Default::default(),
                 group: 0,
+                cluster: Default::default(),
             }],
             now_ms() + 1,
             now_ms() + 60_000,

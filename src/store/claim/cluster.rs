@@ -1,0 +1,109 @@
+//! The limits all nodes on one shared store (PostgreSQL) keep together: the in-flight cap
+//! of each endpoint and each subscription's rate limit. A claim counts the leases every
+//! node holds (and, for a rate limit, the attempts recorded in its window) under a
+//! transaction-level advisory lock per endpoint and per rate-limited subscription, so two
+//! nodes never count the same free slot: the count is exact, not an estimate.
+//!
+//! The locks are only tried, never waited for: a node that finds one taken leaves that
+//! endpoint to the node claiming it and looks again shortly. Claims therefore never wait
+//! on each other, and cannot deadlock with the outcome writes that share their
+//! transactions.
+
+use crate::store::db::{params, Db, Result};
+use crate::store::ClaimRequest;
+
+/// How soon a subscription left to another node's claim, or whose endpoint other nodes
+/// fill, is looked at again: their finishing attempts wake no scheduler here.
+const LOOK_AGAIN_MS: i64 = 50;
+
+/// Active leases (attempts in flight or queued on some node) of the subscriptions in the
+/// JSON array `?2`.
+const LEASES_OF: &str = "SELECT count(*) FROM deliveries
+     WHERE state = 'pending' AND leased_at IS NOT NULL AND next_attempt_at > ?1
+       AND subscription IN (SELECT json_array_elements_text(CAST(?2 AS json)))";
+
+/// Attempts of `?1` started after `?2`, leases of `?1` still active at `?3`, and the
+/// first start in the window.
+const RATE_WINDOW: &str = "SELECT
+       (SELECT count(*) FROM attempts WHERE subscription = ?1 AND started_at > ?2),
+       (SELECT count(*) FROM deliveries
+        WHERE subscription = ?1 AND state = 'pending' AND leased_at IS NOT NULL
+          AND next_attempt_at > ?3),
+       (SELECT MIN(started_at) FROM attempts WHERE subscription = ?1 AND started_at > ?2)";
+
+/// Lowers each request's limit (`asked`) and each group's budget to what the whole
+/// cluster leaves, and returns, for the requests it stopped, when to look again.
+pub(super) fn restrict(
+    tx: &Db,
+    requests: &[ClaimRequest],
+    asked: &mut [usize],
+    groups: &mut [usize],
+    now_ms: i64,
+) -> Result<Vec<(String, Option<i64>)>> {
+    let mut short = Vec::new();
+    // Per group: whether this claim holds its endpoint's lock.
+    let mut held: Vec<Option<bool>> = vec![None; groups.len()];
+    for (request, asked) in requests.iter().zip(asked.iter_mut()) {
+        let Some(budget) = groups.get_mut(request.group) else {
+            continue;
+        };
+        let limits = &request.cluster;
+        let holds = match held[request.group] {
+            Some(holds) => holds,
+            None => {
+                let holds = try_lock(tx, &format!("posthorn.endpoint:{}", limits.endpoint))?;
+                if holds {
+                    let names = serde_json::to_string(&limits.endpoint_subscriptions)
+                        .unwrap_or_else(|_| "[]".into());
+                    let in_flight: usize =
+                        tx.query_row(LEASES_OF, params![now_ms, names], |row| row.get(0))?;
+                    *budget = (*budget).min(limits.endpoint_cap.saturating_sub(in_flight));
+                } else {
+                    *budget = 0;
+                }
+                held[request.group] = Some(holds);
+                holds
+            }
+        };
+        if !holds || *budget == 0 {
+            *asked = 0;
+            short.push((request.subscription.clone(), Some(now_ms + LOOK_AGAIN_MS)));
+            continue;
+        }
+        let Some((count, per_ms)) = limits.rate else {
+            continue;
+        };
+        if !try_lock(tx, &format!("posthorn.rate:{}", request.subscription))? {
+            *asked = 0;
+            short.push((request.subscription.clone(), Some(now_ms + LOOK_AGAIN_MS)));
+            continue;
+        }
+        let since = now_ms - per_ms;
+        let (started, leased, first): (usize, usize, Option<i64>) = tx.query_row(
+            RATE_WINDOW,
+            params![request.subscription, since, now_ms],
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+        )?;
+        let allowed = count.saturating_sub(started + leased);
+        if allowed == 0 {
+            *asked = 0;
+            // The window frees a slot when its first attempt leaves it; a lease that
+            // has not become an attempt yet frees none before it does.
+            let next = first.map_or(now_ms + LOOK_AGAIN_MS, |at| at + per_ms + 1);
+            short.push((request.subscription.clone(), Some(next.max(now_ms + 1))));
+            continue;
+        }
+        *asked = (*asked).min(allowed);
+    }
+    Ok(short)
+}
+
+/// Takes the transaction-level advisory lock named `key`, if no other transaction holds
+/// it; it is released at commit or rollback.
+fn try_lock(tx: &Db, key: &str) -> Result<bool> {
+    tx.query_row(
+        "SELECT pg_try_advisory_xact_lock(hashtext(?1))",
+        params![key],
+        |row| row.get(0),
+    )
+}
