@@ -268,3 +268,45 @@ fn a_conversation_is_delivered_in_order_across_nodes() {
         assert_eq!(distinct.len(), per_conversation, "{conversation}: {ids:?}");
     }
 }
+
+#[test]
+fn no_two_nodes_send_the_same_delivery() {
+    let db = fresh_database();
+    let receiver = ProgrammableReceiver::start(|_, _| Reply::status(204));
+    let config = format!(
+        "[delivery]\nschedule = [\"100ms\"]\ntimeout = \"2s\"\n{}{}",
+        subscription(
+            "a",
+            &format!("{}/a", receiver.url),
+            "conversations = [\"*\"]",
+            "[\"*\"]"
+        ),
+        subscription(
+            "b",
+            &format!("{}/b", receiver.url),
+            "conversations = [\"*\"]",
+            "[\"*\"]"
+        ),
+    );
+    let homes: Vec<Home> = (0..3).map(|_| node(&db, &config)).collect();
+    let _serves: Vec<Serve> = homes.iter().map(Serve::start).collect();
+    let events = 300;
+    for n in 0..events {
+        assert!(post(
+            &homes[n % 3],
+            &event_in(&format!("e{n}"), &format!("c{}", n % 11))
+        ));
+    }
+    receiver.wait_for_count(2 * events, LONG);
+    // Every node keeps claiming for a second more: nothing may come twice.
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut seen: HashMap<(String, String), usize> = HashMap::new();
+    for request in receiver.requests() {
+        *seen
+            .entry((request.path.clone(), request.event_id()))
+            .or_default() += 1;
+    }
+    let twice: Vec<_> = seen.iter().filter(|(_, &count)| count > 1).collect();
+    assert!(twice.is_empty(), "sent more than once: {twice:?}");
+    assert_eq!(seen.len(), 2 * events);
+}
