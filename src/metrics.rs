@@ -201,6 +201,9 @@ pub struct Metrics {
     counts: Mutex<Tally>,
     /// `[storage] max_size` in force; 0 for none.
     max_size: AtomicU64,
+    /// Transactions the store writer committed (each one a durable write, or a relaxed
+    /// one for claims: see `store/writer.rs`).
+    commits: AtomicU64,
     started_at_ms: i64,
     /// The scheduler's and the workers' signs of life, for `/healthz`.
     pub liveness: Liveness,
@@ -225,11 +228,17 @@ impl Metrics {
         Metrics {
             counts: Mutex::new(counts),
             max_size: AtomicU64::new(0),
+            commits: AtomicU64::new(0),
             started_at_ms,
             liveness: Liveness::new(),
             spool_aside: SpoolAside::default(),
             receivers: Default::default(),
         }
+    }
+
+    /// Counts one transaction the store writer committed.
+    pub fn count_commit(&self) {
+        self.commits.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Adds what a committed transaction did.
@@ -278,6 +287,17 @@ impl Metrics {
             "posthorn_start_time_seconds",
             &[],
             seconds(self.started_at_ms),
+        );
+
+        text.family(
+            "posthorn_store_commits_total",
+            "counter",
+            "Transactions the store writer committed (many commands share one).",
+        );
+        text.sample(
+            "posthorn_store_commits_total",
+            &[],
+            self.commits.load(Ordering::Relaxed),
         );
 
         let by_source = [

@@ -716,7 +716,10 @@ impl Writer {
         })();
 
         match &outcome {
-            Ok(()) => self.metrics.add(tally),
+            Ok(()) => {
+                self.metrics.count_commit();
+                self.metrics.add(tally)
+            }
             Err(err) => tracing::error!(%err, "store commit failed; the batch is not stored"),
         }
         let wal_truncated = outcome.is_ok() && erased && forget::truncate_wal(&self.conn);
