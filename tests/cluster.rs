@@ -49,7 +49,7 @@ fn post(home: &Home, event: &str) -> bool {
         event.as_bytes(),
         false,
     );
-    matches!(response.status, 200 | 201 | 202)
+    (200..=202).contains(&response.status)
 }
 
 /// The largest number of `starts` (unix ms) in any window of `window_ms`.

@@ -12,7 +12,7 @@
 
 mod cluster;
 
-use crate::store::db::{params, Db, Dialect, Statement};
+use crate::store::db::{params, Db, Dialect, Statement, ToValue};
 
 use super::{ClaimRequest, ClaimResult, Claimed, Line};
 
@@ -94,9 +94,6 @@ pub(super) fn claim(
     if tx.dialect() == Dialect::Postgres {
         result.short = cluster::restrict(tx, requests, &mut asked, budgets.groups, now_ms)?;
     }
-    let mut lease = tx.prepare_cached(
-        "UPDATE deliveries SET leased_at = ?2, next_attempt_at = ?3 WHERE id = ?1",
-    )?;
     for (request, &asked) in requests.iter().zip(&asked) {
         if budgets.total == 0 {
             break;
@@ -117,11 +114,9 @@ pub(super) fn claim(
                 subscription: request.subscription.clone(),
             })
         })?;
-        for claimed in rows {
-            let claimed = claimed?;
-            lease.execute(params![claimed.delivery_id, now_ms, lease_until_ms])?;
-            result.claimed.push(claimed);
-        }
+        let rows: Vec<Claimed> = rows.collect::<crate::store::db::Result<_>>()?;
+        lease(tx, &rows, now_ms, lease_until_ms)?;
+        result.claimed.extend(rows);
         // One that filled its limit may have more due at once: the scheduler asks again
         // when it has capacity. Only a short one says when to look next.
         let got = result.claimed.len() - before;
@@ -139,6 +134,25 @@ pub(super) fn claim(
         result.short.push((request.subscription.clone(), next));
     }
     Ok(result)
+}
+
+/// Leases `rows` until `lease_until_ms`: one statement per run of rows, not per row.
+fn lease(
+    tx: &Db,
+    rows: &[Claimed],
+    now_ms: i64,
+    lease_until_ms: i64,
+) -> crate::store::db::Result<()> {
+    for chunk in super::writes::chunks(rows) {
+        let sql = format!(
+            "UPDATE deliveries SET leased_at = ?, next_attempt_at = ? WHERE id IN ({})",
+            vec!["?"; chunk.len()].join(", ")
+        );
+        let mut values: Vec<&dyn ToValue> = vec![&now_ms, &lease_until_ms];
+        values.extend(chunk.iter().map(|c| &c.delivery_id as &dyn ToValue));
+        tx.prepare_cached(&sql)?.execute(&values[..])?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -2,12 +2,42 @@
 //! an ingest batch with its deliveries, recording attempts, and the small bookkeeping
 //! writes. Each function sees only a connection; committing is the writer's business.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
-use crate::store::db::{params, Db, OptionalExtension};
+use crate::store::db::{params, Db, ToValue};
 
 use super::writer::now_ms;
 use super::{AttemptRecord, AuditEntry, IngestBatch, IngestReport, NextStep};
+
+/// Rows one multi-row statement takes at most. Batches are cut into powers of two up to
+/// this, so each kind of statement has a handful of texts for the statement caches.
+const ROWS_PER_STATEMENT: usize = 64;
+
+/// `items` in runs of `ROWS_PER_STATEMENT`, then the rest in falling powers of two.
+pub(super) fn chunks<T>(items: &[T]) -> impl Iterator<Item = &[T]> {
+    let mut rest = items;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let take = ROWS_PER_STATEMENT.min(1 << rest.len().ilog2());
+        let (chunk, tail) = rest.split_at(take);
+        rest = tail;
+        Some(chunk)
+    })
+}
+
+/// `(?, ?, ...), (...)`: `rows` rows of `columns` placeholders each.
+pub(super) fn rows(rows: usize, columns: usize) -> String {
+    let row = format!("({})", vec!["?"; columns].join(", "));
+    vec![row; rows].join(", ")
+}
+
+/// The rows of new pending deliveries: event seq, event id, subscription, the time (as
+/// next attempt, creation and update), event type and conversation line.
+fn pending_rows(rows: usize) -> String {
+    vec!["(?, ?, ?, 'pending', ?, ?, ?, ?, ?)"; rows].join(", ")
+}
 
 pub(super) fn ingest_batch(
     tx: &Db,
@@ -16,33 +46,40 @@ pub(super) fn ingest_batch(
 ) -> crate::store::db::Result<IngestReport> {
     let now = now_ms();
     let mut report = IngestReport::default();
-    let mut insert_event = tx.prepare_cached(
-        "INSERT INTO events (id, type, conversation_id, project_id, received_at, source, body)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (id) DO NOTHING
-         RETURNING seq",
-    )?;
-    let mut insert_delivery = tx.prepare_cached(
-        "INSERT INTO deliveries (event_seq, event_id, subscription, state, next_attempt_at,
-                                 created_at, updated_at, event_type, conversation_id)
-         VALUES (?1, ?2, ?3, 'pending', ?4, ?4, ?4, ?5, ?6)",
-    )?;
+    // Many rows per statement: on PostgreSQL each statement is a round trip.
+    let mut stored: HashMap<&str, i64> = HashMap::new();
+    for chunk in chunks(&batch.events) {
+        let sql = format!(
+            "INSERT INTO events (id, type, conversation_id, project_id, received_at, source, body)
+             VALUES {} ON CONFLICT (id) DO NOTHING RETURNING id, seq",
+            rows(chunk.len(), 7)
+        );
+        let mut values: Vec<&dyn ToValue> = Vec::with_capacity(chunk.len() * 7);
+        for routed in chunk {
+            let event = &routed.event;
+            values.extend([
+                &event.id as &dyn ToValue,
+                &event.kind,
+                &event.conversation_id,
+                &event.project_id,
+                &now,
+                &batch.source,
+                &event.body,
+            ]);
+        }
+        tx.prepare_cached(&sql)?.for_each(&values[..], |row| {
+            let id: String = row.get(0)?;
+            if let Some(routed) = chunk.iter().find(|r| r.event.id == id) {
+                stored.insert(&routed.event.id, row.get(1)?);
+            }
+            Ok(())
+        })?;
+    }
+    let mut deliveries: Vec<(i64, &str, &String, &str, Option<&String>)> = Vec::new();
     for routed in &batch.events {
         let event = &routed.event;
-        let inserted: Option<i64> = insert_event
-            .query_row(
-                params![
-                    event.id,
-                    event.kind,
-                    event.conversation_id,
-                    event.project_id,
-                    now,
-                    batch.source,
-                    event.body,
-                ],
-                |row| row.get(0),
-            )
-            .optional()?;
-        let Some(seq) = inserted else {
+        // The first of an id in the batch is stored; a later one is a duplicate.
+        let Some(seq) = stored.remove(event.id.as_str()) else {
             report.duplicates += 1;
             report.duplicate_ids.push(event.id.clone());
             continue;
@@ -51,17 +88,33 @@ pub(super) fn ingest_batch(
         for subscription in &routed.subscriptions {
             let line = ordered
                 .contains(subscription)
-                .then_some(&event.conversation_id);
-            insert_delivery.execute(params![
-                seq,
-                event.id,
-                subscription,
-                now,
-                event.kind,
-                line.cloned().flatten()
-            ])?;
-            report.deliveries += 1;
+                .then_some(event.conversation_id.as_ref())
+                .flatten();
+            deliveries.push((seq, &event.id, subscription, &event.kind, line));
         }
+    }
+    for chunk in chunks(&deliveries) {
+        let sql = format!(
+            "INSERT INTO deliveries (event_seq, event_id, subscription, state, next_attempt_at,
+                                     created_at, updated_at, event_type, conversation_id)
+             VALUES {}",
+            pending_rows(chunk.len())
+        );
+        let mut values: Vec<&dyn ToValue> = Vec::with_capacity(chunk.len() * 8);
+        for (seq, id, subscription, kind, line) in chunk {
+            values.extend([
+                seq as &dyn ToValue,
+                id,
+                *subscription,
+                &now,
+                &now,
+                &now,
+                kind,
+                line,
+            ]);
+        }
+        tx.prepare_cached(&sql)?.execute(&values[..])?;
+        report.deliveries += chunk.len();
     }
     let mut insert_rejection = tx.prepare_cached(
         "INSERT INTO rejections (at, source, line, reason, snippet) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -99,12 +152,33 @@ pub(super) fn ingest_batch(
 /// was still pending (a delivery cancelled meanwhile keeps the attempt, not the state).
 pub(super) fn record(tx: &Db, records: &[AttemptRecord]) -> crate::store::db::Result<Vec<bool>> {
     let now = now_ms();
-    let mut insert_attempt = tx.prepare_cached(
-        "INSERT INTO attempts (delivery_id, attempt, started_at, duration_ms, status, error,
-                               response_snippet, subscription, shaping)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, (SELECT subscription FROM deliveries WHERE id = ?1),
-                 ?8)",
-    )?;
+    for chunk in chunks(records) {
+        let sql = format!(
+            "INSERT INTO attempts (delivery_id, attempt, started_at, duration_ms, status, error,
+                                   response_snippet, subscription, shaping)
+             VALUES {}",
+            vec![
+                "(?, ?, ?, ?, ?, ?, ?, (SELECT subscription FROM deliveries WHERE id = ?), ?)";
+                chunk.len()
+            ]
+            .join(", ")
+        );
+        let mut values: Vec<&dyn ToValue> = Vec::with_capacity(chunk.len() * 9);
+        for r in chunk {
+            values.extend([
+                &r.delivery_id as &dyn ToValue,
+                &r.attempt,
+                &r.started_at_ms,
+                &r.duration_ms,
+                &r.status,
+                &r.error,
+                &r.response_snippet,
+                &r.delivery_id,
+                &r.shaping,
+            ]);
+        }
+        tx.prepare_cached(&sql)?.execute(&values[..])?;
+    }
     let mut update = tx.prepare_cached(
         "UPDATE deliveries SET state = ?2, attempts = ?3, next_attempt_at = ?4, leased_at = NULL,
                                last_status = ?5, last_error = ?6, updated_at = ?7
@@ -112,16 +186,6 @@ pub(super) fn record(tx: &Db, records: &[AttemptRecord]) -> crate::store::db::Re
     )?;
     let mut updated = Vec::with_capacity(records.len());
     for r in records {
-        insert_attempt.execute(params![
-            r.delivery_id,
-            r.attempt,
-            r.started_at_ms,
-            r.duration_ms,
-            r.status,
-            r.error,
-            r.response_snippet,
-            r.shaping
-        ])?;
         let (state, next_attempt_at) = match r.next {
             NextStep::Delivered => ("delivered", None),
             NextStep::RetryAt(at) => ("pending", Some(at)),

@@ -1,0 +1,529 @@
+//! When to move up: one node on SQLite against one, two and three nodes on one
+//! PostgreSQL, all on this machine, with the release `posthorn` binary and an in-process
+//! receiver on 127.0.0.1.
+//!
+//! ```sh
+//! cargo build --release --examples --bins && ./target/release/examples/bench_cluster [--quick]
+//! ```
+//!
+//! It starts its own PostgreSQL (Debian's packages: `initdb` and `pg_ctl` from
+//! `/usr/lib/postgresql/<version>/bin`, or `$BENCH_PG_BIN`) in a temporary directory with
+//! the server's default durability (fsync on, synchronous commit), as the `postgres`
+//! user when run as root; `BENCH_PG_URL` names a server of your own instead (a superuser
+//! URL; the benchmark creates and drops its databases there). Each setup gets a fresh
+//! store. Nodes share nothing but the database: each has its own spool directory, and
+//! the events of every phase are spread over the nodes' spools in blocks of 500.
+//!
+//! Per setup: (1) a burst of events to one subscription, events/s from the first write
+//! to the last receipt; (2) the same for fan-out, each event to ten subscriptions,
+//! deliveries/s; (3) a steady 200 events/s to one subscription, write-to-receipt p50 and
+//! p99; and the store commits per event (`posthorn_store_commits_total` of every node,
+//! over the events of phases 1 and 2).
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+
+#[allow(dead_code)]
+#[path = "bench/common.rs"]
+mod common;
+#[allow(dead_code)]
+#[path = "bench/receiver.rs"]
+mod receiver;
+use receiver::{unix_us, Receiver};
+
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+const FAN_OUT: usize = 10;
+/// Svix measured about 500 events/s with PostgreSQL; the issue asks for five times that.
+const TARGET_PG_EVENTS_PER_SEC: f64 = 2_500.0;
+
+struct Setup {
+    name: &'static str,
+    nodes: usize,
+    postgres: bool,
+}
+
+#[derive(Default)]
+struct Figures {
+    events_per_sec: Option<f64>,
+    deliveries_per_sec: Option<f64>,
+    p50_ms: f64,
+    p99_ms: f64,
+    commits_per_event: f64,
+}
+
+fn main() {
+    if let Err(err) = run() {
+        eprintln!("bench_cluster: {err:#}");
+        std::process::exit(2);
+    }
+}
+
+fn run() -> anyhow::Result<()> {
+    let common::Args { quick, bin } = common::args("bench_cluster")?;
+    let burst = if quick { 4_000 } else { 20_000 };
+    let steady_secs = if quick { 4 } else { 10 };
+    let dir = tempfile::Builder::new()
+        .prefix("posthorn-bench-cluster-")
+        .tempdir()?;
+    let server = Postgres::start(dir.path())?;
+    println!(
+        "posthorn cluster bench ({}): {} on {} cores; PostgreSQL {}",
+        if quick { "quick" } else { "full" },
+        bin.display(),
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        server.shown
+    );
+    let setups = [
+        Setup {
+            name: "SQLite, 1 node",
+            nodes: 1,
+            postgres: false,
+        },
+        Setup {
+            name: "PostgreSQL, 1 node",
+            nodes: 1,
+            postgres: true,
+        },
+        Setup {
+            name: "PostgreSQL, 2 nodes",
+            nodes: 2,
+            postgres: true,
+        },
+        Setup {
+            name: "PostgreSQL, 3 nodes",
+            nodes: 3,
+            postgres: true,
+        },
+    ];
+    let mut results = Vec::new();
+    for (index, setup) in setups.iter().enumerate() {
+        println!("\n[{}] {}", index + 1, setup.name);
+        let store = match setup.postgres {
+            true => Some(server.create_database(&format!("bench_{index}"))?),
+            false => None,
+        };
+        let figures = measure(
+            &bin,
+            dir.path(),
+            index,
+            setup,
+            store.as_deref(),
+            burst,
+            steady_secs,
+        )?;
+        results.push(figures);
+    }
+
+    println!("\n| setup | events/s, 1 subscription | deliveries/s, fan-out x{FAN_OUT} | p50 ms | p99 ms | commits/event |");
+    println!("|---|---|---|---|---|---|");
+    for (setup, f) in setups.iter().zip(&results) {
+        let rate = |r: Option<f64>| r.map_or("timed out".into(), |r| format!("{r:.0}"));
+        println!(
+            "| {} | {} | {} | {:.2} | {:.2} | {:.2} |",
+            setup.name,
+            rate(f.events_per_sec),
+            rate(f.deliveries_per_sec),
+            f.p50_ms,
+            f.p99_ms,
+            f.commits_per_event
+        );
+    }
+    let pg: Vec<f64> = results[1..]
+        .iter()
+        .map(|f| f.events_per_sec.unwrap_or(0.0))
+        .collect();
+    println!(
+        "\n  one PostgreSQL node: {:.0} events/s against a target of {TARGET_PG_EVENTS_PER_SEC:.0} \
+         (5x Svix's ~500): {}",
+        pg[0],
+        if pg[0] >= TARGET_PG_EVENTS_PER_SEC { "PASS" } else { "FAIL" }
+    );
+    let never_lower = pg.windows(2).all(|w| w[1] >= w[0]);
+    println!(
+        "  adding a node never lowers throughput (1 -> 2 -> 3 nodes: {}): {}",
+        pg.iter()
+            .map(|r| format!("{r:.0}"))
+            .collect::<Vec<_>>()
+            .join(" -> "),
+        if never_lower { "PASS" } else { "FAIL" }
+    );
+    Ok(())
+}
+
+fn measure(
+    bin: &Path,
+    dir: &Path,
+    index: usize,
+    setup: &Setup,
+    postgres_url: Option<&str>,
+    burst: usize,
+    steady_secs: u64,
+) -> anyhow::Result<Figures> {
+    let receiver = Receiver::start()?;
+    let mut nodes = Vec::new();
+    for n in 0..setup.nodes {
+        nodes.push(Node::start(
+            bin,
+            &dir.join(format!("s{index}-n{n}")),
+            postgres_url,
+            &receiver,
+        )?);
+    }
+    let mut figures = Figures::default();
+    let commits_before: u64 = nodes
+        .iter()
+        .map(Node::commits)
+        .sum::<anyhow::Result<u64>>()?;
+
+    // 1. A burst to one subscription.
+    let first = Instant::now();
+    spread(&mut nodes, "one", "c-one", burst)?;
+    let done = receiver.wait_for("one", burst, Duration::from_secs(60 + burst as u64 / 200));
+    figures.events_per_sec = match (done, receiver.phase("one").last_at) {
+        (Ok(()), Some(last)) => Some(burst as f64 / last.duration_since(first).as_secs_f64()),
+        (Err(err), _) => {
+            println!("  {err:#}");
+            None
+        }
+        _ => None,
+    };
+    println!(
+        "  1 subscription: {burst} events, {}",
+        figures
+            .events_per_sec
+            .map_or("timed out".into(), |r| format!("{r:.0} events/s"))
+    );
+
+    // 2. Fan-out: each event to ten subscriptions.
+    let events = burst / FAN_OUT;
+    let deliveries = events * FAN_OUT;
+    let first = Instant::now();
+    spread(&mut nodes, "fan", "c-fan", events)?;
+    let deadline = first + Duration::from_secs(60 + deliveries as u64 / 200);
+    let mut last = None;
+    while Instant::now() < deadline {
+        let phase = receiver.phase("fan");
+        if phase.every.len() >= deliveries {
+            last = Some(Instant::now());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    figures.deliveries_per_sec =
+        last.map(|at| deliveries as f64 / at.duration_since(first).as_secs_f64());
+    println!(
+        "  fan-out x{FAN_OUT}: {deliveries} deliveries, {}",
+        figures
+            .deliveries_per_sec
+            .map_or("timed out".into(), |r| format!("{r:.0} deliveries/s"))
+    );
+    let commits_after: u64 = nodes
+        .iter()
+        .map(Node::commits)
+        .sum::<anyhow::Result<u64>>()?;
+    figures.commits_per_event = (commits_after - commits_before) as f64 / (burst + events) as f64;
+
+    // 3. Latency at a steady 200 events/s, spread over the nodes.
+    let rate = 200;
+    let total = rate * steady_secs as usize;
+    let start = Instant::now();
+    for seq in 0..total {
+        let due = start + Duration::from_micros(seq as u64 * 1_000_000 / rate as u64);
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        let node = seq % nodes.len();
+        nodes[node].append(&[event_line("steady", seq, "c-one")])?;
+    }
+    receiver.wait_for("steady", total, Duration::from_secs(60))?;
+    let mut latencies = receiver.phase("steady").latencies_us;
+    latencies.sort_unstable();
+    let pick = |q: f64| {
+        let rank = ((q * latencies.len() as f64).ceil() as usize).clamp(1, latencies.len());
+        latencies[rank - 1] as f64 / 1e3
+    };
+    figures.p50_ms = pick(0.50);
+    figures.p99_ms = pick(0.99);
+    println!(
+        "  steady {rate} events/s for {steady_secs} s: p50 {:.2} ms, p99 {:.2} ms; {:.2} commits per event",
+        figures.p50_ms, figures.p99_ms, figures.commits_per_event
+    );
+    for node in nodes {
+        node.stop();
+    }
+    Ok(figures)
+}
+
+/// Writes `count` events of `phase` in `conversation`, blocks of 500 to each node in turn.
+fn spread(nodes: &mut [Node], phase: &str, conversation: &str, count: usize) -> anyhow::Result<()> {
+    for (block, start) in (0..count).step_by(500).enumerate() {
+        let lines: Vec<String> = (start..count.min(start + 500))
+            .map(|seq| event_line(phase, seq, conversation))
+            .collect();
+        let node = block % nodes.len();
+        nodes[node].append(&lines)?;
+    }
+    Ok(())
+}
+
+/// An event whose id carries its phase, sequence number and write time (see receiver.rs).
+fn event_line(phase: &str, seq: usize, conversation: &str) -> String {
+    format!(
+        concat!(
+            r#"{{"id":"{phase}-{seq}-{us}","type":"conversation.transcribed","#,
+            r#""conversation_id":"{conversation}","project_id":"p-9","#,
+            r#""data":{{"language":"nl-NL","segment":{seq},"text":"De gemeente wil het "#,
+            r#"plein autovrij maken en vraagt bewoners om hun mening."}}}}"#
+        ),
+        phase = phase,
+        seq = seq,
+        us = unix_us(),
+        conversation = conversation
+    )
+}
+
+/// One posthorn node: its own config, spool file and inlet port.
+struct Node {
+    child: Child,
+    spool: File,
+    port: u16,
+}
+
+impl Node {
+    fn start(
+        bin: &Path,
+        dir: &Path,
+        postgres_url: Option<&str>,
+        receiver: &Receiver,
+    ) -> anyhow::Result<Node> {
+        let spool_dir = dir.join("spool");
+        fs::create_dir_all(&spool_dir)?;
+        let port = free_port()?;
+        let storage = match postgres_url {
+            Some(url) => format!("[storage]\nbackend = \"postgres\"\nurl = {url:?}\n"),
+            None => format!(
+                "[storage]\npath = {:?}\n",
+                dir.join("posthorn.db").display().to_string()
+            ),
+        };
+        let mut config = format!(
+            "{storage}[spool]\ndir = {:?}\n[http]\nlisten = \"127.0.0.1:{port}\"\n\
+             [delivery]\nallow_networks = [\"127.0.0.1\"]\n",
+            spool_dir.display().to_string()
+        );
+        let mut subscription = |name: &str, conversation: &str| {
+            config.push_str(&format!(
+                "\n[[subscription]]\nname = \"{name}\"\nurl = \"http://127.0.0.1:{}/{name}\"\n\
+                 conversations = [\"{conversation}\"]\nevents = [\"*\"]\nsecret = \"{SECRET}\"\n",
+                receiver.port
+            ));
+        };
+        subscription("one", "c-one");
+        for n in 0..FAN_OUT {
+            subscription(&format!("fan-{n}"), "c-fan");
+        }
+        let path = dir.join("config.toml");
+        fs::write(&path, config)?;
+        let log = File::create(dir.join("posthorn.log"))?;
+        let mut child = Command::new(bin)
+            .args(["serve", "--config"])
+            .arg(&path)
+            .env("POSTHORN_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("while starting {}", bin.display()))?;
+        common::wait_listening(&mut child, port, Duration::from_secs(30))?;
+        let spool = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(spool_dir.join("bench.ndjson"))?;
+        Ok(Node { child, spool, port })
+    }
+
+    fn append(&mut self, lines: &[String]) -> anyhow::Result<()> {
+        let mut buf = String::with_capacity(lines.iter().map(|l| l.len() + 1).sum());
+        for line in lines {
+            buf.push_str(line);
+            buf.push('\n');
+        }
+        self.spool.write_all(buf.as_bytes())?;
+        Ok(())
+    }
+
+    /// `posthorn_store_commits_total` from the node's `/metrics`.
+    fn commits(&self) -> anyhow::Result<u64> {
+        use std::io::Read as _;
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.port))?;
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        write!(
+            stream,
+            "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        )?;
+        let mut text = String::new();
+        stream.read_to_string(&mut text)?;
+        text.lines()
+            .find_map(|line| line.strip_prefix("posthorn_store_commits_total "))
+            .and_then(|n| n.trim().parse().ok())
+            .context("no posthorn_store_commits_total in /metrics")
+    }
+
+    fn stop(mut self) {
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// The PostgreSQL the setups run on: started here, or `BENCH_PG_URL`.
+struct Postgres {
+    admin_url: String,
+    shown: String,
+    data: Option<(PathBuf, PathBuf, Option<u32>)>,
+}
+
+impl Postgres {
+    fn start(dir: &Path) -> anyhow::Result<Postgres> {
+        if let Ok(url) = std::env::var("BENCH_PG_URL") {
+            return Ok(Postgres {
+                shown: "at BENCH_PG_URL".into(),
+                admin_url: url,
+                data: None,
+            });
+        }
+        let bin = pg_bin()?;
+        let data = dir.join("pg");
+        fs::create_dir_all(&data)?;
+        // initdb refuses root: the server runs as the postgres user then.
+        let uid = if rustix::process::getuid().is_root() {
+            Some(user_id("postgres")?)
+        } else {
+            None
+        };
+        if let Some(uid) = uid {
+            std::os::unix::fs::chown(dir, Some(uid), None)?;
+            std::os::unix::fs::chown(&data, Some(uid), None)?;
+        }
+        let port = free_port()?;
+        let run = |tool: &str, args: &[&str]| -> anyhow::Result<()> {
+            let mut command = Command::new(bin.join(tool));
+            command
+                .args(args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped());
+            if let Some(uid) = uid {
+                use std::os::unix::process::CommandExt as _;
+                command.uid(uid);
+            }
+            let out = command
+                .output()
+                .with_context(|| format!("while running {tool}"))?;
+            if !out.status.success() {
+                bail!("{tool} failed: {}", String::from_utf8_lossy(&out.stderr));
+            }
+            Ok(())
+        };
+        let data_arg = data.join("data").display().to_string();
+        run(
+            "initdb",
+            &[
+                "-D",
+                &data_arg,
+                "-U",
+                "posthorn",
+                "-A",
+                "trust",
+                "--no-sync",
+            ],
+        )?;
+        let options = format!(
+            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c max_connections=200",
+            data.display()
+        );
+        let log = data.join("server.log").display().to_string();
+        run(
+            "pg_ctl",
+            &["-D", &data_arg, "-o", &options, "-l", &log, "-w", "start"],
+        )?;
+        Ok(Postgres {
+            admin_url: format!("postgres://posthorn@127.0.0.1:{port}/postgres"),
+            shown: format!(
+                "{} on 127.0.0.1:{port} (fsync on, synchronous commit)",
+                bin.display()
+            ),
+            data: Some((bin, PathBuf::from(data_arg), uid)),
+        })
+    }
+
+    /// A fresh database; its URL.
+    fn create_database(&self, name: &str) -> anyhow::Result<String> {
+        let mut client = postgres::Client::connect(&self.admin_url, postgres::NoTls)?;
+        client.batch_execute(&format!("DROP DATABASE IF EXISTS {name}"))?;
+        client.batch_execute(&format!("CREATE DATABASE {name}"))?;
+        let base = self
+            .admin_url
+            .rsplit_once('/')
+            .map_or(&*self.admin_url, |(b, _)| b);
+        Ok(format!("{base}/{name}"))
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        if let Some((bin, data, uid)) = &self.data {
+            let mut command = Command::new(bin.join("pg_ctl"));
+            command
+                .args(["-D", &data.display().to_string(), "-m", "fast", "stop"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+            if let Some(uid) = uid {
+                use std::os::unix::process::CommandExt as _;
+                command.uid(*uid);
+            }
+            let _ = command.status();
+        }
+    }
+}
+
+/// The directory with `initdb` and `pg_ctl`: `$BENCH_PG_BIN`, else the newest
+/// `/usr/lib/postgresql/<version>/bin`.
+fn pg_bin() -> anyhow::Result<PathBuf> {
+    if let Some(dir) = std::env::var_os("BENCH_PG_BIN") {
+        return Ok(dir.into());
+    }
+    let mut versions: Vec<(u32, PathBuf)> = fs::read_dir("/usr/lib/postgresql")
+        .context("no /usr/lib/postgresql: install Debian's postgresql (tests/setup.sh does)")?
+        .flatten()
+        .filter_map(|e| Some((e.file_name().to_str()?.parse().ok()?, e.path().join("bin"))))
+        .collect();
+    versions.sort();
+    versions
+        .pop()
+        .map(|(_, bin)| bin)
+        .context("no PostgreSQL version under /usr/lib/postgresql")
+}
+
+/// The uid of `user` from /etc/passwd.
+fn user_id(user: &str) -> anyhow::Result<u32> {
+    let passwd = fs::read_to_string("/etc/passwd")?;
+    passwd
+        .lines()
+        .find_map(|line| {
+            let mut fields = line.split(':');
+            (fields.next() == Some(user)).then(|| fields.nth(1)?.parse().ok())?
+        })
+        .with_context(|| format!("no user {user:?} to run PostgreSQL as (initdb refuses root)"))
+}
