@@ -261,21 +261,41 @@ fn lock_and_check_empty(
         .with_context(|| {
             format!("while locking the tables of {shown} (is a posthorn running on it?)")
         })?;
-    for table in tables {
-        let full: bool = tx
+    // The copied tables first, in copy order, then any the target has of its own.
+    let ordered = COPIED
+        .iter()
+        .copied()
+        .filter(|t| tables.contains(*t))
+        .chain(
+            tables
+                .iter()
+                .map(String::as_str)
+                .filter(|t| !COPIED.contains(t)),
+        );
+    let mut full = Vec::new();
+    for table in ordered {
+        let rows: bool = tx
             .query_one(
                 &format!("SELECT EXISTS (SELECT 1 FROM {})", quoted(table)),
                 &[],
             )?
             .get(0);
-        if full {
-            bail!(
-                "{shown} is not empty: its table {table} holds rows; migrate-store copies \
-                 into an empty database only, and left this one as it was"
-            );
+        if rows {
+            full.push(table);
         }
     }
-    Ok(())
+    match full.as_slice() {
+        [] => Ok(()),
+        [table] => bail!(
+            "{shown} is not empty: its table {table} holds rows; migrate-store copies into \
+             an empty database only, and left this one as it was"
+        ),
+        tables => bail!(
+            "{shown} is not empty: its tables {} hold rows; migrate-store copies into an \
+             empty database only, and left this one as it was",
+            tables.join(", ")
+        ),
+    }
 }
 
 /// `"name"`: our own table and column names, quoted for the reserved ones ("offset").
