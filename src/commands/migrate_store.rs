@@ -182,6 +182,30 @@ mod tests {
     use super::*;
     use crate::store::{SchemaVersions, TableCount};
 
+    fn args(to: &str) -> MigrateStoreArgs {
+        MigrateStoreArgs {
+            config: None,
+            to: Some(to.into()),
+            to_env: None,
+            to_file: None,
+            json: false,
+        }
+    }
+
+    #[test]
+    fn a_target_that_is_not_a_postgres_url_is_refused_without_showing_it() {
+        let err = target_url(&args("mysql://root:hunter2@db/posthorn")).unwrap_err();
+        assert_eq!(
+            err,
+            "--to must start with postgres:// or postgresql:// (its value is not shown)"
+        );
+        assert_eq!(target_url(&args("  ")).unwrap_err(), "--to is empty");
+        assert_eq!(
+            target_url(&args(" postgresql://u:p@h/db\n")).unwrap(),
+            "postgresql://u:p@h/db"
+        );
+    }
+
     #[test]
     fn the_report_counts_each_table_and_never_shows_the_password() {
         let m = Migrated {
