@@ -128,6 +128,12 @@ pub fn migrate_store(source: &Path, target_url: &str) -> anyhow::Result<Migrated
     super::schema_pg::migrate(&mut client)
         .with_context(|| format!("while preparing the schema of {shown}"))?;
 
+    let mut tx = client.transaction()?;
+    tx.batch_execute(&format!("SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))?;
+    let target_tables = pg_tables(&mut tx)?;
+    // Before the source is opened (and perhaps migrated): a refused target leaves it be.
+    lock_and_check_empty(&mut tx, &target_tables, &shown)?;
+
     let before = user_version(source)?;
     let db = super::open_writer_connection(source)
         .with_context(|| format!("while opening the store at {}", source.display()))?;
@@ -137,12 +143,7 @@ pub fn migrate_store(source: &Path, target_url: &str) -> anyhow::Result<Migrated
     let after: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
     // One read transaction: every table is read from the same state.
     let snapshot = conn.unchecked_transaction()?;
-
-    let mut tx = client.transaction()?;
-    tx.batch_execute(&format!("SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))?;
-    let target_tables = pg_tables(&mut tx)?;
     check_tables(&sqlite_tables(&snapshot)?, &target_tables)?;
-    lock_and_check_empty(&mut tx, &target_tables, &shown)?;
 
     let mut counts = Copied::default();
     let mut tables = Vec::with_capacity(COPIED.len());

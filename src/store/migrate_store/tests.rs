@@ -321,7 +321,7 @@ fn a_store_in_use_is_refused_before_the_target_is_touched() {
 }
 
 #[test]
-fn a_store_of_an_older_schema_is_brought_up_to_date_and_copied() {
+fn a_store_of_an_older_schema_is_brought_up_to_date_and_copied_unless_the_target_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("old.db");
     {
@@ -338,6 +338,15 @@ fn a_store_of_an_older_schema_is_brought_up_to_date_and_copied() {
         )
         .unwrap();
     }
+    // A refused target leaves the source as it was, schema and all.
+    let full = fresh_database();
+    let mut client = full.connect();
+    crate::store::schema_pg::migrate(&mut client).unwrap();
+    client
+        .batch_execute("INSERT INTO settings (key, value, updated_at) VALUES ('k', 'v', 1)")
+        .unwrap();
+    assert!(migrate_store(&path, full.url()).is_err());
+    assert_eq!(user_version(&path).unwrap(), 1);
     let db = fresh_database();
 
     let migrated = migrate_store(&path, db.url()).unwrap();
