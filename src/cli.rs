@@ -149,6 +149,11 @@ pub enum Command {
         #[command(subcommand)]
         command: EventsCommand,
     },
+    /// Copy the SQLite store ([storage] path) into an empty PostgreSQL database: events,
+    /// pending and finished deliveries, attempts, rejections, audit log and settings, in
+    /// one transaction. Stop posthorn first; then switch [storage] to the database. A
+    /// database that holds posthorn rows is refused.
+    MigrateStore(crate::commands::migrate_store::MigrateStoreArgs),
     /// Send a `posthorn.test` event to one subscription and wait for its first attempt;
     /// exits 0 on a 2xx answer, 1 otherwise.
     Test {

@@ -4,13 +4,15 @@
 //! and `test`, each one or a few calls of the operator API
 //! through [`crate::client`], printed by [`crate::client::render`] (or as the API's JSON
 //! with `--json`). Exit codes: 0 done, 1 the API refused or could not be reached, 2 the
-//! command could not be set up (no token, a bad config).
+//! command could not be set up (no token, a bad config). `verify` and `migrate-store`
+//! need no running posthorn (the second refuses to run beside one).
 
 mod act;
 mod delivery;
 mod events;
 mod forget;
 mod hash_password;
+pub mod migrate_store;
 pub mod verify;
 
 use std::io::Write as _;

@@ -115,5 +115,6 @@ fn main() -> ExitCode {
         Command::PauseAll { api, json } => commands::switch_all(&api, Some(true), json),
         Command::ResumeAll { api, json } => commands::switch_all(&api, Some(false), json),
         Command::Verify(args) => commands::verify::run(&args),
+        Command::MigrateStore(args) => commands::migrate_store::run(&args),
     }
 }

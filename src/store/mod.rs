@@ -16,6 +16,7 @@ mod forget;
 mod health;
 mod integrity;
 mod line;
+mod migrate_store;
 mod prune;
 mod query;
 mod rename;
@@ -53,6 +54,7 @@ pub use faults::{FailingCommits, Faults, StoreUnavailable};
 pub use find::{Found, StoredEvent, CONVERSATION_COUNT_CAP};
 pub use forget::Forgotten;
 pub use line::{HeldBehind, LineView};
+pub use migrate_store::{migrate_store, Migrated, SchemaVersions, TableCount};
 pub use query::{
     AttemptView, AuditRow, DeliveryDetail, DeliveryFilter, DeliveryRow, EventView, FailureRow,
     Overview, Page, QueryError, Queue, RejectionRow, StateCounts, SubscriptionHealth, TypeFilter,
@@ -502,6 +504,19 @@ fn check_integrity(conn: &Connection, path: &Path) -> Option<String> {
 /// Takes an exclusive lock on `<store>.lock`. Two posthorns on one store would each
 /// lease and send the same deliveries, so the second one refuses to start.
 fn lock_exclusively(store: &Path) -> anyhow::Result<std::fs::File> {
+    try_lock_store(store)?.map_err(|path| {
+        anyhow::anyhow!(
+            "another posthorn is already running with the store {} (it holds {}); \
+             stop it first, or give this one its own [storage] path",
+            store.display(),
+            path.display()
+        )
+    })
+}
+
+/// The lock `serve` holds on a SQLite store, taken; `Err(lock file)` when another process
+/// holds it.
+fn try_lock_store(store: &Path) -> anyhow::Result<Result<std::fs::File, PathBuf>> {
     let mut name = store.as_os_str().to_owned();
     name.push(".lock");
     let path = PathBuf::from(name);
@@ -513,13 +528,8 @@ fn lock_exclusively(store: &Path) -> anyhow::Result<std::fs::File> {
         .open(&path)
         .with_context(|| format!("while opening the lock file {}", path.display()))?;
     match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
-            "another posthorn is already running with the store {} (it holds {}); \
-             stop it first, or give this one its own [storage] path",
-            store.display(),
-            path.display()
-        ),
+        Ok(()) => Ok(Ok(file)),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(Err(path)),
         Err(std::fs::TryLockError::Error(err)) => {
             Err(err).with_context(|| format!("while locking {}", path.display()))
         }
