@@ -164,7 +164,6 @@ fn a_sqlite_store_with_retrying_dead_and_leased_deliveries_is_finished_by_two_po
 /// skip rows another node holds (issue 13, store/claim.rs): today both nodes can lease the
 /// same row, and a few deliveries arrive twice.
 #[test]
-#[ignore = "needs the row-locking claim (store/claim.rs): two nodes lease the same row today"]
 fn two_nodes_send_each_migrated_pending_delivery_once() {
     let duplicates = migrate_then_serve_on_two_nodes();
     assert!(
