@@ -170,9 +170,12 @@ impl Scheduler {
     }
 
     /// Outcomes the next claim depends on go with it, sharing its commit; the rest wait
-    /// for company (see `batch::claim_needs`).
+    /// for company (see `batch::claim_needs`). On a shared store every outcome goes: the
+    /// claim counts each node's unanswered leases as attempts in flight, and a finished
+    /// attempt's lease would hold its endpoint slot until its outcome is written.
     fn flush_records_before_claim(&mut self) {
-        if batch::claim_needs(&self.unrecorded, self.ordered.as_ref()) {
+        let shared = self.store.is_shared() && !self.unrecorded.is_empty();
+        if shared || batch::claim_needs(&self.unrecorded, self.ordered.as_ref()) {
             self.flush_records();
         }
     }

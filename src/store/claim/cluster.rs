@@ -14,7 +14,7 @@ use crate::store::ClaimRequest;
 
 /// How soon a subscription left to another node's claim, or whose endpoint other nodes
 /// fill, is looked at again: their finishing attempts wake no scheduler here.
-const LOOK_AGAIN_MS: i64 = 50;
+const LOOK_AGAIN_MS: i64 = 5;
 
 /// Active leases (attempts in flight or queued on some node) of the subscriptions in the
 /// JSON array `?2`.
