@@ -6,6 +6,7 @@
 //! touches the store. Templates are compiled when the config loads, not per delivery.
 
 mod chat;
+mod lazy;
 mod sample;
 mod template;
 mod text;
@@ -80,6 +81,8 @@ pub fn render<'a>(
     subscription: &'a Subscription,
     envelope: &'a [u8],
 ) -> Result<Rendered<'a>, RenderError> {
+    let envelope = std::str::from_utf8(envelope)
+        .map_err(|err| RenderError(format!("the event is not UTF-8: {err}")))?;
     render_format(
         &subscription.format,
         &subscription.url,
@@ -94,22 +97,24 @@ pub fn outgoing<'a>(
     subscription: &'a Subscription,
     stored: &'a str,
 ) -> Result<Rendered<'a>, RenderError> {
-    let shaped = match subscription.shaping.body(stored) {
-        Ok(Cow::Borrowed(body)) => Cow::Borrowed(body.as_bytes()),
-        Ok(Cow::Owned(body)) => Cow::Owned(body.into_bytes()),
-        Err(err) => return Err(RenderError(format!("include/exclude failed: {err}"))),
-    };
+    let shaped = subscription
+        .shaping
+        .body(stored)
+        .map_err(|err| RenderError(format!("include/exclude failed: {err}")))?;
     render_format(&subscription.format, &subscription.url, shaped)
 }
 
 fn render_format<'a>(
     format: &'a Format,
     url: &'a str,
-    envelope: Cow<'a, [u8]>,
+    envelope: Cow<'a, str>,
 ) -> Result<Rendered<'a>, RenderError> {
     match format {
         Format::Envelope => Ok(Rendered {
-            body: envelope,
+            body: match envelope {
+                Cow::Borrowed(text) => Cow::Borrowed(text.as_bytes()),
+                Cow::Owned(text) => Cow::Owned(text.into_bytes()),
+            },
             content_type: JSON,
             url,
         }),
@@ -139,7 +144,7 @@ pub fn check(format: &Format, events: &[Pattern]) -> Result<(), String> {
         .ok()
         .and_then(|v| v["type"].as_str().map(str::to_string))
         .unwrap_or_default();
-    let rendered = render_format(format, "", Cow::Borrowed(sample.as_bytes()))
+    let rendered = render_format(format, "", Cow::Borrowed(sample.as_str()))
         .map_err(|err| format!("rendering the sample {kind} event failed: {}", err.0))?;
     if template::is_json(rendered.content_type) {
         if let Err(err) = serde_json::from_slice::<serde_json::Value>(&rendered.body) {

@@ -11,8 +11,11 @@ use std::io::{self, Write};
 
 use minijinja::{AutoEscape, Environment, UndefinedBehavior, Value};
 
+use super::lazy;
 use super::text::{self, Limit};
 use super::RenderError;
+use crate::shape::project::Tree;
+use crate::shape::Path;
 
 /// Largest template accepted (inline or file).
 pub const MAX_TEMPLATE_BYTES: usize = 256 << 10;
@@ -29,6 +32,9 @@ pub struct Template {
     source: String,
     content_type: String,
     env: Environment<'static>,
+    /// The event paths the template names (`data.conversation.title`): indexed in one
+    /// pass when a render starts (a hint only; see `lazy.rs`).
+    hints: Tree,
 }
 
 /// A template that does not compile or render, with the line in the template.
@@ -116,10 +122,12 @@ impl Template {
         env.add_filter("slack", |s: String| escaped(&s, text::slack));
         env.add_filter("markdown", |s: String| escaped(&s, text::markdown));
         env.add_template_owned(NAME, source.clone())?;
+        let hints = hints(&env.get_template(NAME)?);
         Ok(Template {
             source,
             content_type,
             env,
+            hints,
         })
     }
 
@@ -127,9 +135,10 @@ impl Template {
         &self.content_type
     }
 
-    /// Renders the template over `envelope`.
-    pub fn render(&self, envelope: &[u8]) -> Result<Vec<u8>, RenderError> {
-        let context: Value = serde_json::from_slice(envelope)
+    /// Renders the template over `envelope`. The template reads the event lazily (see
+    /// `lazy.rs`): only what it reaches into is indexed and converted.
+    pub fn render(&self, envelope: &str) -> Result<Vec<u8>, RenderError> {
+        let context = lazy::context(envelope, &self.hints)
             .map_err(|err| RenderError(format!("the event is not JSON: {err}")))?;
         self.render_value(context)
             .map_err(|err| RenderError(format!("the template failed: {err}")))
@@ -155,6 +164,16 @@ impl Template {
             })?;
         Ok(out.bytes)
     }
+}
+
+/// The dotted variables the template reads, as paths into the envelope.
+fn hints(template: &minijinja::Template<'_, '_>) -> Tree {
+    let paths: Vec<Path> = template
+        .undeclared_variables(true)
+        .iter()
+        .filter_map(|dotted| Path::parse(&format!("/{}", dotted.replace('.', "/")), false).ok())
+        .collect();
+    Tree::of(&paths)
 }
 
 /// `{{ text | limit(200) }}`: at most that many characters, an ellipsis where cut.
@@ -200,7 +219,7 @@ mod tests {
     fn render(source: &str, content_type: &str) -> Result<String, RenderError> {
         let template = Template::compile(source.into(), content_type.into()).unwrap();
         template
-            .render(EVENT.as_bytes())
+            .render(EVENT)
             .map(|b| String::from_utf8(b).unwrap())
     }
 

@@ -76,6 +76,25 @@ impl Field {
         let ellipsis = self.limit.measure(ELLIPSIS);
         let mut piece = String::new();
         for c in text.chars().filter(|c| keep(*c)) {
+            // Letters, digits and spaces are never escaped: no piece to build.
+            if c.is_alphanumeric() || c == ' ' {
+                let size = match self.limit {
+                    Limit::Chars(_) => 1,
+                    Limit::Bytes(_) => c.len_utf8(),
+                    Limit::Utf16(_) => c.len_utf16(),
+                };
+                if self.used + size > room {
+                    self.out.truncate(self.mark);
+                    self.full = true;
+                    break;
+                }
+                self.used += size;
+                self.out.push(c);
+                if self.used + ellipsis <= room {
+                    self.mark = self.out.len();
+                }
+                continue;
+            }
             piece.clear();
             escape(c, &mut piece);
             let size = self.limit.measure(&piece);
@@ -193,6 +212,20 @@ mod tests {
     #[test]
     fn control_characters_are_dropped_but_line_breaks_stay() {
         assert_eq!(fit("a\u{0}b\u{7}c\nd\te", Limit::Chars(100)), "abc\nd\te");
+    }
+
+    #[test]
+    fn no_escape_touches_letters_digits_or_spaces() {
+        // `Field` writes these without calling the escape: every escape must agree.
+        let sample = "aZ09 éßж漢字٣😀";
+        for escape in [plain, slack, markdown, html] {
+            let mut out = String::new();
+            for c in sample.chars() {
+                assert!(c.is_alphanumeric() || c == ' ' || c == '😀');
+                escape(c, &mut out);
+            }
+            assert_eq!(out, sample);
+        }
     }
 
     #[test]

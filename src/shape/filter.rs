@@ -201,10 +201,33 @@ impl<'a> Doc<'a> {
         }
     }
 
+    /// Indexes the top level (and the wanted paths) the first time; `Err` when the body
+    /// does not scan as JSON there.
+    fn top(&self) -> Result<(), Malformed> {
+        let mut outcome = Ok(());
+        self.root.kids.get_or_init(|| {
+            index(self.root.text, Some(&self.wanted)).unwrap_or_else(|err| {
+                outcome = Err(err);
+                Kids::None
+            })
+        });
+        outcome
+    }
+
+    /// Whether the body's top level (and the wanted paths in it) is well-formed JSON.
+    /// Only the first call can tell: call it before any lookup.
+    pub fn check(&self) -> Result<(), Malformed> {
+        self.top()
+    }
+
+    /// The decoded string at `path`; `None` when it is missing or not a string.
+    pub fn string(&self, path: &Path) -> Option<std::borrow::Cow<'a, str>> {
+        let node = self.at(path)?;
+        node.text.starts_with('"').then(|| string_value(node.text))
+    }
+
     fn at(&self, path: &Path) -> Option<&Node<'a>> {
-        self.root
-            .kids
-            .get_or_init(|| index(self.root.text, Some(&self.wanted)).unwrap_or(Kids::None));
+        let _ = self.top();
         path.segments
             .iter()
             .try_fold(&self.root, |node, segment| node.child(segment))
