@@ -130,6 +130,9 @@ fn scraped(home: &Home) -> BTreeSet<String> {
 
 #[test]
 fn the_dashboard_and_alert_rules_name_only_series_posthorn_exports() {
+    if common::sqlite_only("the max_size gauge the dashboard charts ([storage] max_size)") {
+        return;
+    }
     let receiver = Receiver::start(204);
     let home = Home::new();
     home.write_config(&hook("crm", &format!("{}/crm", receiver.url)));
