@@ -58,59 +58,36 @@ struct Delivery {
     last_status: Option<i64>,
 }
 
-fn open(home: &Home) -> rusqlite::Connection {
-    let conn = rusqlite::Connection::open_with_flags(
-        home.db(),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .expect("open the store read-only");
-    conn.busy_timeout(Duration::from_secs(5)).unwrap();
-    conn
-}
-
 fn attempts(home: &Home, event_id: &str) -> Vec<Attempt> {
-    let conn = open(home);
-    let mut stmt = conn
-        .prepare(
-            "SELECT a.attempt, a.started_at, a.duration_ms, a.status, a.error, a.response_snippet
-             FROM attempts a JOIN deliveries d ON d.id = a.delivery_id
-             WHERE d.event_id = ?1 ORDER BY a.attempt",
-        )
-        .unwrap();
-    stmt.query_map([event_id], |row| {
-        Ok(Attempt {
-            attempt: row.get(0)?,
-            started_at: row.get(1)?,
-            duration_ms: row.get(2)?,
-            status: row.get(3)?,
-            error: row.get(4)?,
-            snippet: row.get(5)?,
-        })
+    home.rows(
+        "SELECT a.attempt, a.started_at, a.duration_ms, a.status, a.error, a.response_snippet
+         FROM attempts a JOIN deliveries d ON d.id = a.delivery_id
+         WHERE d.event_id = ?1 ORDER BY a.attempt",
+        &[&event_id],
+    )
+    .iter()
+    .map(|row| Attempt {
+        attempt: row.get(0),
+        started_at: row.get(1),
+        duration_ms: row.get(2),
+        status: row.get(3),
+        error: row.get(4),
+        snippet: row.get(5),
     })
-    .unwrap()
-    .collect::<Result<_, _>>()
-    .unwrap()
+    .collect()
 }
 
 fn delivery(home: &Home, event_id: &str) -> Option<Delivery> {
-    let conn = open(home);
-    let result = conn.query_row(
+    home.row(
         "SELECT state, attempts, next_attempt_at, last_status FROM deliveries WHERE event_id = ?1",
-        [event_id],
-        |row| {
-            Ok(Delivery {
-                state: row.get(0)?,
-                attempts: row.get(1)?,
-                next_attempt_at: row.get(2)?,
-                last_status: row.get(3)?,
-            })
-        },
-    );
-    match result {
-        Ok(delivery) => Some(delivery),
-        Err(rusqlite::Error::QueryReturnedNoRows) => None,
-        Err(err) => panic!("reading the delivery of {event_id}: {err}"),
-    }
+        &[&event_id],
+    )
+    .map(|row| Delivery {
+        state: row.get(0),
+        attempts: row.get(1),
+        next_attempt_at: row.get(2),
+        last_status: row.get(3),
+    })
 }
 
 /// Waits until the delivery of `event_id` is in `state`, then returns it.

@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::path::Path;
 use std::time::Duration;
 
 use common::admin::{self, Api};
@@ -56,46 +55,27 @@ fn event(id: &str, conversation: &str, text: &str) -> String {
     )
 }
 
-/// How often `needle` occurs in the database file and its WAL, as bytes.
+/// How often `needle` occurs in what the store keeps: on SQLite the bytes of the
+/// database file and its WAL (free pages included), on PostgreSQL every row as text.
 fn raw_count(home: &Home, needle: &str) -> usize {
-    let db = home.db();
-    let mut count = 0;
-    for path in [
-        db.clone(),
-        Path::new(&format!("{}-wal", db.display())).to_path_buf(),
-    ] {
-        let Ok(bytes) = std::fs::read(&path) else {
-            continue;
-        };
-        count += bytes
-            .windows(needle.len())
-            .filter(|w| *w == needle.as_bytes())
-            .count();
-    }
-    count
+    home.store_bytes()
+        .windows(needle.len())
+        .filter(|w| *w == needle.as_bytes())
+        .count()
 }
 
-/// Where `needle` is in the raw files, with the bytes around it, for a failure message.
+/// Where `needle` is in what the store keeps, with the bytes around it, for a failure
+/// message.
 fn context(home: &Home, needle: &str) -> String {
-    let db = home.db();
+    let bytes = home.store_bytes();
     let mut found = String::new();
-    for path in [
-        db.clone(),
-        Path::new(&format!("{}-wal", db.display())).to_path_buf(),
-    ] {
-        let bytes = std::fs::read(&path).unwrap_or_default();
-        for (at, _) in bytes
-            .windows(needle.len())
-            .enumerate()
-            .filter(|(_, w)| *w == needle.as_bytes())
-        {
-            let around = &bytes[at.saturating_sub(80)..(at + needle.len() + 40).min(bytes.len())];
-            found.push_str(&format!(
-                "\n{} at {at}: {}",
-                path.display(),
-                String::from_utf8_lossy(around)
-            ));
-        }
+    for (at, _) in bytes
+        .windows(needle.len())
+        .enumerate()
+        .filter(|(_, w)| *w == needle.as_bytes())
+    {
+        let around = &bytes[at.saturating_sub(80)..(at + needle.len() + 40).min(bytes.len())];
+        found.push_str(&format!("\nat {at}: {}", String::from_utf8_lossy(around)));
     }
     found
 }

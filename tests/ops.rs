@@ -459,6 +459,9 @@ fn metrics_count_input_by_source_attempts_by_outcome_and_see_the_queue() {
 
 #[test]
 fn healthz_turns_503_once_the_store_is_over_max_size() {
+    if common::sqlite_only("[storage] max_size") {
+        return;
+    }
     let home = Home::new();
     home.write_config("");
     let config = std::fs::read_to_string(home.config_path()).unwrap();

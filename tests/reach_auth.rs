@@ -266,11 +266,7 @@ fn receivers_get_bearer_basic_and_oauth2_tokens_that_are_reused_refreshed_and_re
     for id in home.query::<i64>("SELECT id FROM deliveries") {
         shown.push_str(&api.get(&format!("/api/v1/deliveries/{id}")).body);
     }
-    for file in ["posthorn.db", "posthorn.db-wal"] {
-        if let Ok(bytes) = std::fs::read(home.path().join(file)) {
-            shown.push_str(&String::from_utf8_lossy(&bytes));
-        }
-    }
+    shown.push_str(&String::from_utf8_lossy(&home.store_bytes()));
     for secret in [
         CLIENT_SECRET,
         BEARER,

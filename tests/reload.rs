@@ -48,21 +48,13 @@ fn reloads(log: &str) -> usize {
 
 /// Every audit row as (actor, action, result, detail), oldest first.
 fn audit(home: &Home) -> Vec<(String, String, String, String)> {
-    let conn = rusqlite::Connection::open_with_flags(
-        home.db(),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    home.rows(
+        "SELECT actor, action, result, detail FROM audit_log ORDER BY id",
+        &[],
     )
-    .unwrap();
-    conn.busy_timeout(Duration::from_secs(5)).unwrap();
-    let mut stmt = conn
-        .prepare("SELECT actor, action, result, detail FROM audit_log ORDER BY id")
-        .unwrap();
-    stmt.query_map([], |row| {
-        Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
-    })
-    .unwrap()
-    .collect::<Result<_, _>>()
-    .unwrap()
+    .iter()
+    .map(|row| (row.get(0), row.get(1), row.get(2), row.get(3)))
+    .collect()
 }
 
 /// The state of the delivery of `event` to `subscription`, if there is one.

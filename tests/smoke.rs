@@ -44,6 +44,9 @@ fn an_event_dropped_in_the_spool_reaches_the_receiver_signed() {
 
 #[test]
 fn a_second_serve_on_the_same_store_refuses_to_start() {
+    if common::sqlite_only("the store's .lock file (nodes may share one PostgreSQL)") {
+        return;
+    }
     let home = Home::new();
     home.write_config("");
     let _first = Serve::start(&home);

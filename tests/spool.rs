@@ -219,7 +219,7 @@ fn ndjson_lines_appended_over_time_are_each_delivered_once() {
         .unwrap()
         .len() as i64;
     assert_eq!(
-        home.count("SELECT offset FROM spool_positions"),
+        home.count("SELECT \"offset\" FROM spool_positions"),
         size,
         "the recorded position is the end of the file"
     );
@@ -322,7 +322,7 @@ fn a_restart_neither_skips_nor_rereads_ndjson_lines() {
     );
     assert_eq!(rejections[0].line, Some(11));
     let size = fs::metadata(&file).unwrap().len() as i64;
-    assert_eq!(home.count("SELECT offset FROM spool_positions"), size);
+    assert_eq!(home.count("SELECT \"offset\" FROM spool_positions"), size);
     assert_eq!(home.count("SELECT line FROM spool_positions"), 31);
     assert!(!serve.log().contains("panicked"));
 }
@@ -435,7 +435,7 @@ fn a_file_truncated_and_refilled_past_its_old_position_while_stopped_is_read_fro
     wait_received(&receiver, &ids("rf", 1, 5));
     wait_settled(&home, 5);
     assert_eq!(serve.terminate(), Some(0));
-    let old_position = home.count("SELECT offset FROM spool_positions");
+    let old_position = home.count("SELECT \"offset\" FROM spool_positions");
 
     // Same inode, more bytes than before: the size alone cannot show the file is new.
     fs::write(&file, lines(&ids("rf", 6, 20))).unwrap();
@@ -469,7 +469,7 @@ fn a_truncated_ndjson_file_is_read_again_from_the_top() {
         .unwrap();
     // Posthorn notices the file shrank, and records that, before the producer writes again.
     wait_for("the truncation to be recorded", SETTLE, || {
-        home.count("SELECT offset FROM spool_positions") == 0
+        home.count("SELECT \"offset\" FROM spool_positions") == 0
     });
     // More than was there before, so a stale position would land inside the new text.
     home.append("events.ndjson", lines(&ids("tr", 6, 20)).as_bytes());
@@ -481,7 +481,7 @@ fn a_truncated_ndjson_file_is_read_again_from_the_top() {
     assert_each_once(&receiver, &all);
     assert_no_rejections(&home);
     assert_eq!(
-        home.count("SELECT offset FROM spool_positions"),
+        home.count("SELECT \"offset\" FROM spool_positions"),
         fs::metadata(&file).unwrap().len() as i64
     );
 }

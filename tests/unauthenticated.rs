@@ -35,8 +35,17 @@ fn metric(home: &Home, series: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {series} in /metrics:\n{text}"))
 }
 
+/// The store's size in pages: SQLite's page count, or the bytes of every table and
+/// index on PostgreSQL.
 fn page_count(home: &Home) -> i64 {
-    home.count("PRAGMA page_count")
+    if home.pg.is_none() {
+        return home.count("PRAGMA page_count");
+    }
+    home.count(
+        "SELECT CAST(COALESCE(SUM(pg_relation_size(c.oid)), 0) AS BIGINT) FROM pg_class c
+         WHERE c.relnamespace = CAST(current_schema() AS regnamespace)
+           AND c.relkind IN ('r', 'i', 't')",
+    )
 }
 
 #[test]

@@ -307,8 +307,11 @@ impl Reader {
         let (ok, failed, delivered, dead): (u64, u64, u64, u64) = self
             .conn
             .prepare_cached(
-                "SELECT COALESCE(SUM(attempts_ok), 0), COALESCE(SUM(attempts_failed), 0),
-                        COALESCE(SUM(delivered), 0), COALESCE(SUM(dead), 0)
+                // CAST: PostgreSQL sums BIGINTs as NUMERIC.
+                "SELECT CAST(COALESCE(SUM(attempts_ok), 0) AS BIGINT),
+                        CAST(COALESCE(SUM(attempts_failed), 0) AS BIGINT),
+                        CAST(COALESCE(SUM(delivered), 0) AS BIGINT),
+                        CAST(COALESCE(SUM(dead), 0) AS BIGINT)
                  FROM delivery_rollups WHERE span = ?1 AND subscription = ?2 AND start >= ?3",
             )?
             .query_row(params![HOUR, subscription.unwrap_or(ALL), since], |row| {
@@ -339,7 +342,7 @@ impl Reader {
              FROM (SELECT subscription, status, error, started_at FROM attempts
                    WHERE (status IS NULL OR status < 200 OR status > 299)
                      AND started_at >= ?1
-                   ORDER BY started_at DESC LIMIT ?2)
+                   ORDER BY started_at DESC LIMIT ?2) AS recent
              GROUP BY subscription, status, reason
              ORDER BY MAX(started_at) DESC LIMIT ?3",
         )?;
@@ -376,7 +379,7 @@ impl Reader {
         let mut newest = self.conn.prepare_cached(
             "SELECT delivery_id FROM attempts
              WHERE subscription = ?1 AND started_at = ?2
-               AND status IS ?3
+               AND status IS NOT DISTINCT FROM ?3
              ORDER BY id DESC LIMIT 1",
         )?;
         groups

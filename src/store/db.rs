@@ -141,6 +141,25 @@ impl Dialect {
         }
         like
     }
+
+    /// The join that keeps the tables in the order written: SQLite's `CROSS JOIN` (its
+    /// planner never reorders one); PostgreSQL plans any `JOIN` itself and takes no `ON`
+    /// after `CROSS JOIN`.
+    pub(crate) fn ordered_join(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "CROSS JOIN",
+            Dialect::Postgres => "JOIN",
+        }
+    }
+
+    /// A unary `+` before a column, keeping SQLite's planner off the column's indexes;
+    /// nothing on PostgreSQL, which has no `+` for text and plans by statistics.
+    pub(crate) fn off_index(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "+",
+            Dialect::Postgres => "",
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

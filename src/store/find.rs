@@ -88,7 +88,7 @@ impl Reader {
         let events: u64 = conn
             .prepare_cached(
                 "SELECT COUNT(*) FROM
-                     (SELECT 1 FROM events WHERE conversation_id = ?1 LIMIT ?2)",
+                     (SELECT 1 FROM events WHERE conversation_id = ?1 LIMIT ?2) AS capped",
             )?
             .query_row(params![term, CONVERSATION_COUNT_CAP as i64], |row| {
                 row.get(0)
@@ -117,7 +117,7 @@ impl Reader {
             .conn
             .prepare_cached(
                 "SELECT seq, id, type, conversation_id, project_id, received_at, source,
-                        CASE WHEN payload_dropped_at IS NULL THEN length(CAST(body AS BLOB))
+                        CASE WHEN payload_dropped_at IS NULL THEN octet_length(body)
                              ELSE 0 END
                  FROM events
                  WHERE received_at >= ?1 AND received_at <= ?2

@@ -266,6 +266,11 @@ fn blank_rejections(tx: &Db, conversation: &str) -> crate::store::db::Result<usi
 /// empties the WAL, so the frames holding the old bytes are gone. Returns whether it
 /// got through (a reader on an old snapshot makes it give up after the busy timeout).
 pub(super) fn truncate_wal(conn: &Db) -> bool {
+    if conn.as_sqlite().is_none() {
+        // PostgreSQL has no WAL of ours to empty: its own WAL and dead row versions are
+        // the server's to recycle (VACUUM, checkpoints).
+        return true;
+    }
     match conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| {
         row.get::<i64>(0)
     }) {

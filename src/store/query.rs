@@ -338,7 +338,11 @@ pub(super) fn delivery_list_sql(
     // UNIQUE (event_seq, subscription). Without statistics the planner may instead take
     // an index on a filtered delivery column for that inner loop (a scan per event);
     // a unary `+` keeps it off those indexes.
-    let d = if events_first { "+d." } else { "d." };
+    let d = if events_first {
+        format!("{}d.", dialect.off_index())
+    } else {
+        "d.".to_owned()
+    };
     let mut clauses: Vec<String> = Vec::new();
     let mut values: Vec<Value> = Vec::new();
     if let Some(subscription) = &filter.subscription {
@@ -408,9 +412,12 @@ pub(super) fn delivery_list_sql(
     let from = if events_first {
         // CROSS JOIN fixes the loop order: events through their index, then each one's
         // deliveries through UNIQUE (event_seq, subscription).
-        "events e CROSS JOIN deliveries d ON d.event_seq = e.seq"
+        format!(
+            "events e {} deliveries d ON d.event_seq = e.seq",
+            dialect.ordered_join()
+        )
     } else {
-        "deliveries d JOIN events e ON e.seq = d.event_seq"
+        "deliveries d JOIN events e ON e.seq = d.event_seq".to_owned()
     };
     let filter_sql = if clauses.is_empty() {
         String::new()

@@ -49,20 +49,25 @@ impl StoreHandle {
 
 /// The SQL of [`StoreHandle::rename_subscriptions`]. A delivery of an event the new name
 /// already has (`UNIQUE (event_seq, subscription)`) stays with the old name and is
-/// cancelled with it: the new name's own delivery of that event stands.
+/// cancelled with it: the new name's own delivery of that event stands. (`NOT EXISTS`
+/// rather than SQLite's `UPDATE OR IGNORE`, which PostgreSQL does not have.)
 pub(super) fn rename(tx: &Db, renames: &[(String, String)]) -> crate::store::db::Result<usize> {
     let mut moved = 0;
     for (old, new) in renames {
         moved += tx
             .prepare_cached(
-                "UPDATE OR IGNORE deliveries SET subscription = ?2 WHERE subscription = ?1",
+                "UPDATE deliveries SET subscription = ?2 WHERE subscription = ?1
+                 AND NOT EXISTS (SELECT 1 FROM deliveries taken
+                                 WHERE taken.event_seq = deliveries.event_seq
+                                   AND taken.subscription = ?2)",
             )?
             .execute(params![old, new])?;
         tx.prepare_cached("UPDATE attempts SET subscription = ?2 WHERE subscription = ?1")?
             .execute(params![old, new])?;
         // The pause flag and failing clock go along unless the new name has its own.
         tx.prepare_cached(
-            "UPDATE OR IGNORE subscription_state SET subscription = ?2 WHERE subscription = ?1",
+            "UPDATE subscription_state SET subscription = ?2 WHERE subscription = ?1
+             AND NOT EXISTS (SELECT 1 FROM subscription_state own WHERE own.subscription = ?2)",
         )?
         .execute(params![old, new])?;
         tx.prepare_cached("DELETE FROM subscription_state WHERE subscription = ?1")?

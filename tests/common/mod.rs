@@ -7,8 +7,11 @@ pub mod admin;
 pub mod cli;
 mod http;
 pub mod pg;
+mod store;
 mod store_size;
 
+#[allow(unused_imports)] // not every test file reads rows itself
+pub use store::{FromVal, Param, Row, Val};
 #[allow(unused_imports)] // only the store-size tests use it
 pub use store_size::MIN_MAX_SIZE;
 
@@ -356,38 +359,16 @@ impl Home {
         file.sync_data().unwrap();
     }
 
-    /// Reads the store as an operator with `sqlite3` or `psql` would.
-    pub fn query<T: Column>(&self, sql: &str) -> Vec<T> {
-        if let Some(db) = &self.pg {
-            let mut client = db.connect();
-            return client
-                .query(sql, &[])
-                .unwrap_or_else(|e| panic!("{sql}: {e}"))
-                .iter()
-                .map(|row| row.try_get(0).unwrap_or_else(|e| panic!("{sql}: {e}")))
-                .collect();
-        }
-        let conn = rusqlite::Connection::open_with_flags(
-            self.db(),
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-        )
-        .expect("open the store");
-        conn.busy_timeout(Duration::from_secs(5)).unwrap();
-        let mut stmt = conn.prepare(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
-        stmt.query_map([], |row| row.get(0))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    /// Reads the first column of every row `sql` answers, on either backend (see
+    /// [`Home::rows`] for more columns and parameters).
+    pub fn query<T: FromVal>(&self, sql: &str) -> Vec<T> {
+        self.rows(sql, &[]).iter().map(|row| row.get(0)).collect()
     }
 
     pub fn count(&self, sql: &str) -> i64 {
         self.query::<i64>(sql).first().copied().unwrap_or(0)
     }
 }
-
-/// A value a test reads from the store, the same on SQLite and PostgreSQL.
-pub trait Column: rusqlite::types::FromSql + for<'a> postgres::types::FromSql<'a> {}
-impl<T: rusqlite::types::FromSql + for<'a> postgres::types::FromSql<'a>> Column for T {}
 
 /// A `[[subscription]]` block with a Standard Webhooks secret, posting to `url`.
 pub fn subscription(name: &str, url: &str, scope: &str, events: &str) -> String {
@@ -493,6 +474,19 @@ impl Drop for Serve {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if std::thread::panicking() {
+            // A failed test's 500s and store errors are only in posthorn's log.
+            let log = self.log();
+            let problems: Vec<&str> = log
+                .lines()
+                .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+                .collect();
+            let shown = &problems[problems.len().saturating_sub(40)..];
+            eprintln!(
+                "posthorn serve's last warnings and errors:\n{}",
+                shown.join("\n")
+            );
+        }
     }
 }
 
@@ -737,44 +731,18 @@ impl Home {
 
     /// Every row of the `rejections` table, oldest first.
     pub fn rejections(&self) -> Vec<RejectionRow> {
-        if let Some(db) = &self.pg {
-            let mut client = db.connect();
-            let rows = client
-                .query(
-                    "SELECT source, line, reason, snippet FROM rejections ORDER BY id",
-                    &[],
-                )
-                .expect("read the rejections");
-            return rows
-                .iter()
-                .map(|row| RejectionRow {
-                    source: row.get(0),
-                    line: row.get(1),
-                    reason: row.get(2),
-                    snippet: row.get(3),
-                })
-                .collect();
-        }
-        let conn = rusqlite::Connection::open_with_flags(
-            self.db(),
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        self.rows(
+            "SELECT source, line, reason, snippet FROM rejections ORDER BY id",
+            &[],
         )
-        .expect("open the store");
-        conn.busy_timeout(Duration::from_secs(5)).unwrap();
-        let mut stmt = conn
-            .prepare("SELECT source, line, reason, snippet FROM rejections ORDER BY id")
-            .unwrap();
-        stmt.query_map([], |row| {
-            Ok(RejectionRow {
-                source: row.get(0)?,
-                line: row.get(1)?,
-                reason: row.get(2)?,
-                snippet: row.get(3)?,
-            })
+        .iter()
+        .map(|row| RejectionRow {
+            source: row.get(0),
+            line: row.get(1),
+            reason: row.get(2),
+            snippet: row.get(3),
         })
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap()
+        .collect()
     }
 }
 
