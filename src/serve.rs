@@ -210,8 +210,17 @@ fn admin_password_hash(config: &Config, store: &Store) -> anyhow::Result<String>
     let hash = crate::password::hash(&password);
     store
         .handle()
-        .put_setting(GENERATED_HASH_KEY, &hash)
+        .put_setting_first(GENERATED_HASH_KEY, &hash)
         .context("while keeping the generated admin password's hash")?;
+    // Nodes sharing a store that start together: the first one's password counts.
+    let kept = Reader::open(store.location().clone())?.setting(GENERATED_HASH_KEY)?;
+    if let Some(theirs) = kept.filter(|kept| *kept != hash) {
+        tracing::info!(
+            "admin page: using the password another node generated and printed at its \
+             start (set [admin] password_hash to choose one)"
+        );
+        return Ok(theirs);
+    }
     tracing::warn!(
         "admin page: no [admin] password_hash is configured, so posthorn made a password; \
          it is shown this once and only its hash is kept. Password: {password}"

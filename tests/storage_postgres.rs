@@ -62,7 +62,7 @@ fn check_config_takes_a_postgres_url_and_never_shows_its_password() {
 }
 
 #[test]
-fn serve_refuses_postgres_rather_than_quietly_using_sqlite() {
+fn serve_on_an_unreachable_postgres_says_so_and_never_falls_back_to_sqlite() {
     let config = format!(
         "[storage]\nbackend = \"postgres\"\nurl = \"postgres://posthorn:{PASSWORD}@127.0.0.1:1/p\"\n\
          [http]\nlisten = \"127.0.0.1:{}\"\n",
@@ -73,8 +73,7 @@ fn serve_refuses_postgres_rather_than_quietly_using_sqlite() {
     let output = output.expect(1);
     assert!(
         output.stderr.contains(
-            "[storage] backend = \"postgres\" (postgres://posthorn:[redacted]@127.0.0.1:1/p) \
-             is not served yet"
+            "while connecting to PostgreSQL at postgres://posthorn:[redacted]@127.0.0.1:1/p"
         ),
         "{output:#?}"
     );

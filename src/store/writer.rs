@@ -50,6 +50,8 @@ pub(super) enum Command {
     PutSetting {
         key: String,
         value: String,
+        /// Keep a value already there (several nodes may start at once).
+        first_only: bool,
         reply: Reply<()>,
     },
     Admin(AdminCommand),
@@ -239,7 +241,24 @@ impl StoreHandle {
     /// Keeps a setting posthorn made for itself (read back with `Reader::setting`).
     pub fn put_setting(&self, key: &str, value: &str) -> anyhow::Result<()> {
         let (key, value) = (key.to_string(), value.to_string());
-        self.ask(|reply| Command::PutSetting { key, value, reply })
+        self.ask(|reply| Command::PutSetting {
+            key,
+            value,
+            first_only: false,
+            reply,
+        })
+    }
+
+    /// Keeps `value` under `key` unless the key has a value already: of nodes starting
+    /// together, the first to commit sets it. Read it back to learn which one won.
+    pub fn put_setting_first(&self, key: &str, value: &str) -> anyhow::Result<()> {
+        let (key, value) = (key.to_string(), value.to_string());
+        self.ask(|reply| Command::PutSetting {
+            key,
+            value,
+            first_only: true,
+            reply,
+        })
     }
 
     /// Makes one delivery (pending, dead or cancelled) due now. Its attempts are kept, so
@@ -673,8 +692,14 @@ impl Writer {
                         let result = in_savepoint(&mut tx, |tx| audit(tx, &entry));
                         answers.push(Pending::Audit(reply, result));
                     }
-                    Command::PutSetting { key, value, reply } => {
-                        let result = in_savepoint(&mut tx, |tx| put_setting(tx, &key, &value));
+                    Command::PutSetting {
+                        key,
+                        value,
+                        first_only,
+                        reply,
+                    } => {
+                        let result =
+                            in_savepoint(&mut tx, |tx| put_setting(tx, &key, &value, first_only));
                         answers.push(Pending::Audit(reply, result));
                     }
                     Command::Admin(command) => {

@@ -224,12 +224,21 @@ pub(super) fn cancel_removed(
     )
 }
 
-pub(super) fn put_setting(tx: &Db, key: &str, value: &str) -> crate::store::db::Result<()> {
-    tx.prepare_cached(
+pub(super) fn put_setting(
+    tx: &Db,
+    key: &str,
+    value: &str,
+    first_only: bool,
+) -> crate::store::db::Result<()> {
+    let sql = if first_only {
         "INSERT INTO settings (key, value, updated_at) VALUES (?1, ?2, ?3)
-         ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-    )?
-    .execute(params![key, value, now_ms()])?;
+         ON CONFLICT (key) DO NOTHING"
+    } else {
+        "INSERT INTO settings (key, value, updated_at) VALUES (?1, ?2, ?3)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at"
+    };
+    tx.prepare_cached(sql)?
+        .execute(params![key, value, now_ms()])?;
     Ok(())
 }
 
