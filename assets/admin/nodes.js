@@ -27,8 +27,8 @@
       cell(node.version),
       cell(h('code', { text: node.config_fingerprint, test: 'node-fingerprint' })),
       cell(`${node.in_flight} / ${node.workers}`, 'num'),
-      cell(when(node.started_at), 'nowrap'),
-      cell([when(node.heartbeat_at), ' ', h('span', { class: 'muted', text: `(${ago(node.heartbeat_age_ms)})` })], 'nowrap'));
+      cell(when(node.started_at)),
+      cell([when(node.heartbeat_at), ' ', h('span', { class: 'muted', text: `(${ago(node.heartbeat_age_ms)})` })]));
   }
 
   async function nodesSection() {
