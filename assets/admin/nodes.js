@@ -11,14 +11,6 @@
 
   const KINDS = { up: 'ok', stale: 'bad', stopped: 'info' };
 
-  function ago(ms) {
-    const s = Math.round(ms / 1000);
-    if (s < 120) return `${s} s ago`;
-    const m = Math.round(s / 60);
-    if (m < 120) return `${m} min ago`;
-    return `${Math.round(m / 60)} h ago`;
-  }
-
   function row(list, node) {
     const id = node.id === list.this_node ? [node.id, ' ', badge('this node', 'info', 'node-this')] : node.id;
     return h('tr', { test: 'node-row' },
@@ -28,7 +20,7 @@
       cell(h('code', { text: node.config_fingerprint, test: 'node-fingerprint' })),
       cell(`${node.in_flight} / ${node.workers}`, 'num'),
       cell(when(node.started_at)),
-      cell([when(node.heartbeat_at), ' ', h('span', { class: 'muted', text: `(${ago(node.heartbeat_age_ms)})` })]));
+      cell(when(node.heartbeat_at)));
   }
 
   async function nodesSection() {
