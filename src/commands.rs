@@ -23,7 +23,8 @@ use serde_json::json;
 
 use crate::cli::{ApiArgs, DeliveriesCommand, DeliveryFilterArgs};
 use crate::client::api::{
-    DeliveryDetail, DeliveryPage, Overview, Retried, RetriedFailed, SubscriptionList, TestSent,
+    DeliveryDetail, DeliveryPage, NodeList, Overview, Retried, RetriedFailed, SubscriptionList,
+    TestSent,
 };
 use crate::client::{self, path_segment, render, Answer, ClientError, Connection};
 use crate::config;
@@ -98,20 +99,28 @@ fn show_status(api: &ApiArgs, as_json: bool) -> Result<ExitCode, Failure> {
     let Connection { client, .. } = connect(api)?;
     let overview: Answer<Overview> = client.get("/overview", &[])?;
     let subscriptions: Answer<SubscriptionList> = client.get("/subscriptions", &[])?;
+    // A posthorn from before the list of nodes answers 404: status goes on without it.
+    let nodes: Option<Answer<NodeList>> = match client.get("/nodes", &[]) {
+        Ok(nodes) => Some(nodes),
+        Err(err) if err.is_status(404) => None,
+        Err(err) => return Err(err.into()),
+    };
     if as_json {
         let raw_overview: serde_json::Value = raw_json(&overview.raw);
         let raw_subscriptions: serde_json::Value = raw_json(&subscriptions.raw);
         let combined = json!({
             "overview": raw_overview,
             "subscriptions": raw_subscriptions.get("items").cloned().unwrap_or_default(),
+            "nodes": nodes.as_ref().map(|n| raw_json(&n.raw)),
         });
         out(&format!("{combined:#}"));
     } else {
-        out(&render::status(
-            client.base(),
-            &overview.value,
-            &subscriptions.value.items,
-        ));
+        let mut text = render::status(client.base(), &overview.value, &subscriptions.value.items);
+        if let Some(nodes) = &nodes {
+            text.push('\n');
+            text.push_str(&render::nodes(&nodes.value));
+        }
+        out(&text);
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -20,6 +20,7 @@ pub mod indent;
 pub mod inlet;
 pub mod logging;
 pub mod metrics;
+pub mod nodes;
 pub mod password;
 pub mod preview;
 pub mod receivers;

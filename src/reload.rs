@@ -37,6 +37,8 @@ pub struct Settings {
     pub delivery: DeliveryConfig,
     /// `delivery.schedule`, shared with the attempts that use it.
     pub schedule: Arc<[Duration]>,
+    /// `config::fingerprint` of the config these come from, for the node's heartbeat.
+    pub fingerprint: String,
 }
 
 impl Settings {
@@ -46,6 +48,7 @@ impl Settings {
             spool: config.spool.clone(),
             delivery: config.delivery.clone(),
             schedule: config.delivery.schedule.clone().into(),
+            fingerprint: config::fingerprint(config),
         }
     }
 }

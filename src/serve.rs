@@ -12,10 +12,14 @@ use signal_hook::iterator::Signals;
 use crate::config::Config;
 use crate::deliver;
 use crate::logging::{self, LogControl};
+use crate::nodes::{Heartbeat, Identity, Roster};
 use crate::reload::{Live, Reloader, Trigger};
 use crate::retention::Pruner;
 use crate::scheduler::{Scheduler, Stop};
 use crate::spool::Spool;
+use crate::store::nodes::Nodes;
+use crate::store::sessions::Sessions;
+use crate::store::side::SidePool;
 use crate::store::{Location, Reader, ReaderPool, Store};
 use crate::web;
 
@@ -84,6 +88,22 @@ pub fn serve(config: Config, log: LogControl) -> anyhow::Result<()> {
         "open file limit; HTTP connections are capped below it"
     );
     // Bound here, on this thread, so a taken port stops the start with a clear error.
+    let side = SidePool::new(store.location().clone());
+    let sessions = Sessions::new(side.clone());
+    let identity = Identity::new(config.http.listen, config.delivery.workers);
+    let roster = std::sync::Arc::new(Roster {
+        this_node: identity.id.clone(),
+        nodes: Nodes::new(side.clone()),
+    });
+    let heartbeat = Heartbeat::start(
+        identity,
+        Nodes::new(side),
+        sessions.clone(),
+        live.clone(),
+        std::sync::Arc::clone(store.handle().metrics()),
+        matches!(store.location(), Location::Sqlite(_)),
+    )
+    .context("while writing this node's first heartbeat")?;
     let listener = std::net::TcpListener::bind(config.http.listen).with_context(|| {
         format!(
             "while binding the HTTP inlet to [http] listen = \"{}\"; free the port or set \
@@ -101,8 +121,10 @@ pub fn serve(config: Config, log: LogControl) -> anyhow::Result<()> {
             auth: std::sync::Arc::new(web::auth::Auth::new(
                 &config.admin,
                 admin_password_hash(&config, &store)?,
+                sessions,
             )),
             guard: std::sync::Arc::new(web::guard::Guard::new(&config.http, connections)),
+            roster,
         },
     )
     .context("while starting the HTTP server")?;
@@ -185,6 +207,7 @@ pub fn serve(config: Config, log: LogControl) -> anyhow::Result<()> {
         }
     }
     pruner.stop();
+    heartbeat.stop();
     store.close();
     tracing::info!("stopped");
     Ok(())

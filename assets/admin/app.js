@@ -16,7 +16,8 @@
   // Page features kept in their own files (preview.js) reach the helpers here and add
   // sections to a subscription's page: each maker takes the subscription and returns a
   // node (or null).
-  const extensions = { subscriptionSections: [] };
+  // overviewSections: async makers of nodes shown under the overview's cards (nodes.js).
+  const extensions = { subscriptionSections: [], overviewSections: [] };
   window.posthornAdmin = extensions;
   let csrfToken = null;
   // Bumped on every navigation; async work whose number is old drops its result.
@@ -419,6 +420,7 @@
 
   async function overviewView() {
     const o = await api('GET', '/overview');
+    const extra = await Promise.all(extensions.overviewSections.map((make) => make()));
     const d = o.deliveries;
     const failures = o.recent_failures.map((f) => h('tr', { test: 'failure-row' },
       cell(when(f.started_at)),
@@ -449,6 +451,7 @@
           `per delivery: of ${count(o.rates.deliveries_finished)} finished in 24 h`, 'stat-delivery-rate'),
         card('Attempts OK', percent(o.rates.attempt_success_rate),
           `per attempt: of ${count(o.rates.attempts)} in 24 h, retries included`, 'stat-attempt-rate')),
+      extra,
       look.chartPanel(null),
       section('Recent failures',
         h('p', { class: 'muted', text: 'Failed attempts of the last 24 hours, by subscription and reason.' }),
@@ -1137,6 +1140,6 @@
     render();
   }
 
-  Object.assign(extensions, { api, h, section, copyBlock, errorBox, notice, link });
+  Object.assign(extensions, { api, h, section, copyBlock, errorBox, notice, link, table, cell, badge, when });
   start();
 })();

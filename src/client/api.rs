@@ -13,6 +13,9 @@ pub use crate::store::{
     SubscriptionHealth as Health,
 };
 
+/// `GET /nodes`.
+pub use crate::nodes::NodeList;
+
 /// `GET /deliveries`.
 pub type DeliveryPage = Page<DeliveryRow>;
 

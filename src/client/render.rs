@@ -3,6 +3,7 @@
 //! 3339; nothing here reads the network.
 
 mod event;
+mod nodes;
 
 use std::fmt::Write as _;
 
@@ -16,6 +17,7 @@ const SNIPPET_CHARS: usize = 300;
 const NONE: &str = "-";
 
 pub use event::event_detail;
+pub use nodes::nodes;
 
 /// `posthorn status`: the overview, then one line per subscription.
 pub fn status(base: &str, overview: &Overview, subscriptions: &[Subscription]) -> String {

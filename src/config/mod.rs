@@ -8,6 +8,7 @@ mod auth;
 pub mod draft;
 mod egress;
 pub mod exposure;
+mod fingerprint;
 mod format;
 mod http;
 mod inlet;
@@ -30,6 +31,7 @@ use crate::routing::Pattern;
 use crate::sign::SigningKey;
 
 pub use auth::{Auth, ClientAuth, OAuth2};
+pub use fingerprint::fingerprint;
 pub use http::{default_allowed_hosts, host_without_port};
 pub use pacing::{OnDead, Ordering, Pacing, RateLimit};
 pub use secret_url::{redact_url, scrub as scrub_url, SecretUrl};

@@ -17,12 +17,15 @@ mod health;
 mod integrity;
 mod line;
 mod migrate_store;
+pub mod nodes;
 mod prune;
 mod query;
 mod rename;
 mod rollup;
 mod room;
 mod schema;
+pub mod sessions;
+pub mod side;
 // Unused outside the tests until the store opens PostgreSQL (issue 13).
 #[allow(dead_code)]
 pub(crate) mod schema_pg;

@@ -212,6 +212,34 @@ CREATE TABLE queue_samples (
     PRIMARY KEY (span, start)
 ) WITHOUT ROWID;
 "#,
+    r#"
+-- Several nodes (issue 13): each one's heartbeat, admin sessions and the login throttle
+-- live in the store, so whichever node a load balancer picks knows them.
+CREATE TABLE nodes (
+    id                 TEXT PRIMARY KEY,  -- hostname@listen (see src/nodes.rs)
+    hostname           TEXT NOT NULL,
+    listen             TEXT NOT NULL,
+    version            TEXT NOT NULL,
+    config_fingerprint TEXT NOT NULL,
+    in_flight          INTEGER NOT NULL,
+    workers            INTEGER NOT NULL,
+    started_at         INTEGER NOT NULL,  -- unix milliseconds
+    heartbeat_at       INTEGER NOT NULL,  -- unix milliseconds
+    stopped_at         INTEGER            -- set by a clean stop; NULL while running
+);
+CREATE TABLE admin_sessions (
+    key           BLOB PRIMARY KEY,  -- SHA-256 of the session id; the id itself is never kept
+    csrf_token    TEXT NOT NULL,
+    password      BLOB NOT NULL,     -- SHA-256 of the password hash it logged in with
+    created_at    INTEGER NOT NULL,
+    expires_at    INTEGER NOT NULL
+);
+CREATE TABLE login_throttle (
+    address       TEXT PRIMARY KEY,  -- client address (an IPv6 client by its /64)
+    window_start  INTEGER NOT NULL,  -- unix milliseconds
+    failures      INTEGER NOT NULL
+);
+"#,
 ];
 
 /// Brings the database up to the newest schema. Refuses a database written by a newer

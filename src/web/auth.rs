@@ -3,47 +3,49 @@
 //! `X-CSRF-Token`), or a bearer API token for scripts. Handlers take an [`Operator`]
 //! argument; its extractor refuses anyone else (401, or 403 for a missing CSRF token).
 //!
-//! Sessions live in memory: a restart logs operators out, which is the safe direction.
-//! Only a SHA-256 of each session id is kept, so the table holds nothing a memory dump
-//! could replay.
+//! Sessions and the wrong-password throttle live in the store (`store::sessions`), so
+//! every node sharing it honours them: a login on one node works on the others, a logout
+//! or an expiry ends the session on all of them at the next request (each request reads
+//! its session by primary key; nothing is cached), and wrong passwords count against an
+//! address whichever node they reach. Only a SHA-256 of each session id is kept, so the
+//! table holds nothing a dump could replay. A session is tied to the password hash it
+//! logged in with: changing `[admin] password_hash` ends every session.
 
-use std::collections::HashMap;
-use std::future::{ready, Ready};
+use std::future::Future;
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use actix_web::cookie::{Cookie, SameSite};
 use actix_web::http::{header, Method, StatusCode};
-use actix_web::{web, FromRequest, HttpRequest, HttpResponse, ResponseError};
+use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
 use rand::Rng;
 use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use super::guard::{self, Guard};
+use super::limits;
 use super::{ApiError, AppState};
 use crate::config::{AdminConfig, Secret};
 use crate::inlet::constant_time_eq;
+use crate::store::now_ms;
+use crate::store::sessions::{Failures, Sessions, StoredSession};
 
 pub const SESSION_COOKIE: &str = "posthorn_session";
 pub const CSRF_HEADER: &str = "x-csrf-token";
 /// Longest password body read; argon2 work is bounded by it too.
 const MAX_LOGIN_BODY: usize = 4096;
 
-/// Credentials and live sessions.
+/// Credentials, and the store's sessions.
 pub struct Auth {
     password_hash: String,
+    /// SHA-256 of `password_hash`, kept with each session.
+    password_digest: [u8; 32],
     api_token: Option<Secret>,
     session_ttl: Duration,
     secure_cookie: bool,
-    sessions: Mutex<HashMap<[u8; 32], Session>>,
-}
-
-struct Session {
-    csrf_token: String,
-    expires: Instant,
-    expires_at_ms: i64,
+    sessions: Sessions,
 }
 
 /// Someone allowed in: how (`session` or `token`) and from where (the client address).
@@ -55,112 +57,76 @@ pub struct Operator {
 
 impl Auth {
     /// `password_hash` is `[admin] password_hash`, or the one kept in the store.
-    pub fn new(config: &AdminConfig, password_hash: String) -> Auth {
+    pub fn new(config: &AdminConfig, password_hash: String, sessions: Sessions) -> Auth {
         Auth {
+            password_digest: Sha256::digest(password_hash.as_bytes()).into(),
             password_hash,
             api_token: config.api_token.clone(),
             session_ttl: config.session_ttl,
             secure_cookie: config.secure_cookie,
-            sessions: Mutex::new(HashMap::new()),
+            sessions,
         }
     }
 
-    /// The operator behind `request`, if any. With a session cookie, a request that
-    /// changes something must carry the session's CSRF token.
-    fn operator(&self, request: &HttpRequest, guard: &Guard) -> Result<Operator, ApiError> {
+    /// The operator behind a bearer token, if the request carries one.
+    fn token_operator(
+        &self,
+        request: &HttpRequest,
+        guard: &Guard,
+    ) -> Option<Result<Operator, ApiError>> {
+        let presented = bearer(request)?;
         let origin = client_address(request);
-        if let Some(presented) = bearer(request) {
-            let address = guard::client_ip(request).unwrap_or(UNKNOWN_ADDRESS);
-            if let Err(wait) = guard.limits.tokens.check(address) {
-                guard.refusals.count("api", "throttled");
-                return Err(too_many("wrong API tokens", address, wait));
+        let address = guard::client_ip(request).unwrap_or(UNKNOWN_ADDRESS);
+        if let Err(wait) = guard.limits.tokens.check(address) {
+            guard.refusals.count("api", "throttled");
+            return Some(Err(too_many("wrong API tokens", address, wait)));
+        }
+        Some(match &self.api_token {
+            Some(token) if constant_time_eq(presented.as_bytes(), token.expose().as_bytes()) => {
+                Ok(Operator {
+                    via: "token",
+                    origin,
+                })
             }
-            return match &self.api_token {
-                Some(token)
-                    if constant_time_eq(presented.as_bytes(), token.expose().as_bytes()) =>
-                {
-                    Ok(Operator {
-                        via: "token",
-                        origin,
-                    })
+            _ => {
+                guard.limits.tokens.fail(address);
+                if guard.refusals.note("api", "wrong token", Instant::now()) {
+                    tracing::warn!(%origin, "API request refused: wrong token (further ones this minute are counted, not logged)");
                 }
-                _ => {
-                    guard.limits.tokens.fail(address);
-                    if guard.refusals.note("api", "wrong token", Instant::now()) {
-                        tracing::warn!(%origin, "API request refused: wrong token (further ones this minute are counted, not logged)");
-                    }
-                    Err(unauthorized("the API token is wrong"))
-                }
-            };
-        }
-        let Some(cookie) = request.cookie(SESSION_COOKIE) else {
-            return Err(unauthorized(
-                "log in first (or send Authorization: Bearer <[admin] api_token>)",
-            ));
-        };
-        let key = session_key(cookie.value());
-        let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(session) = sessions.get(&key) else {
-            return Err(unauthorized("the session has ended; log in again"));
-        };
-        if session.expires <= Instant::now() {
-            sessions.remove(&key);
-            return Err(unauthorized("the session has expired; log in again"));
-        }
-        if changes_something(request.method()) {
-            let sent = request
-                .headers()
-                .get(CSRF_HEADER)
-                .map(|v| v.as_bytes())
-                .unwrap_or_default();
-            if !constant_time_eq(sent, session.csrf_token.as_bytes()) {
-                return Err(ApiError::new(
-                    StatusCode::FORBIDDEN,
-                    "missing or wrong CSRF token (send the session's csrf_token in X-CSRF-Token)",
-                ));
+                Err(unauthorized("the API token is wrong"))
             }
-        }
-        Ok(Operator {
-            via: "session",
-            origin,
         })
     }
 
-    fn session_body(&self, request: &HttpRequest) -> Option<serde_json::Value> {
-        let cookie = request.cookie(SESSION_COOKIE)?;
-        let sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
-        let session = sessions.get(&session_key(cookie.value()))?;
-        Some(json!({
-            "csrf_token": session.csrf_token,
-            "expires_at": session.expires_at_ms,
-            "via": "session",
+    /// The session a cookie names, if it is live: kept, not expired, and logged in with
+    /// the password in force. Blocks (one primary-key read).
+    fn live_session(&self, cookie: &str) -> Result<Option<StoredSession>, ApiError> {
+        let found = self.sessions.find(&session_key(cookie)).map_err(|err| {
+            tracing::error!("could not read the admin session: {err:#}");
+            ApiError::internal()
+        })?;
+        Ok(found.filter(|s| {
+            s.expires_at_ms > now_ms() && constant_time_eq(&s.password, &self.password_digest)
         }))
     }
 
-    fn start_session(&self) -> (String, serde_json::Value) {
+    /// Keeps a new session; returns its id and the login's answer. Blocks.
+    fn start_session(&self) -> anyhow::Result<(String, serde_json::Value)> {
         let id = random_token();
         let csrf_token = random_token();
-        let expires_at_ms = crate::store::now_ms() + self.session_ttl.as_millis() as i64;
+        let now = now_ms();
+        let expires_at_ms = now + self.session_ttl.as_millis() as i64;
         let body = json!({ "csrf_token": csrf_token, "expires_at": expires_at_ms });
-        let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
-        sessions.retain(|_, s| s.expires > now);
-        sessions.insert(
-            session_key(&id),
-            Session {
+        self.sessions.start(
+            &session_key(&id),
+            &StoredSession {
                 csrf_token,
-                expires: now + self.session_ttl,
+                password: self.password_digest.to_vec(),
                 expires_at_ms,
             },
-        );
-        (id, body)
-    }
-
-    fn end_session(&self, request: &HttpRequest) {
-        if let Some(cookie) = request.cookie(SESSION_COOKIE) {
-            let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
-            sessions.remove(&session_key(cookie.value()));
-        }
+            now,
+        )?;
+        Ok((id, body))
     }
 
     fn cookie(&self, value: String, max_age: Duration) -> Cookie<'static> {
@@ -176,16 +142,65 @@ impl Auth {
     }
 }
 
+/// The operator behind `request`, if any. With a session cookie, a request that changes
+/// something must carry the session's CSRF token.
+async fn operator(state: web::Data<AppState>, request: HttpRequest) -> Result<Operator, ApiError> {
+    if let Some(answer) = state.auth.token_operator(&request, &state.guard) {
+        return answer;
+    }
+    let Some(cookie) = request.cookie(SESSION_COOKIE) else {
+        return Err(unauthorized(
+            "log in first (or send Authorization: Bearer <[admin] api_token>)",
+        ));
+    };
+    let session = session_of(&state, cookie.value().to_owned()).await?;
+    let Some(session) = session else {
+        return Err(unauthorized(
+            "the session has ended or expired; log in again",
+        ));
+    };
+    if changes_something(request.method()) {
+        let sent = request
+            .headers()
+            .get(CSRF_HEADER)
+            .map(|v| v.as_bytes())
+            .unwrap_or_default();
+        if !constant_time_eq(sent, session.csrf_token.as_bytes()) {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "missing or wrong CSRF token (send the session's csrf_token in X-CSRF-Token)",
+            ));
+        }
+    }
+    Ok(Operator {
+        via: "session",
+        origin: client_address(&request),
+    })
+}
+
+/// The live session `cookie` names, read off the async threads.
+async fn session_of(
+    state: &web::Data<AppState>,
+    cookie: String,
+) -> Result<Option<StoredSession>, ApiError> {
+    let state = state.clone();
+    web::block(move || state.auth.live_session(&cookie))
+        .await
+        .map_err(|_| ApiError::internal())?
+}
+
 impl FromRequest for Operator {
     type Error = ApiError;
-    type Future = Ready<Result<Operator, ApiError>>;
+    type Future = Pin<Box<dyn Future<Output = Result<Operator, ApiError>>>>;
 
     fn from_request(request: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
-        let result = match request.app_data::<web::Data<AppState>>() {
-            Some(state) => state.auth.operator(request, &state.guard),
-            None => Err(ApiError::internal()),
-        };
-        ready(result)
+        let request = request.clone();
+        Box::pin(async move {
+            match request.app_data::<web::Data<AppState>>().cloned() {
+                Some(state) => operator(state, request).await,
+                None => Err(ApiError::internal()),
+            }
+        })
     }
 }
 
@@ -208,7 +223,15 @@ async fn login(
 ) -> Result<HttpResponse, ApiError> {
     let limits = &state.guard.limits;
     let address = guard::client_ip(&request).unwrap_or(UNKNOWN_ADDRESS);
-    if let Err(wait) = limits.logins.check(address) {
+    let throttle_key = limits::key(address).to_string();
+    let sessions = state.auth.sessions.clone();
+    let key = throttle_key.clone();
+    let failures = blocking(move || {
+        let now = now_ms();
+        sessions.failures(&key, now - limits::WINDOW.as_millis() as i64)
+    })
+    .await?;
+    if let Some(wait) = failures.and_then(|f| throttled(f, now_ms(), true)) {
         state.guard.refusals.count("login", "throttled");
         return Err(too_many("wrong passwords", address, wait));
     }
@@ -226,14 +249,9 @@ async fn login(
             format!("the body must be {{\"password\": \"...\"}}: {err}"),
         )
     })?;
-    // Counted as a failure before it is verified, so attempts sent at once cannot all
-    // pass the check before any of them failed; taken back if the password is right.
-    if let Err(wait) = limits.logins.attempt(address) {
-        state.guard.refusals.count("login", "throttled");
-        return Err(too_many("wrong passwords", address, wait));
-    }
+    // A slot first: a login refused as busy costs the store nothing, so the throttle's
+    // writes are bounded by the argon2 verifications that follow them.
     let Some(slot) = limits.verification_slot() else {
-        limits.logins.forgive(address);
         state.guard.refusals.count("login", "busy");
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -241,6 +259,22 @@ async fn login(
         )
         .header(header::RETRY_AFTER, "1"));
     };
+    // Counted as a failure before it is verified (in one statement, whichever node runs
+    // it), so attempts sent at once cannot all pass the check before any of them failed;
+    // taken back if the password is right.
+    let sessions = state.auth.sessions.clone();
+    let key = throttle_key.clone();
+    let counted = blocking(move || {
+        let now = now_ms();
+        sessions.count_failure(&key, now, now - limits::WINDOW.as_millis() as i64)
+    })
+    .await?;
+    if let Some(wait) = throttled(counted, now_ms(), false) {
+        drop(slot);
+        state.guard.refusals.count("login", "throttled");
+        return Err(too_many("wrong passwords", address, wait));
+    }
+    limits.count_verification();
     let auth = state.clone();
     let matches = web::block(move || {
         let matches = crate::password::verify(&auth.auth.password_hash, &login.password);
@@ -266,8 +300,12 @@ async fn login(
         }
         return Err(unauthorized("wrong password"));
     }
-    limits.logins.forgive(address);
-    let (id, body) = state.auth.start_session();
+    let auth = state.clone();
+    let (id, body) = blocking(move || {
+        auth.auth.sessions.forgive(&throttle_key)?;
+        auth.auth.start_session()
+    })
+    .await?;
     tracing::info!(origin = %operator.origin, "admin login");
     audit(&state, &operator, "login", "a session started", "applied").await;
     Ok(HttpResponse::Ok()
@@ -275,28 +313,67 @@ async fn login(
         .json(body))
 }
 
+/// `Some(seconds to wait)` when `failures` used up the address's allowance: with
+/// `before` (a check before an attempt) at the limit already, else past it (the attempt
+/// itself was counted).
+fn throttled(failures: Failures, now_ms: i64, before: bool) -> Option<u64> {
+    let used = if before {
+        failures.count >= limits::LOGIN_FAILURES as u64
+    } else {
+        failures.count > limits::LOGIN_FAILURES as u64
+    };
+    let ends = failures.window_start_ms + limits::WINDOW.as_millis() as i64;
+    (used && ends > now_ms).then(|| (((ends - now_ms) as u64).div_ceil(1000)).max(1))
+}
+
+/// Runs a store call for the login on a blocking thread; a failure is logged and a 500.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+) -> Result<T, ApiError> {
+    match web::block(work).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(err)) => {
+            tracing::error!("admin login: the store failed: {err:#}");
+            Err(ApiError::internal())
+        }
+        Err(_) => Err(ApiError::internal()),
+    }
+}
+
 async fn logout(
     state: web::Data<AppState>,
     request: HttpRequest,
     _operator: Operator,
-) -> HttpResponse {
-    state.auth.end_session(&request);
-    HttpResponse::NoContent()
+) -> Result<HttpResponse, ApiError> {
+    if let Some(cookie) = request.cookie(SESSION_COOKIE) {
+        let key = session_key(cookie.value());
+        let sessions = state.auth.sessions.clone();
+        blocking(move || sessions.end(&key)).await?;
+    }
+    Ok(HttpResponse::NoContent()
         .cookie(state.auth.cookie(String::new(), Duration::ZERO))
-        .finish()
+        .finish())
 }
 
 async fn session(
     state: web::Data<AppState>,
     request: HttpRequest,
     operator: Operator,
-) -> HttpResponse {
-    match operator.via {
-        "session" => match state.auth.session_body(&request) {
-            Some(body) => HttpResponse::Ok().json(body),
-            None => unauthorized("the session has ended; log in again").error_response(),
-        },
-        via => HttpResponse::Ok().json(json!({ "via": via })),
+) -> Result<HttpResponse, ApiError> {
+    if operator.via != "session" {
+        return Ok(HttpResponse::Ok().json(json!({ "via": operator.via })));
+    }
+    let cookie = request
+        .cookie(SESSION_COOKIE)
+        .map(|c| c.value().to_owned())
+        .unwrap_or_default();
+    match session_of(&state, cookie).await? {
+        Some(session) => Ok(HttpResponse::Ok().json(json!({
+            "csrf_token": session.csrf_token,
+            "expires_at": session.expires_at_ms,
+            "via": "session",
+        }))),
+        None => Err(unauthorized("the session has ended; log in again")),
     }
 }
 

@@ -1,7 +1,8 @@
 //! Bounds on what a client may make the server do before it has proven who it is: how
-//! many wrong passwords and wrong tokens one address may send per minute (counted in a
-//! table of bounded size), how many argon2 verifications run at once (each costs
-//! ~19 MiB), and how long a request body may take to arrive.
+//! many wrong tokens one address may send per minute (counted in a table of bounded
+//! size; wrong passwords are counted in the store, see `web::auth`), how many argon2
+//! verifications run at once (each costs ~19 MiB), and how long a request body may take
+//! to arrive.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
@@ -13,11 +14,12 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// The body deadline when the app runs without a [`Guard`](super::guard::Guard) (tests).
 pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
-/// Wrong passwords one address may try per window before it must wait.
-const LOGIN_FAILURES: usize = 5;
+/// Wrong passwords one address may try per window before it must wait (counted in the
+/// store, for every node together: `web::auth`).
+pub const LOGIN_FAILURES: usize = 5;
 /// Wrong API or inlet tokens one address may send per window before it must wait.
 const TOKEN_FAILURES: usize = 10;
-const WINDOW: Duration = Duration::from_secs(60);
+pub const WINDOW: Duration = Duration::from_secs(60);
 /// Argon2 verifications running at once; a login beyond them is told to come back.
 const VERIFICATIONS: usize = 2;
 /// Addresses a throttle remembers. Past it the address that failed longest ago is
@@ -27,7 +29,6 @@ const REMEMBERED: usize = 4096;
 /// The limits of one server.
 pub struct Limits {
     pub body_timeout: Duration,
-    pub logins: Throttle,
     pub tokens: Throttle,
     verifying: Arc<Semaphore>,
     /// Argon2 verifications started, for `/metrics`.
@@ -38,7 +39,6 @@ impl Limits {
     pub fn new(body_timeout: Duration) -> Limits {
         Limits {
             body_timeout,
-            logins: Throttle::new(LOGIN_FAILURES, WINDOW),
             tokens: Throttle::new(TOKEN_FAILURES, WINDOW),
             verifying: Arc::new(Semaphore::new(VERIFICATIONS)),
             verifications: AtomicU64::new(0),
@@ -48,9 +48,12 @@ impl Limits {
     /// A slot to run one argon2 verification in, or `None` while all are taken. Held
     /// until the verification ends, even if the client has gone.
     pub fn verification_slot(&self) -> Option<OwnedSemaphorePermit> {
-        let permit = Arc::clone(&self.verifying).try_acquire_owned().ok()?;
+        Arc::clone(&self.verifying).try_acquire_owned().ok()
+    }
+
+    /// Counts one argon2 verification started, for `/metrics`.
+    pub fn count_verification(&self) {
         self.verifications.fetch_add(1, Ordering::Relaxed);
-        Some(permit)
     }
 }
 
@@ -157,7 +160,7 @@ impl Throttle {
 
 /// The key an address is counted under: IPv6 clients by their /64, as one host usually
 /// holds a whole /64 and could otherwise take a fresh address per attempt.
-fn key(address: IpAddr) -> IpAddr {
+pub fn key(address: IpAddr) -> IpAddr {
     match address.to_canonical() {
         IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !(u128::MAX >> 64)).into()),
         v4 => v4,
@@ -232,6 +235,7 @@ mod tests {
         assert!(limits.verification_slot().is_none());
         drop(held);
         assert!(limits.verification_slot().is_some());
-        assert_eq!(limits.verifications.load(Ordering::Relaxed), 3);
+        limits.count_verification();
+        assert_eq!(limits.verifications.load(Ordering::Relaxed), 1);
     }
 }

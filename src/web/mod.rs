@@ -55,6 +55,8 @@ pub struct AppState {
     pub auth: Arc<auth::Auth>,
     /// Host check, client address, limits and refusal counts (`[http]`).
     pub guard: Arc<guard::Guard>,
+    /// This node's id and the list of nodes sharing the store (`/api/v1/nodes`).
+    pub roster: Arc<crate::nodes::Roster>,
 }
 
 /// Mounts every route on an actix service config; for [`build_app`] and tests.

@@ -101,6 +101,22 @@ impl Api {
         }
     }
 
+    /// The session cookie (`posthorn_session=...`), if this client logged in.
+    pub fn cookie(&self) -> Option<&str> {
+        match &self.credentials {
+            Credentials::Session { cookie, .. } => Some(cookie),
+            _ => None,
+        }
+    }
+
+    /// The same credentials (cookie and CSRF token, or token) sent to another node.
+    pub fn on(&self, home: &Home) -> Api {
+        Api {
+            base: home.inlet_url(),
+            ..self.clone()
+        }
+    }
+
     /// `POST /api/v1/login` with `{"password": password}`, as it answers.
     pub fn login_response(&self, password: &str) -> Response {
         self.post_raw(

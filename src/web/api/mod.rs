@@ -11,6 +11,7 @@ mod act;
 mod charts;
 mod find;
 mod forget;
+mod nodes;
 mod params;
 mod preview;
 mod read;
@@ -67,6 +68,7 @@ routes! {
     post "/api/v1/deliveries/{id}/retry" => act::retry,
     post "/api/v1/conversations/forget" => forget::forget,
     get "/api/v1/delivery" => switch::show,
+    get "/api/v1/nodes" => nodes::list,
     post "/api/v1/delivery/pause" => switch::pause_all,
     post "/api/v1/delivery/resume" => switch::resume_all,
 }

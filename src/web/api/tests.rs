@@ -10,6 +10,9 @@ use actix_web::test::{call_service, init_service, read_body, TestRequest};
 
 use super::{OPENAPI, ROUTES};
 use crate::reload::Live;
+use crate::store::nodes::Nodes;
+use crate::store::sessions::Sessions;
+use crate::store::side::SidePool;
 use crate::store::{ReaderPool, Store};
 use crate::web::{auth, build_app, AppState};
 
@@ -75,14 +78,23 @@ fn fixture() -> Fixture {
         .unwrap_or_else(|err| panic!("{err}"));
     let (new_work_tx, new_work) = crossbeam_channel::bounded(1);
     let store = Store::open(&db, new_work_tx).unwrap();
+    let side = SidePool::new(db.clone().into());
     let state = AppState {
         store: store.handle(),
         live: Live::new(&config),
         inlet: Arc::new(config.inlet.clone()),
         reader: ReaderPool::new(&db),
         // Never verified here: no test logs in.
-        auth: Arc::new(auth::Auth::new(&config.admin, "not-a-hash".into())),
+        auth: Arc::new(auth::Auth::new(
+            &config.admin,
+            "not-a-hash".into(),
+            Sessions::new(side.clone()),
+        )),
         guard: Arc::new(super::super::guard::Guard::new(&config.http, 100)),
+        roster: Arc::new(crate::nodes::Roster {
+            this_node: "test@127.0.0.1:0".into(),
+            nodes: Nodes::new(side),
+        }),
     };
     Fixture {
         state,
