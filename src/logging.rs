@@ -117,16 +117,21 @@ fn config_filter(level: &str) -> EnvFilter {
 }
 
 /// The HTTP client's own crates log each request's URL (query strings, where services put
-/// tokens) at debug, and the raw bytes on the wire at trace; a general `debug` or `trace`
-/// must not turn that on. A filter that names them (`ureq=debug`) still can.
+/// tokens) at debug, and the raw bytes on the wire at trace; the PostgreSQL client logs
+/// every statement's parameters at debug (event bodies, snippets, hashes). A general
+/// `debug` or `trace` must not turn that on. A filter that names them (`ureq=debug`,
+/// `tokio_postgres=debug`) still can.
 fn quiet_http_client(filter: EnvFilter, text: &str) -> EnvFilter {
-    if text.contains("ureq") {
-        return filter;
-    }
-    ["ureq=info", "ureq_proto=info"]
-        .into_iter()
-        .filter_map(|directive| directive.parse().ok())
-        .fold(filter, EnvFilter::add_directive)
+    [
+        ("ureq", "ureq=info"),
+        ("ureq", "ureq_proto=info"),
+        ("postgres", "tokio_postgres=info"),
+        ("postgres", "postgres=info"),
+    ]
+    .into_iter()
+    .filter(|(named, _)| !text.contains(named))
+    .filter_map(|(_, directive)| directive.parse().ok())
+    .fold(filter, EnvFilter::add_directive)
 }
 
 /// Whether `text` is a usable `[log] level`: a level name, or a `tracing` filter with

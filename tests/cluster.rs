@@ -310,3 +310,45 @@ fn no_two_nodes_send_the_same_delivery() {
     assert!(twice.is_empty(), "sent more than once: {twice:?}");
     assert_eq!(seen.len(), 2 * events);
 }
+
+#[test]
+fn each_node_keeps_its_own_spool_positions() {
+    let db = fresh_database();
+    let receiver = ProgrammableReceiver::start(|_, _| Reply::status(204));
+    let config = subscription(
+        "all",
+        &format!("{}/hook", receiver.url),
+        "conversations = [\"*\"]",
+        "[\"*\"]",
+    );
+    let homes: Vec<Home> = (0..2).map(|_| node(&db, &config)).collect();
+    let mut serves: Vec<Serve> = homes.iter().map(Serve::start).collect();
+    for (n, home) in homes.iter().enumerate() {
+        let line = format!("{}\n", event_in(&format!("tail-{n}"), "c-1"));
+        home.append("events.ndjson", line.as_bytes());
+    }
+    receiver.wait_for_count(2, LONG);
+    let positions = || -> Vec<String> {
+        db.connect()
+            .query(
+                "SELECT file_key FROM spool_positions ORDER BY file_key",
+                &[],
+            )
+            .expect("read the positions")
+            .iter()
+            .map(|row| row.get(0))
+            .collect()
+    };
+    wait_for("a position per node", LONG, || positions().len() == 2);
+    let before = positions();
+    // A node that starts again sees the other's file nowhere in its own spool: it must
+    // neither drop that position nor take it.
+    serves.remove(0).kill();
+    serves.insert(0, Serve::start(&homes[0]));
+    let line = format!("{}\n", event_in("tail-again", "c-1"));
+    homes[0].append("events.ndjson", line.as_bytes());
+    receiver.wait_for_count(3, LONG);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(positions(), before, "each node's position is its own");
+    assert_eq!(receiver.count(), 3, "nothing read twice");
+}

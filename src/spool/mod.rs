@@ -77,8 +77,49 @@ pub struct Spool {
     /// The store refused input during this pass: the rest of the pass waits too.
     refused_this_pass: bool,
     wake: Receiver<()>,
+    /// Whose read positions this spool's are (see [`owner_of`]): empty on SQLite.
+    owner: String,
     // Held so notifications keep flowing; dropped with the spool.
     _watcher: notify::RecommendedWatcher,
+}
+
+/// On a store several nodes share, each node's spool positions carry its own prefix, the
+/// host name and the spool directory (`node-a/var/lib/posthorn/spool#`), so that two
+/// machines' files with the same device and inode numbers are never confused, and a node
+/// forgets only positions of its own. Empty on SQLite, whose store has one node.
+fn owner_of(store: &StoreHandle, dir: &std::path::Path) -> String {
+    if !store.is_shared() {
+        return String::new();
+    }
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into());
+    let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    format!("{host}{}#", dir.display())
+}
+
+/// The positions of the node `owner` among every position in the store. On a shared
+/// store a position with no owner (copied by `migrate-store` from a one-node SQLite
+/// store) is taken by the first node to start, under its own name; returns the keys it
+/// took over, to forget.
+fn own_positions(
+    owner: &str,
+    positions: Vec<SpoolPosition>,
+) -> (HashMap<String, SpoolPosition>, Vec<String>) {
+    let mut own = HashMap::new();
+    let mut adopted = Vec::new();
+    for mut position in positions {
+        if owner.is_empty() || position.file_key.starts_with(owner) {
+            own.insert(position.file_key.clone(), position);
+        } else if !position.file_key.contains('#') {
+            adopted.push(position.file_key.clone());
+            position.file_key = format!("{owner}{}", position.file_key);
+            own.insert(position.file_key.clone(), position);
+        }
+    }
+    (own, adopted)
 }
 
 impl Spool {
@@ -114,16 +155,41 @@ impl Spool {
                 )
             })?;
         let stopping = Arc::new(AtomicBool::new(false));
+        let owner = owner_of(&store, &config.dir);
+        let (positions, adopted) = own_positions(&owner, positions);
+        if !adopted.is_empty() {
+            // Recorded under this node's name at once (a file read to its end sends no
+            // more batches), then the unowned rows go.
+            for position in positions.values().filter(|p| {
+                adopted
+                    .iter()
+                    .any(|key| p.file_key.strip_prefix(&owner) == Some(key.as_str()))
+            }) {
+                let batch = IngestBatch {
+                    source: "spool".into(),
+                    position: Some(position.clone()),
+                    ..Default::default()
+                };
+                if let Err(err) = store.ingest(batch) {
+                    tracing::warn!(
+                        "could not take over the spool positions of the SQLite store: {err:#}"
+                    );
+                }
+            }
+            tracing::info!(
+                positions = adopted.len(),
+                "took over the spool read positions copied from the SQLite store"
+            );
+            store.forget_positions(adopted);
+        }
         let spool = Spool {
             config,
             live,
             routing: None,
             store,
             dir: spool_dir,
-            positions: positions
-                .into_iter()
-                .map(|p| (p.file_key.clone(), p))
-                .collect(),
+            positions,
+            owner,
             long_lines: HashMap::new(),
             aside: SetAside::default(),
             more: false,
@@ -189,7 +255,7 @@ impl Spool {
             if self.stopped() || self.refused_this_pass {
                 return Ok(());
             }
-            let key = entry.info.id.key();
+            let key = format!("{}{}", self.owner, entry.info.id.key());
             let json = entry.name.ends_with(".json");
             // A tracked file keeps being read after a rename (rotation), whatever its new
             // name.
@@ -408,5 +474,34 @@ mod tests {
         ] {
             assert!(!is_ndjson(ignored), "{ignored} should not be tailed");
         }
+    }
+}
+
+#[cfg(test)]
+mod owner_tests {
+    use super::*;
+
+    fn at(key: &str) -> SpoolPosition {
+        SpoolPosition {
+            file_key: key.into(),
+            path: "events.ndjson".into(),
+            offset: 10,
+            line: 1,
+            head: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_node_takes_its_own_positions_and_the_unowned_ones_but_never_another_nodes() {
+        let all = vec![at("a/spool#1:2"), at("b/spool#1:2"), at("1:3")];
+        let (own, adopted) = own_positions("a/spool#", all.clone());
+        let mut keys: Vec<_> = own.keys().cloned().collect();
+        keys.sort();
+        assert_eq!(keys, ["a/spool#1:2", "a/spool#1:3"]);
+        assert_eq!(adopted, ["1:3"]);
+        // On SQLite (no owner) every position is the one node's, as it was.
+        let (own, adopted) = own_positions("", all);
+        assert_eq!(own.len(), 3);
+        assert!(adopted.is_empty());
     }
 }

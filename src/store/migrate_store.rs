@@ -39,9 +39,21 @@ const COPIED: &[&str] = &[
     "queue_samples",
 ];
 
-/// Tables of the SQLite store deliberately left behind, each with the reason (none yet:
-/// everything SQLite holds is state a node needs).
-const NOT_COPIED: &[(&str, &str)] = &[];
+/// Tables of the SQLite store deliberately left behind, each with the reason.
+const NOT_COPIED: &[(&str, &str)] = &[
+    (
+        "nodes",
+        "each node writes its own row when it starts on the new store",
+    ),
+    (
+        "admin_sessions",
+        "sessions of the node that stopped; log in again on the new nodes",
+    ),
+    (
+        "login_throttle",
+        "a minute's count of wrong passwords, gone in a minute anyway",
+    ),
+];
 
 /// Columns read with another expression than their name: a delivery leased when posthorn
 /// stopped was never answered for, so it comes out due at once, as SQLite's start
