@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use common::pg::{fresh_database, FreshDatabase};
 use common::{
-    event_in, http_post, subscription, wait_for, Home, ProgrammableReceiver, Reply, Serve,
+    busiest_window, event_in, http_post, subscription, wait_for, Home, ProgrammableReceiver, Reply,
+    Serve,
 };
 
 const TOKEN: &str = "cluster-test-token-0123456789";
@@ -50,20 +51,6 @@ fn post(home: &Home, event: &str) -> bool {
         false,
     );
     (200..=202).contains(&response.status)
-}
-
-/// The largest number of `starts` (unix ms) in any window of `window_ms`.
-fn busiest_window(starts: &[i64], window_ms: i64) -> usize {
-    starts
-        .iter()
-        .map(|&from| {
-            starts
-                .iter()
-                .filter(|&&at| at >= from && at < from + window_ms)
-                .count()
-        })
-        .max()
-        .unwrap_or(0)
 }
 
 #[test]

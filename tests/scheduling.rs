@@ -11,7 +11,9 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use common::admin::{self, Api, API_TOKEN};
-use common::{event_in, subscription, wait_for, Home, ProgrammableReceiver, Reply, Serve};
+use common::{
+    busiest_window, event_in, subscription, wait_for, Home, ProgrammableReceiver, Reply, Serve,
+};
 
 const LONG: Duration = Duration::from_secs(20);
 
@@ -64,20 +66,6 @@ fn due_work_of_the_last_of_many_subscriptions_is_not_left_waiting_for_its_turn()
     ids.sort();
     let expected: Vec<String> = (190..200).map(|n| format!("e{n}")).collect();
     assert_eq!(ids, expected);
-}
-
-/// Every window of `window_ms` over `starts` (unix ms) holds at most this many.
-fn busiest_window(starts: &[i64], window_ms: i64) -> usize {
-    starts
-        .iter()
-        .map(|&from| {
-            starts
-                .iter()
-                .filter(|&&at| at >= from && at < from + window_ms)
-                .count()
-        })
-        .max()
-        .unwrap_or(0)
 }
 
 #[test]

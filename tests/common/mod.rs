@@ -370,6 +370,21 @@ impl Home {
     }
 }
 
+/// The largest number of `starts` (unix ms) in any window of `window_ms`: what a rate
+/// limit bounds.
+pub fn busiest_window(starts: &[i64], window_ms: i64) -> usize {
+    starts
+        .iter()
+        .map(|&from| {
+            starts
+                .iter()
+                .filter(|&&at| at >= from && at < from + window_ms)
+                .count()
+        })
+        .max()
+        .unwrap_or(0)
+}
+
 /// A `[[subscription]]` block with a Standard Webhooks secret, posting to `url`.
 pub fn subscription(name: &str, url: &str, scope: &str, events: &str) -> String {
     format!(
