@@ -24,11 +24,9 @@ mod rename;
 mod rollup;
 mod room;
 mod schema;
+pub(crate) mod schema_pg;
 pub mod sessions;
 pub mod side;
-// Unused outside the tests until the store opens PostgreSQL (issue 13).
-#[allow(dead_code)]
-pub(crate) mod schema_pg;
 pub mod spool_head;
 /// A real PostgreSQL for the tests, the same code the integration tests use.
 #[cfg(test)]
