@@ -8,7 +8,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
@@ -50,18 +50,8 @@ fn run_bounded(mut command: Command, scratch: &Path) -> Output {
         .stderr(std::fs::File::create(&stderr_path).expect("stderr file"))
         .spawn()
         .expect("run posthorn");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{command:?} was still running after 20 s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status =
+        common::cli::wait_bounded(&mut child, Duration::from_secs(20), &format!("{command:?}"));
     Output {
         code: status.code(),
         stdout: std::fs::read_to_string(&stdout_path).unwrap_or_default(),

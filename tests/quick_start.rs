@@ -10,7 +10,7 @@ mod common;
 
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The `sh` blocks of the README's "## Quick start" section, in order.
 fn quick_start_blocks() -> Vec<String> {
@@ -123,17 +123,7 @@ fn the_readme_quick_start_works_as_written() {
         let _ = std::io::Read::read_to_string(&mut err, &mut s);
         s
     });
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let status = loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("the quick start was still running after 120 s");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = common::cli::wait_bounded(&mut child, Duration::from_secs(120), "the quick start");
     let (stdout, stderr) = (stdout.join().unwrap(), stderr.join().unwrap());
     let shown = format!("script:\n{script}\nstdout:\n{stdout}\nstderr:\n{stderr}");
     assert!(
