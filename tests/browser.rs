@@ -471,15 +471,6 @@ fn check_audit(browser: &Browser) {
     assert!(has(&["config.reload", "applied"]), "the reload: {rows:#?}");
 }
 
-/// Saves a screenshot when `POSTHORN_SCREENSHOTS` names a directory.
-fn screenshot(browser: &Browser, name: &str) {
-    if let Some(dir) = std::env::var_os("POSTHORN_SCREENSHOTS") {
-        let path = std::path::Path::new(&dir).join(format!("{name}.png"));
-        std::fs::write(&path, browser.screenshot())
-            .unwrap_or_else(|err| panic!("could not save {}: {err}", path.display()));
-    }
-}
-
 /// The page fits the window's width: nothing makes the body scroll sideways.
 fn assert_no_horizontal_overflow(browser: &Browser, page: &str) {
     let sizes = browser.execute(
@@ -505,12 +496,12 @@ fn check_phone_layout(browser: &Browser, base: &str, delivery: &str) {
             "window width {width}"
         );
         assert_no_horizontal_overflow(browser, &format!("the overview at {label} size"));
-        screenshot(browser, &format!("overview-{label}"));
+        browser.save_screenshot(&format!("overview-{label}"));
 
         browser.goto(&format!("{base}/admin/#{delivery}"));
         browser.wait_for(&t("attempt-row"), SHOWN);
         assert_no_horizontal_overflow(browser, &format!("a delivery at {label} size"));
-        screenshot(browser, &format!("delivery-{label}"));
+        browser.save_screenshot(&format!("delivery-{label}"));
 
         for page in ["#/subscriptions/north-crm", "#/deliveries", "#/audit"] {
             browser.goto(&format!("{base}/admin/{page}"));

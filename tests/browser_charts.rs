@@ -110,7 +110,7 @@ fn the_charts_draw_the_store_and_switch_ranges_and_the_overview_groups_failures(
     browser.wait_for(&t("chart-latency-svg"), SHOWN);
     browser.wait_for(&t("chart-queue-svg"), SHOWN);
 
-    screenshot(&browser, "charts-overview-laptop");
+    browser.save_screenshot("charts-overview-laptop");
 
     // Ranges: one row per minute for an hour, per hour for a week.
     assert_eq!(rows_after_switching(&browser, "1h", "chart-deliveries"), 60);
@@ -243,10 +243,7 @@ fn the_charts_draw_the_store_and_switch_ranges_and_the_overview_groups_failures(
         browser.goto(&format!("{base}/admin/{hash}"));
         browser.wait_for(&t(ready), SHOWN);
         assert_nothing_clipped(&browser, hash);
-        screenshot(
-            &browser,
-            &format!("charts-phone-{}", hash.replace(['#', '/'], "_")),
-        );
+        browser.save_screenshot(&format!("charts-phone-{}", hash.replace(['#', '/'], "_")));
     }
     // A delivery's own page.
     browser.goto(&format!("{base}/admin/#/deliveries"));
@@ -273,14 +270,6 @@ fn with_no_history_the_charts_say_so_instead_of_drawing_nothing() {
     browser.wait_for_text(&t("chart-empty"), "last hour", SHOWN);
     let (value, _) = card_value(&browser, "stat-delivery-rate");
     assert_eq!(value, "—");
-}
-
-fn screenshot(browser: &Browser, name: &str) {
-    if let Some(dir) = std::env::var_os("POSTHORN_SCREENSHOTS") {
-        let path = std::path::Path::new(&dir).join(format!("{name}.png"));
-        std::fs::write(&path, browser.screenshot())
-            .unwrap_or_else(|err| panic!("could not save {}: {err}", path.display()));
-    }
 }
 
 /// The document is no wider than the window, and every table fits its container (rows

@@ -41,14 +41,6 @@ fn log_in(browser: &Browser, base: &str) {
     browser.wait_for(&t("view-overview"), SHOWN);
 }
 
-fn screenshot(browser: &Browser, name: &str) {
-    if let Some(dir) = std::env::var_os("POSTHORN_SCREENSHOTS") {
-        let path = std::path::Path::new(&dir).join(format!("{name}.png"));
-        std::fs::write(&path, browser.screenshot())
-            .unwrap_or_else(|err| panic!("could not save {}: {err}", path.display()));
-    }
-}
-
 fn search(browser: &Browser, term: &str) {
     let input = browser.wait_for(&t("search-input"), SHOWN);
     browser.type_into(&input, &format!("{term}{ENTER}"));
@@ -155,7 +147,7 @@ fn check_the_event_page(browser: &Browser, fx: &Fixture) {
     );
     let rows = browser.texts(&t("event-delivery-row"));
     assert_eq!(rows.len(), 1, "{rows:?}");
-    screenshot(browser, "find-event");
+    browser.save_screenshot("find-event");
     assert!(
         rows[0].contains("crm") && rows[0].contains("delivered"),
         "{rows:?}"
@@ -189,7 +181,7 @@ fn preview_a_configured_subscription(browser: &Browser) {
         .collect();
     ids.sort();
     assert_eq!(ids, ["evt_2", "evt_4"]);
-    screenshot(browser, "find-preview-configured");
+    browser.save_screenshot("find-preview-configured");
 }
 
 /// `http://host:port/admin/` of the page the browser shows.
@@ -248,7 +240,7 @@ fn preview_drafts(browser: &Browser) {
         browser.text(&problem)
     );
     browser.wait_for_text(&t("preview-problem"), "missing events", SHOWN);
-    screenshot(browser, "find-preview-draft-problems");
+    browser.save_screenshot("find-preview-draft-problems");
     assert!(
         browser.find_all(&t("preview-result")).is_empty(),
         "no result for a bad draft"
@@ -270,7 +262,7 @@ fn check_phone_width(browser: &Browser, base: &str) {
             vec![],
         );
         let [document, body, window] = [0, 1, 2].map(|i| sizes[i].as_i64().unwrap_or(i64::MAX));
-        screenshot(browser, &format!("find-phone-{view}"));
+        browser.save_screenshot(&format!("find-phone-{view}"));
         assert!(
             document <= window && body <= window,
             "{page} is wider than the {window} px window: document {document} px, body {body} px"

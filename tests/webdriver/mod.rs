@@ -386,6 +386,15 @@ impl Browser {
             .unwrap_or_else(|err| panic!("a screenshot that is not base64: {err}"))
     }
 
+    /// Saves a screenshot as `<name>.png` when `POSTHORN_SCREENSHOTS` names a directory.
+    pub fn save_screenshot(&self, name: &str) {
+        if let Some(dir) = std::env::var_os("POSTHORN_SCREENSHOTS") {
+            let path = std::path::Path::new(&dir).join(format!("{name}.png"));
+            std::fs::write(&path, self.screenshot())
+                .unwrap_or_else(|err| panic!("could not save {}: {err}", path.display()));
+        }
+    }
+
     fn driver_log_tail(&self) -> String {
         let log = std::fs::read_to_string(&self.driver_log).unwrap_or_default();
         let start = log.len().saturating_sub(4000);
