@@ -55,7 +55,7 @@ impl Identity {
 }
 
 /// This machine's host name; `localhost` if it has none.
-fn hostname() -> String {
+pub(crate) fn hostname() -> String {
     let name = rustix::system::uname()
         .nodename()
         .to_string_lossy()

@@ -17,8 +17,11 @@ use crate::store::db::{params, Db, Dialect, Statement, ToValue};
 use super::{ClaimRequest, ClaimResult, Claimed, Line};
 
 /// On a shared store: what another node may have switched off since this one looked.
+/// Both are tests of the claimed subscription (`?1`), not of each row, so PostgreSQL
+/// checks them once; written as a join on `d.subscription` it guessed one row would
+/// survive the join and sorted every due row of a backlog before taking the first few.
 const SHARED_PAUSES: &str = "AND NOT EXISTS (
-        SELECT 1 FROM subscription_state s WHERE s.subscription = d.subscription AND s.paused = 1)
+        SELECT 1 FROM subscription_state s WHERE s.subscription = ?1 AND s.paused = 1)
     AND NOT EXISTS (SELECT 1 FROM settings g WHERE g.key = 'delivery_paused' AND g.value = '1')";
 
 /// The condition that a delivery `d` is at the head of its conversation's line. The
@@ -40,11 +43,15 @@ fn head_condition(line: Line) -> &'static str {
     }
 }
 
-fn due_statement(tx: &Db, line: Line) -> crate::store::db::Result<Statement<'_>> {
-    tx.prepare_cached(&due_sql(line, tx.dialect()))
+fn due_statement(tx: &Db, line: Line, limit: usize) -> crate::store::db::Result<Statement<'_>> {
+    tx.prepare_cached(&due_sql(line, tx.dialect(), limit))
 }
 
-fn due_sql(line: Line, dialect: Dialect) -> String {
+/// The limit is part of the text, not a parameter: PostgreSQL plans a statement it has
+/// run five times generically, and with an unknown limit it expects a tenth of the due
+/// rows to be read, so it sorted every due row of a backlog (2 ms) instead of reading
+/// the first few from the index in order (30 us).
+fn due_sql(line: Line, dialect: Dialect, limit: usize) -> String {
     let (shared, lock) = match dialect {
         Dialect::Sqlite => ("", ""),
         Dialect::Postgres => (SHARED_PAUSES, "FOR UPDATE OF d SKIP LOCKED"),
@@ -54,7 +61,7 @@ fn due_sql(line: Line, dialect: Dialect) -> String {
          FROM deliveries d JOIN events e ON e.seq = d.event_seq
          WHERE d.state = 'pending' AND d.subscription = ?1 AND d.next_attempt_at <= ?2 {} {shared}
          ORDER BY d.next_attempt_at, d.id
-         LIMIT ?3 {lock}",
+         LIMIT {limit} {lock}",
         head_condition(line)
     )
 }
@@ -104,8 +111,8 @@ pub(super) fn claim(
             continue;
         }
         let before = result.claimed.len();
-        let mut due = due_statement(tx, request.line)?;
-        let rows = due.query_map(params![request.subscription, now_ms, limit as i64], |row| {
+        let mut due = due_statement(tx, request.line, limit)?;
+        let rows = due.query_map(params![request.subscription, now_ms], |row| {
             Ok(Claimed {
                 delivery_id: row.get(0)?,
                 attempt: row.get::<u32>(1)? + 1,
@@ -222,12 +229,8 @@ mod tests {
         let store = TempStore::new();
         let conn = store.conn();
         for hold_dead in [false, true] {
-            let sql = due_sql(Line::Conversation { hold_dead }, Dialect::Sqlite);
-            let shown = plan(
-                &conn,
-                &sql,
-                vec!["s".to_string().into(), 0.into(), 10.into()],
-            );
+            let sql = due_sql(Line::Conversation { hold_dead }, Dialect::Sqlite, 10);
+            let shown = plan(&conn, &sql, vec!["s".to_string().into(), 0.into()]);
             assert!(shown.contains("deliveries_line"), "{shown}");
         }
     }

@@ -5,6 +5,8 @@
 //! once a minute. Rows with subscription `''` hold the sum over every subscription, so
 //! the overview reads one row per bucket however many subscriptions there are.
 //!
+//! Each node adds to rows of its own (see [`writer_key`]); a bucket is the sum of its rows.
+//!
 //! Writes ride in the writer's transaction: attempt outcomes with the attempts
 //! themselves (`writes::record`), queue samples and pruning with each retention step
 //! (`prune.rs`). Minute rows are kept [`MINUTE_ROWS_KEPT_MS`] (the 1 h and 24 h
@@ -13,7 +15,7 @@
 
 use std::collections::HashMap;
 
-use crate::store::db::{params, Db, OptionalExtension};
+use crate::store::db::{params, Db, Dialect, OptionalExtension};
 
 use super::{AttemptRecord, NextStep};
 
@@ -156,14 +158,16 @@ pub(super) fn add_attempts(
             }
         }
     }
+    let node = writer_key(tx.dialect());
     let mut read = tx.prepare_cached(
-        "SELECT latency FROM delivery_rollups WHERE span = ?1 AND subscription = ?2 AND start = ?3",
+        "SELECT latency FROM delivery_rollups
+         WHERE span = ?1 AND subscription = ?2 AND start = ?3 AND node = ?4",
     )?;
     let mut write = tx.prepare_cached(&format!(
         "INSERT INTO delivery_rollups (span, subscription, start, attempts_ok, attempts_failed,
-                                       delivered, dead, latency_max_ms, latency)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-         ON CONFLICT (span, subscription, start) DO UPDATE SET
+                                       delivered, dead, latency_max_ms, latency, node)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+         ON CONFLICT (span, subscription, start, node) DO UPDATE SET
              attempts_ok = delivery_rollups.attempts_ok + excluded.attempts_ok,
              attempts_failed = delivery_rollups.attempts_failed + excluded.attempts_failed,
              delivered = delivery_rollups.delivered + excluded.delivered,
@@ -175,7 +179,7 @@ pub(super) fn add_attempts(
     ))?;
     for ((span, subscription, start), mut add) in adds {
         let old: Option<Vec<u8>> = read
-            .query_row(params![span, subscription, start], |row| row.get(0))
+            .query_row(params![span, subscription, start, node], |row| row.get(0))
             .optional()?;
         if let Some(old) = old {
             add.latency.merge(&Histogram::from_blob(&old));
@@ -189,10 +193,33 @@ pub(super) fn add_attempts(
             add.delivered,
             add.dead,
             add.max_ms,
-            add.latency.to_blob()
+            add.latency.to_blob(),
+            node
         ])?;
     }
     Ok(())
+}
+
+/// The `node` of the rows this process's writer adds to. SQLite has one writer: ''.
+/// On PostgreSQL each process has its own rows (host name, process id and start time),
+/// so two nodes never update one row: their writers would queue behind each other's
+/// commits, and a histogram read before another node's write would lose that write.
+/// The charts sum a bucket's rows whatever their node.
+fn writer_key(dialect: Dialect) -> &'static str {
+    static KEY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    match dialect {
+        Dialect::Sqlite => "",
+        Dialect::Postgres => KEY.get_or_init(|| {
+            let started = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |at| at.as_nanos());
+            format!(
+                "{}:{}:{started:x}",
+                crate::nodes::hostname(),
+                std::process::id()
+            )
+        }),
+    }
 }
 
 /// Samples the queue once per minute: the first call in a minute stores the depth and
@@ -247,8 +274,8 @@ pub(super) fn prune(
     for (span, before) in cutoffs {
         deleted += tx
             .prepare_cached(
-                "DELETE FROM delivery_rollups WHERE (span, subscription, start) IN
-                     (SELECT span, subscription, start FROM delivery_rollups
+                "DELETE FROM delivery_rollups WHERE (span, subscription, start, node) IN
+                     (SELECT span, subscription, start, node FROM delivery_rollups
                       WHERE span = ?1 AND start < ?2 ORDER BY start LIMIT ?3)",
             )?
             .execute(params![span, before, limit as i64])?;

@@ -180,6 +180,14 @@ CREATE TABLE login_throttle (
     failures     BIGINT NOT NULL
 );
 "#,
+    r#"
+DROP INDEX deliveries_leased;
+CREATE INDEX deliveries_leased ON deliveries (subscription, next_attempt_at, id)
+    WHERE leased_at IS NOT NULL;
+ALTER TABLE delivery_rollups ADD COLUMN node TEXT COLLATE "C" NOT NULL DEFAULT '';
+ALTER TABLE delivery_rollups DROP CONSTRAINT delivery_rollups_pkey,
+    ADD PRIMARY KEY (span, subscription, start, node);
+"#,
 ];
 
 /// The advisory lock held while migrating ("posthorn" in ASCII), so that of several nodes

@@ -377,7 +377,13 @@ fn postgres_schema(client: &mut postgres::Client) -> Schema {
             )
             .unwrap()
             .iter()
-            .map(|row| (row.get(0), row.get(1), row.get(2), row.get(3)))
+            .map(|row| {
+                // PostgreSQL spells a text default with its type: `''::text`.
+                let default = row
+                    .get::<_, Option<String>>(3)
+                    .map(|d| d.trim_end_matches("::text").to_owned());
+                (row.get(0), row.get(1), row.get(2), default)
+            })
             .collect();
         schema.tables.insert(table.clone(), columns);
         schema.checks.insert(table, 0);

@@ -462,3 +462,64 @@ fn a_subscription_failing_in_many_ways_takes_at_most_five_groups() {
         "{groups:?}"
     );
 }
+
+#[test]
+fn a_bucket_kept_by_several_nodes_reads_as_their_sum() {
+    let store = TempStore::new();
+    let conn = store.conn();
+    let minute = (NOW - 5 * MINUTE).div_euclid(MINUTE) * MINUTE;
+    let hour = NOW.div_euclid(HOUR) * HOUR;
+    // Node a: two fast successes; node b: one slow failure that ended the delivery dead.
+    let rows = [
+        ("a", 2, 0, 2, 0, 30, [30, 30].as_slice()),
+        ("b", 0, 1, 0, 1, 900, [900].as_slice()),
+    ];
+    for (node, ok, failed, delivered, dead, max_ms, latencies) in rows {
+        let mut histogram = Histogram::default();
+        for ms in latencies {
+            histogram.add(*ms);
+        }
+        for (span, start) in [(MINUTE, minute), (HOUR, hour)] {
+            conn.execute(
+                "INSERT INTO delivery_rollups (span, subscription, start, attempts_ok,
+                     attempts_failed, delivered, dead, latency_max_ms, latency, node)
+                 VALUES (?1, 'crm', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                crate::store::db::params![
+                    span,
+                    start,
+                    ok,
+                    failed,
+                    delivered,
+                    dead,
+                    max_ms,
+                    histogram.to_blob(),
+                    node
+                ],
+            )
+            .unwrap();
+        }
+    }
+    let reader = store.reader();
+    let charts = reader.charts(Some("crm"), ChartRange::Hour, NOW).unwrap();
+    let point = charts.points.iter().find(|p| p.at == minute).unwrap();
+    assert_eq!(
+        (
+            point.attempts,
+            point.delivered,
+            point.failed_attempts,
+            point.dead
+        ),
+        (3, 2, 1, 1)
+    );
+    assert_eq!(point.latency_p50_ms, Some(30));
+    assert_eq!(
+        point.latency_p95_ms,
+        Some(900),
+        "node b's slow attempt counts"
+    );
+    let rates = reader.rates(Some("crm"), NOW).unwrap();
+    assert_eq!((rates.attempts, rates.deliveries_finished), (3, 3));
+    let trend = &reader.trends(&["crm".into()], NOW).unwrap()[0];
+    assert_eq!(trend.delivered.iter().sum::<u64>(), 2);
+    assert_eq!(trend.failed_attempts.iter().sum::<u64>(), 1);
+}
