@@ -15,7 +15,7 @@
 
 use std::collections::HashMap;
 
-use crate::store::db::{params, Db, Dialect, OptionalExtension};
+use crate::store::db::{params, Db, Dialect, OptionalExtension, ToValue};
 
 use super::{AttemptRecord, NextStep};
 
@@ -159,43 +159,75 @@ pub(super) fn add_attempts(
         }
     }
     let node = writer_key(tx.dialect());
-    let mut read = tx.prepare_cached(
-        "SELECT latency FROM delivery_rollups
-         WHERE span = ?1 AND subscription = ?2 AND start = ?3 AND node = ?4",
-    )?;
-    let mut write = tx.prepare_cached(&format!(
-        "INSERT INTO delivery_rollups (span, subscription, start, attempts_ok, attempts_failed,
-                                       delivered, dead, latency_max_ms, latency, node)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
-         ON CONFLICT (span, subscription, start, node) DO UPDATE SET
-             attempts_ok = delivery_rollups.attempts_ok + excluded.attempts_ok,
-             attempts_failed = delivery_rollups.attempts_failed + excluded.attempts_failed,
-             delivered = delivery_rollups.delivered + excluded.delivered,
-             dead = delivery_rollups.dead + excluded.dead,
-             latency_max_ms = {},
-             latency = excluded.latency",
-        tx.dialect()
-            .greatest("delivery_rollups.latency_max_ms", "excluded.latency_max_ms")
-    ))?;
-    for ((span, subscription, start), mut add) in adds {
-        let old: Option<Vec<u8>> = read
-            .query_row(params![span, subscription, start, node], |row| row.get(0))
-            .optional()?;
-        if let Some(old) = old {
-            add.latency.merge(&Histogram::from_blob(&old));
+    let adds: Vec<((i64, &str, i64), Add)> = adds.into_iter().collect();
+    // Two statements per chunk of rows, not two per row: on PostgreSQL each statement is
+    // a round trip to the server.
+    for chunk in super::writes::chunks(&adds) {
+        let mut old: HashMap<(i64, &str, i64), Histogram> = HashMap::new();
+        let sql = format!(
+            "SELECT span, subscription, start, latency FROM delivery_rollups
+             WHERE node = ? AND (span, subscription, start) IN ({})",
+            super::writes::rows(chunk.len(), 3)
+        );
+        let mut values: Vec<&dyn ToValue> = Vec::with_capacity(1 + chunk.len() * 3);
+        values.push(&node);
+        for ((span, subscription, start), _) in chunk {
+            values.extend([span as &dyn ToValue, subscription, start]);
         }
-        write.execute(params![
-            span,
-            subscription,
-            start,
-            add.ok,
-            add.failed,
-            add.delivered,
-            add.dead,
-            add.max_ms,
-            add.latency.to_blob(),
-            node
-        ])?;
+        tx.prepare_cached(&sql)?.for_each(&values[..], |row| {
+            let key: (i64, String, i64) = (row.get(0)?, row.get(1)?, row.get(2)?);
+            let blob: Vec<u8> = row.get(3)?;
+            if let Some(((span, subscription, start), _)) =
+                chunk.iter().find(|((span, subscription, start), _)| {
+                    (*span, *subscription, *start) == (key.0, key.1.as_str(), key.2)
+                })
+            {
+                old.insert((*span, subscription, *start), Histogram::from_blob(&blob));
+            }
+            Ok(())
+        })?;
+        let sql = format!(
+            "INSERT INTO delivery_rollups (span, subscription, start, attempts_ok,
+                                           attempts_failed, delivered, dead, latency_max_ms,
+                                           latency, node)
+             VALUES {}
+             ON CONFLICT (span, subscription, start, node) DO UPDATE SET
+                 attempts_ok = delivery_rollups.attempts_ok + excluded.attempts_ok,
+                 attempts_failed = delivery_rollups.attempts_failed + excluded.attempts_failed,
+                 delivered = delivery_rollups.delivered + excluded.delivered,
+                 dead = delivery_rollups.dead + excluded.dead,
+                 latency_max_ms = {},
+                 latency = excluded.latency",
+            super::writes::rows(chunk.len(), 10),
+            tx.dialect()
+                .greatest("delivery_rollups.latency_max_ms", "excluded.latency_max_ms")
+        );
+        let blobs: Vec<Vec<u8>> = chunk
+            .iter()
+            .map(|(key, add)| {
+                let mut latency = add.latency.clone();
+                if let Some(old) = old.get(key) {
+                    latency.merge(old);
+                }
+                latency.to_blob()
+            })
+            .collect();
+        let mut values: Vec<&dyn ToValue> = Vec::with_capacity(chunk.len() * 10);
+        for (((span, subscription, start), add), blob) in chunk.iter().zip(&blobs) {
+            values.extend([
+                span as &dyn ToValue,
+                subscription,
+                start,
+                &add.ok,
+                &add.failed,
+                &add.delivered,
+                &add.dead,
+                &add.max_ms,
+                blob,
+                &node,
+            ]);
+        }
+        tx.prepare_cached(&sql)?.execute(&values[..])?;
     }
     Ok(())
 }

@@ -513,6 +513,27 @@ impl Writer {
     }
 
     fn commit_batch(&mut self, batch: Vec<Command>) {
+        if self.conn.dialect() == Dialect::Postgres {
+            // A claim holds its endpoints' cluster locks until it commits, and a durable
+            // commit waits for the WAL flush: sharing one, the claim would keep every
+            // other node's claims for those endpoints waiting through the flush. The
+            // claims commit on their own right after, not durably, and still see what
+            // came before them.
+            let (claims, rest): (Vec<_>, Vec<_>) = batch
+                .into_iter()
+                .partition(|c| matches!(c, Command::Claim { .. }));
+            if !rest.is_empty() {
+                self.commit_one(rest);
+            }
+            if !claims.is_empty() {
+                self.commit_one(claims);
+            }
+            return;
+        }
+        self.commit_one(batch);
+    }
+
+    fn commit_one(&mut self, batch: Vec<Command>) {
         let durable = batch.iter().any(Command::needs_durability);
         if durable != self.durable {
             let level = if durable { "FULL" } else { "NORMAL" };
@@ -543,7 +564,11 @@ impl Writer {
             if !durable && tx.dialect() == Dialect::Postgres {
                 // As SQLite's synchronous = NORMAL for the same batches: a claim lost in
                 // a server crash leaves its deliveries pending, to be claimed again.
-                tx.execute_batch("SET LOCAL synchronous_commit = off")?;
+                // A claim waits for other nodes' claims of its endpoints (cluster.rs);
+                // one stalled while holding such a lock fails this claim, not the node.
+                tx.execute_batch(
+                    "SET LOCAL synchronous_commit = off; SET LOCAL lock_timeout = '2s'",
+                )?;
             }
             for command in batch {
                 match command {

@@ -4,7 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::store::db::{params, Db, ToValue};
+use crate::store::db::{params, Db, Dialect, ToValue};
 
 use super::writer::now_ms;
 use super::{AttemptRecord, AuditEntry, IngestBatch, IngestReport, NextStep};
@@ -179,6 +179,34 @@ pub(super) fn record(tx: &Db, records: &[AttemptRecord]) -> crate::store::db::Re
         }
         tx.prepare_cached(&sql)?.execute(&values[..])?;
     }
+    let updated = match tx.dialect() {
+        Dialect::Postgres if ids_are_distinct(records) => update_states_together(tx, records, now)?,
+        _ => update_states(tx, records, now)?,
+    };
+    super::rollup::add_attempts_apart(tx, records, &updated);
+    Ok(updated)
+}
+
+/// The state an attempt's outcome leaves its delivery in, and when it is next due.
+fn next_state(next: NextStep) -> (&'static str, Option<i64>) {
+    match next {
+        NextStep::Delivered => ("delivered", None),
+        NextStep::RetryAt(at) => ("pending", Some(at)),
+        NextStep::Dead => ("dead", None),
+    }
+}
+
+fn ids_are_distinct(records: &[AttemptRecord]) -> bool {
+    let mut seen = HashSet::with_capacity(records.len());
+    records.iter().all(|r| seen.insert(r.delivery_id))
+}
+
+/// One `UPDATE` per delivery (SQLite, where a statement costs no round trip).
+fn update_states(
+    tx: &Db,
+    records: &[AttemptRecord],
+    now: i64,
+) -> crate::store::db::Result<Vec<bool>> {
     let mut update = tx.prepare_cached(
         "UPDATE deliveries SET state = ?2, attempts = ?3, next_attempt_at = ?4, leased_at = NULL,
                                last_status = ?5, last_error = ?6, updated_at = ?7
@@ -186,11 +214,7 @@ pub(super) fn record(tx: &Db, records: &[AttemptRecord]) -> crate::store::db::Re
     )?;
     let mut updated = Vec::with_capacity(records.len());
     for r in records {
-        let (state, next_attempt_at) = match r.next {
-            NextStep::Delivered => ("delivered", None),
-            NextStep::RetryAt(at) => ("pending", Some(at)),
-            NextStep::Dead => ("dead", None),
-        };
+        let (state, next_attempt_at) = next_state(r.next);
         let changed = update.execute(params![
             r.delivery_id,
             state,
@@ -202,8 +226,56 @@ pub(super) fn record(tx: &Db, records: &[AttemptRecord]) -> crate::store::db::Re
         ])?;
         updated.push(changed > 0);
     }
-    super::rollup::add_attempts_apart(tx, records, &updated);
     Ok(updated)
+}
+
+/// The same as [`update_states`] in one statement per chunk of deliveries (PostgreSQL,
+/// where each statement is a round trip to the server). Each delivery appears once:
+/// one `UPDATE ... FROM` row per delivery is what makes it the same.
+fn update_states_together(
+    tx: &Db,
+    records: &[AttemptRecord],
+    now: i64,
+) -> crate::store::db::Result<Vec<bool>> {
+    let mut changed = HashSet::with_capacity(records.len());
+    for chunk in chunks(records) {
+        let sql = format!(
+            "UPDATE deliveries AS d
+             SET state = v.state, attempts = v.attempts, next_attempt_at = v.next_attempt_at,
+                 leased_at = NULL, last_status = v.status, last_error = v.error,
+                 updated_at = ?
+             FROM (VALUES {}) AS v (id, state, attempts, next_attempt_at, status, error)
+             WHERE d.id = v.id AND d.state = 'pending'
+             RETURNING d.id",
+            vec![
+                "(CAST(? AS BIGINT), CAST(? AS TEXT), CAST(? AS BIGINT), CAST(? AS BIGINT), \
+                  CAST(? AS BIGINT), CAST(? AS TEXT))";
+                chunk.len()
+            ]
+            .join(", ")
+        );
+        let states: Vec<(&str, Option<i64>)> = chunk.iter().map(|r| next_state(r.next)).collect();
+        let mut values: Vec<&dyn ToValue> = Vec::with_capacity(1 + chunk.len() * 6);
+        values.push(&now);
+        for (r, (state, next_attempt_at)) in chunk.iter().zip(&states) {
+            values.extend([
+                &r.delivery_id as &dyn ToValue,
+                state,
+                &r.attempt,
+                next_attempt_at,
+                &r.status,
+                &r.error,
+            ]);
+        }
+        tx.prepare_cached(&sql)?.for_each(&values[..], |row| {
+            changed.insert(row.get::<i64>(0)?);
+            Ok(())
+        })?;
+    }
+    Ok(records
+        .iter()
+        .map(|r| changed.contains(&r.delivery_id))
+        .collect())
 }
 
 pub(super) fn cancel_removed(
@@ -264,4 +336,129 @@ pub(super) fn forget_positions(tx: &Db, keys: &[String]) -> crate::store::db::Re
         delete.execute(params![key])?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::test_pg::fresh_database;
+    use crate::store::test_support::TempStore;
+
+    /// What one scenario leaves: the answers of each `record` call, and every delivery
+    /// as (id, state, attempts, next attempt, lease, status, error).
+    type Outcome = (
+        Vec<Vec<bool>>,
+        Vec<(i64, String, i64, Option<i64>, Option<i64>)>,
+    );
+
+    fn scenario(db: &Db) -> Outcome {
+        let seq: i64 = db
+            .query_row(
+                "INSERT INTO events (id, type, received_at, source, body)
+                 VALUES ('evt_1', 'conversation.ended', 1, 'test', '{}') RETURNING seq",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap();
+        let ids: Vec<i64> = ["a", "b", "c", "d"]
+            .iter()
+            .map(|subscription| {
+                let state = if *subscription == "c" {
+                    "cancelled"
+                } else {
+                    "pending"
+                };
+                db.query_row(
+                    "INSERT INTO deliveries (event_seq, event_id, subscription, state,
+                                             next_attempt_at, leased_at, created_at, updated_at)
+                     VALUES (?1, 'evt_1', ?2, ?3, 100, 50, 1, 1) RETURNING id",
+                    params![seq, *subscription, state],
+                    |row| row.get(0),
+                )
+                .unwrap()
+            })
+            .collect();
+        let record_of =
+            |id: i64, attempt: u32, status: Option<u16>, next: NextStep| AttemptRecord {
+                delivery_id: id,
+                subscription: "s".into(),
+                attempt,
+                started_at_ms: 60,
+                duration_ms: 3,
+                status,
+                error: status.is_none().then(|| "connection refused".into()),
+                response_snippet: None,
+                shaping: None,
+                next,
+            };
+        let first = vec![
+            record_of(ids[0], 1, Some(200), NextStep::Delivered),
+            record_of(ids[1], 1, Some(503), NextStep::RetryAt(500)),
+            record_of(ids[2], 1, None, NextStep::Dead),
+            record_of(ids[3], 1, None, NextStep::Dead),
+        ];
+        // The same delivery twice in one batch: each outcome applies in turn.
+        let second = vec![
+            record_of(ids[1], 2, None, NextStep::RetryAt(600)),
+            record_of(ids[1], 3, Some(204), NextStep::Delivered),
+        ];
+        let answers = vec![record(db, &first).unwrap(), record(db, &second).unwrap()];
+        let mut rows = Vec::new();
+        db.prepare(
+            "SELECT id, state || ' ' || COALESCE(CAST(last_status AS TEXT), '-') || ' '
+                    || COALESCE(last_error, '-'),
+                    attempts, next_attempt_at, leased_at
+             FROM deliveries ORDER BY id",
+        )
+        .unwrap()
+        .for_each([], |row| {
+            rows.push((
+                row.get(0)?,
+                row.get(1)?,
+                row.get(2)?,
+                row.get(3)?,
+                row.get(4)?,
+            ));
+            Ok(())
+        })
+        .unwrap();
+        (answers, rows)
+    }
+
+    #[test]
+    fn outcomes_leave_the_same_rows_on_postgres_in_one_statement_as_on_sqlite_row_by_row() {
+        let store = TempStore::new();
+        let sqlite = scenario(&store.conn());
+        let database = fresh_database();
+        let mut client = database.connect();
+        crate::store::schema_pg::migrate(&mut client).unwrap();
+        let postgres = scenario(&Db::postgres(client, database.url()));
+
+        assert_eq!(
+            sqlite.0,
+            vec![vec![true, true, false, true], vec![true, true]],
+            "a cancelled delivery keeps its state"
+        );
+        let states: Vec<&str> = sqlite.1.iter().map(|row| row.1.as_str()).collect();
+        assert_eq!(
+            states,
+            [
+                "delivered 200 -",
+                "delivered 204 -",
+                "cancelled - -",
+                "dead - connection refused"
+            ]
+        );
+        assert!(sqlite
+            .1
+            .iter()
+            .all(|row| row.3.is_none() || row.1.starts_with("cancelled")));
+        assert_eq!(
+            sqlite.1.iter().map(|row| row.4).collect::<Vec<_>>(),
+            [None, None, Some(50), None],
+            "an outcome ends the lease"
+        );
+        // Ids differ per backend only if the sequences do; both start at 1.
+        assert_eq!(postgres, sqlite);
+    }
 }

@@ -4,17 +4,19 @@
 //! transaction-level advisory lock per endpoint and per rate-limited subscription, so two
 //! nodes never count the same free slot: the count is exact, not an estimate.
 //!
-//! The locks are only tried, never waited for: a node that finds one taken leaves that
-//! endpoint to the node claiming it and looks again shortly. Claims therefore never wait
-//! on each other, and cannot deadlock with the outcome writes that share their
-//! transactions.
+//! A claim waits for those locks, taken in one order so claims never wait in a circle.
+//! They are held only for the claim's own transaction: the writer commits outcomes and
+//! everything else that must be durable first, and the claim after, on its own and
+//! without waiting for the WAL flush (`writer.rs`), so a node waits for another's claim,
+//! never for its disk. Holding no other lock a second node could want, a claim cannot
+//! deadlock with the outcome writes of any node.
 
 use crate::store::db::{params, Db, Result, ToValue};
 use crate::store::ClaimRequest;
 
-/// How soon a subscription left to another node's claim, or whose endpoint other nodes
-/// fill, is looked at again: their finishing attempts wake no scheduler here.
-const LOOK_AGAIN_MS: i64 = 5;
+/// How soon a subscription whose endpoint other nodes fill is looked at again: their
+/// finishing attempts wake no scheduler here.
+const LOOK_AGAIN_MS: i64 = 2;
 
 /// Active leases (attempts in flight or queued on some node) of `subscriptions`, read
 /// from the `deliveries_leased` index. The list is padded to a power of two (repeating a
@@ -56,29 +58,21 @@ pub(super) fn restrict(
     groups: &mut [usize],
     now_ms: i64,
 ) -> Result<Vec<(String, Option<i64>)>> {
+    lock_all(tx, requests)?;
     let mut short = Vec::new();
-    // Per group: whether this claim holds its endpoint's lock.
-    let mut held: Vec<Option<bool>> = vec![None; groups.len()];
+    // Per group: whether its endpoint's leases were counted.
+    let mut counted = vec![false; groups.len()];
     for (request, asked) in requests.iter().zip(asked.iter_mut()) {
         let Some(budget) = groups.get_mut(request.group) else {
             continue;
         };
         let limits = &request.cluster;
-        let holds = match held[request.group] {
-            Some(holds) => holds,
-            None => {
-                let holds = try_lock(tx, &format!("posthorn.endpoint:{}", limits.endpoint))?;
-                if holds {
-                    let in_flight = count_leases(tx, &limits.endpoint_subscriptions, now_ms)?;
-                    *budget = (*budget).min(limits.endpoint_cap.saturating_sub(in_flight));
-                } else {
-                    *budget = 0;
-                }
-                held[request.group] = Some(holds);
-                holds
-            }
-        };
-        if !holds || *budget == 0 {
+        if !counted[request.group] {
+            counted[request.group] = true;
+            let in_flight = count_leases(tx, &limits.endpoint_subscriptions, now_ms)?;
+            *budget = (*budget).min(limits.endpoint_cap.saturating_sub(in_flight));
+        }
+        if *budget == 0 {
             *asked = 0;
             short.push((request.subscription.clone(), Some(now_ms + LOOK_AGAIN_MS)));
             continue;
@@ -86,11 +80,6 @@ pub(super) fn restrict(
         let Some((count, per_ms)) = limits.rate else {
             continue;
         };
-        if !try_lock(tx, &format!("posthorn.rate:{}", request.subscription))? {
-            *asked = 0;
-            short.push((request.subscription.clone(), Some(now_ms + LOOK_AGAIN_MS)));
-            continue;
-        }
         let since = now_ms - per_ms;
         let (started, leased, first): (usize, usize, Option<i64>) = tx.query_row(
             RATE_WINDOW,
@@ -111,17 +100,34 @@ pub(super) fn restrict(
     Ok(short)
 }
 
-/// Takes the transaction-level advisory lock named `key`, if no other transaction holds
-/// it; it is released at commit or rollback. The server sees only a hash of the name: an
-/// endpoint's URL may hold a password.
-fn try_lock(tx: &Db, key: &str) -> Result<bool> {
+/// Takes the transaction-level advisory locks of every endpoint and rate-limited
+/// subscription in `requests`, waiting for a node that holds one to commit its claim
+/// (a short transaction: outcomes commit before it). They are released at commit or
+/// rollback. Taken in ascending key order, so two claims never wait on each other in a
+/// circle; the writer's `lock_timeout` bounds the wait on a node that stalls holding
+/// one. The server sees only a hash of each name: an endpoint's URL may hold a password.
+fn lock_all(tx: &Db, requests: &[ClaimRequest]) -> Result<()> {
+    let mut keys = std::collections::BTreeSet::new();
+    for request in requests {
+        keys.insert(lock_key(&format!(
+            "posthorn.endpoint:{}",
+            request.cluster.endpoint
+        )));
+        if request.cluster.rate.is_some() {
+            keys.insert(lock_key(&format!("posthorn.rate:{}", request.subscription)));
+        }
+    }
+    let mut lock = tx.prepare_cached("SELECT pg_advisory_xact_lock(?1)")?;
+    for key in keys {
+        lock.query_row(params![key], |_| Ok(()))?;
+    }
+    Ok(())
+}
+
+fn lock_key(name: &str) -> i64 {
     use sha2::Digest as _;
-    let digest = sha2::Sha256::digest(key.as_bytes());
+    let digest = sha2::Sha256::digest(name.as_bytes());
     let mut first = [0u8; 8];
     first.copy_from_slice(&digest[..8]);
-    tx.query_row(
-        "SELECT pg_try_advisory_xact_lock(?1)",
-        params![i64::from_be_bytes(first)],
-        |row| row.get(0),
-    )
+    i64::from_be_bytes(first)
 }
