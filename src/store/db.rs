@@ -387,6 +387,16 @@ impl Db {
         })
     }
 
+    /// Begins a transaction and runs `first` in the same round trip to the server (only
+    /// statements without parameters or results, such as `SET LOCAL`).
+    pub(crate) fn transaction_with(&self, first: &str) -> Result<Transaction<'_>> {
+        self.execute_batch(&format!("BEGIN; {first}"))?;
+        Ok(Transaction {
+            db: self,
+            end: Some("ROLLBACK"),
+        })
+    }
+
     /// Begins a savepoint inside the current transaction; it rolls back unless released.
     pub(crate) fn savepoint(&self) -> Result<Savepoint<'_>> {
         self.execute_batch("SAVEPOINT command")?;

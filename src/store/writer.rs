@@ -559,17 +559,23 @@ impl Writer {
         let mut due_everywhere = false;
         let mut tally = Tally::default();
         let (mut recorded, mut forgets, mut erased) = (false, false, false);
+        let postgres = self.conn.dialect() == Dialect::Postgres;
+        // A claim alone in its transaction on PostgreSQL needs no savepoint (two round
+        // trips): should it fail, the server rolls the whole transaction back at COMMIT,
+        // which is all the savepoint would have undone.
+        let alone = postgres && batch.len() == 1;
         let outcome = (|| -> crate::store::db::Result<()> {
-            let mut tx = self.conn.transaction()?;
-            if !durable && tx.dialect() == Dialect::Postgres {
+            let mut tx = if !durable && postgres {
                 // As SQLite's synchronous = NORMAL for the same batches: a claim lost in
                 // a server crash leaves its deliveries pending, to be claimed again.
                 // A claim waits for other nodes' claims of its endpoints (cluster.rs);
                 // one stalled while holding such a lock fails this claim, not the node.
-                tx.execute_batch(
+                self.conn.transaction_with(
                     "SET LOCAL synchronous_commit = off; SET LOCAL lock_timeout = '2s'",
-                )?;
-            }
+                )?
+            } else {
+                self.conn.transaction()?
+            };
             for command in batch {
                 match command {
                     Command::Health(command) => {
@@ -619,9 +625,13 @@ impl Writer {
                             total: budget,
                             groups: &mut group_budgets,
                         };
-                        let result = in_savepoint(&mut tx, |tx| {
+                        let claim = |tx: &Db| {
                             super::claim::claim(tx, &requests, budgets, now_ms, lease_until_ms)
-                        });
+                        };
+                        let result = match alone {
+                            true => claim(&tx).map_err(anyhow::Error::from),
+                            false => in_savepoint(&mut tx, claim),
+                        };
                         answers.push(Pending::Claim(reply, result));
                     }
                     Command::Record(records) => {

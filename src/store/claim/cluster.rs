@@ -131,3 +131,92 @@ fn lock_key(name: &str) -> i64 {
     first.copy_from_slice(&digest[..8]);
     i64::from_be_bytes(first)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::store::test_pg::fresh_database;
+    use crate::store::{ClusterLimits, Line, Store};
+
+    const ENDPOINT: &str = "http://127.0.0.1:9/hook";
+
+    fn request() -> ClaimRequest {
+        ClaimRequest {
+            subscription: "s".into(),
+            limit: 5,
+            line: Line::Any,
+            group: 0,
+            cluster: ClusterLimits {
+                endpoint: ENDPOINT.into(),
+                endpoint_subscriptions: vec!["s".into()],
+                endpoint_cap: 10,
+                rate: None,
+            },
+        }
+    }
+
+    #[test]
+    fn a_claim_waits_for_a_node_holding_its_endpoint_lock_and_fails_alone_on_one_that_stalls() {
+        let database = fresh_database();
+        let (wake, _woken) = crossbeam_channel::bounded(1);
+        let store = Store::open_postgres(database.url(), wake).unwrap();
+        let mut fixtures = database.connect();
+        fixtures
+            .batch_execute(
+                "INSERT INTO events (id, type, received_at, source, body)
+                     VALUES ('evt_1', 'conversation.ended', 1, 'test', '{}');
+                 INSERT INTO deliveries (event_seq, event_id, subscription, state,
+                                         next_attempt_at, created_at, updated_at)
+                     SELECT seq, id, 's', 'pending', 1, 1, 1 FROM events;",
+            )
+            .unwrap();
+        let key = lock_key(&format!("posthorn.endpoint:{ENDPOINT}"));
+        let leased = |client: &mut postgres::Client| -> i64 {
+            client
+                .query_one(
+                    "SELECT count(*) FROM deliveries WHERE leased_at IS NOT NULL",
+                    &[],
+                )
+                .unwrap()
+                .get(0)
+        };
+
+        // Another node stalls holding the lock: the claim gives up after lock_timeout,
+        // as an error, leasing nothing.
+        let mut stalled = database.connect();
+        let mut held = stalled.transaction().unwrap();
+        held.execute("SELECT pg_advisory_xact_lock($1)", &[&key])
+            .unwrap();
+        let err = store
+            .handle()
+            .claim(vec![request()], 1_000, 31_000)
+            .unwrap_err();
+        assert!(format!("{err:#}").contains("lock timeout"), "{err:#}");
+        assert_eq!(leased(&mut fixtures), 0);
+        held.rollback().unwrap();
+
+        // A node holding it for a moment: the claim waits for its commit, then leases.
+        let (taken, take) = mpsc::channel();
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                let mut other = database.connect();
+                let mut held = other.transaction().unwrap();
+                held.execute("SELECT pg_advisory_xact_lock($1)", &[&key])
+                    .unwrap();
+                taken.send(()).unwrap();
+                std::thread::sleep(Duration::from_millis(300));
+                held.commit().unwrap();
+            });
+            take.recv_timeout(Duration::from_secs(10)).unwrap();
+            let result = store
+                .handle()
+                .claim(vec![request()], 1_000, 31_000)
+                .unwrap();
+            assert_eq!(result.claimed.len(), 1);
+        });
+        assert_eq!(leased(&mut fixtures), 1);
+    }
+}

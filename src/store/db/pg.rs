@@ -87,8 +87,9 @@ impl Client {
         self.reconnect_if_closed();
         let result = self.client.batch_execute(sql);
         match sql {
-            "BEGIN" => self.in_transaction = result.is_ok(),
             "COMMIT" | "ROLLBACK" => self.in_transaction = false,
+            // Even if what followed BEGIN failed: the transaction is open until ROLLBACK.
+            _ if sql.starts_with("BEGIN") => self.in_transaction = !self.client.is_closed(),
             _ => {}
         }
         result
