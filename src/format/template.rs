@@ -119,8 +119,8 @@ impl Template {
         };
         env.set_auto_escape_callback(move |_| escape.clone());
         env.add_filter("limit", limit);
-        env.add_filter("slack", |s: String| escaped(&s, text::slack));
-        env.add_filter("markdown", |s: String| escaped(&s, text::markdown));
+        env.add_filter("slack", |s: String| text::escape_all(&s, text::slack));
+        env.add_filter("markdown", |s: String| text::escape_all(&s, text::markdown));
         env.add_template_owned(NAME, source.clone())?;
         let hints = hints(&env.get_template(NAME)?);
         Ok(Template {
@@ -179,14 +179,6 @@ fn hints(template: &minijinja::Template<'_, '_>) -> Tree {
 /// `{{ text | limit(200) }}`: at most that many characters, an ellipsis where cut.
 fn limit(value: String, count: usize) -> String {
     text::fit(&value, Limit::Chars(count))
-}
-
-fn escaped(value: &str, escape: text::Escape) -> String {
-    let mut out = String::with_capacity(value.len());
-    for c in value.chars() {
-        escape(c, &mut out);
-    }
-    out
 }
 
 /// Takes output until `cap` bytes, then fails the render.

@@ -75,41 +75,60 @@ impl Field {
         let room = self.limit.max();
         let ellipsis = self.limit.measure(ELLIPSIS);
         let mut piece = String::new();
-        for c in text.chars().filter(|c| keep(*c)) {
-            // Letters, digits and spaces are never escaped: no piece to build.
-            if c.is_alphanumeric() || c == ' ' {
-                let size = match self.limit {
-                    Limit::Chars(_) => 1,
-                    Limit::Bytes(_) => c.len_utf8(),
-                    Limit::Utf16(_) => c.len_utf16(),
-                };
-                if self.used + size > room {
-                    self.out.truncate(self.mark);
-                    self.full = true;
-                    break;
-                }
-                self.used += size;
-                self.out.push(c);
-                if self.used + ellipsis <= room {
+        let mut rest = text;
+        while !rest.is_empty() && !self.full {
+            // A run no escape changes is written at once while it fits with room for
+            // the ellipsis after it; the run that does not fit goes a character at a
+            // time, so the cut lands where it would.
+            let quiet = quiet_prefix(rest);
+            let (run, after) = rest.split_at(quiet);
+            if !run.is_empty() {
+                let size = self.limit.measure(run);
+                if self.used + size + ellipsis <= room {
+                    self.used += size;
+                    self.out.push_str(run);
                     self.mark = self.out.len();
+                } else {
+                    for c in run.chars() {
+                        piece.clear();
+                        piece.push(c);
+                        self.put(&piece);
+                        if self.full {
+                            break;
+                        }
+                    }
                 }
+                rest = after;
+                continue;
+            }
+            let Some(c) = rest.chars().next() else {
+                break;
+            };
+            rest = &rest[c.len_utf8()..];
+            if !keep(c) {
                 continue;
             }
             piece.clear();
             escape(c, &mut piece);
-            let size = self.limit.measure(&piece);
-            if self.used + size > room {
-                self.out.truncate(self.mark);
-                self.full = true;
-                break;
-            }
-            self.used += size;
-            self.out.push_str(&piece);
-            if self.used + ellipsis <= room {
-                self.mark = self.out.len();
-            }
+            self.put(&piece);
         }
         self
+    }
+
+    /// Appends one escaped character, or ends the field at the last mark.
+    fn put(&mut self, piece: &str) {
+        let room = self.limit.max();
+        let size = self.limit.measure(piece);
+        if self.used + size > room {
+            self.out.truncate(self.mark);
+            self.full = true;
+            return;
+        }
+        self.used += size;
+        self.out.push_str(piece);
+        if self.used + self.limit.measure(ELLIPSIS) <= room {
+            self.mark = self.out.len();
+        }
     }
 
     /// The field, with an ellipsis where it was cut.
@@ -119,6 +138,44 @@ impl Field {
         }
         std::mem::take(&mut self.out)
     }
+}
+
+/// The length of the longest start of `text` that no escape changes and no field
+/// drops: ASCII letters, digits and spaces, and every character past ASCII but the C1
+/// controls (U+0080 to U+009F, written `C2 80` to `C2 9F`). It ends on a character
+/// boundary, since it stops only at an ASCII byte or a `C2` lead byte.
+fn quiet_prefix(text: &str) -> usize {
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        let quiet = match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b' ' => true,
+            0xC2 => !matches!(bytes.get(i + 1), Some(0x80..=0x9F)),
+            0x80.. => true,
+            _ => false,
+        };
+        if !quiet {
+            break;
+        }
+        i += 1;
+    }
+    i
+}
+
+/// `text` with `escape` applied to every character (nothing dropped, no limit).
+pub fn escape_all(text: &str, escape: Escape) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while !rest.is_empty() {
+        let quiet = quiet_prefix(rest);
+        out.push_str(&rest[..quiet]);
+        rest = &rest[quiet..];
+        if let Some(c) = rest.chars().next() {
+            escape(c, &mut out);
+            rest = &rest[c.len_utf8()..];
+        }
+    }
+    out
 }
 
 /// Control characters are dropped (a tool shows them as boxes or rejects them); line
@@ -225,6 +282,106 @@ mod tests {
                 escape(c, &mut out);
             }
             assert_eq!(out, sample);
+        }
+    }
+
+    #[test]
+    fn what_quiet_runs_hold_no_escape_changes_and_no_field_drops() {
+        let chars = (0..0x3400u32)
+            .chain([0xFEFF, 0xFFFD, 0x1F600, 0x10FFFF])
+            .filter_map(char::from_u32);
+        for c in chars {
+            let text = c.to_string();
+            if quiet_prefix(&text) == 0 {
+                continue;
+            }
+            assert!(keep(c), "{c:?} is dropped");
+            for escape in [plain, slack, markdown, html] {
+                let mut out = String::new();
+                escape(c, &mut out);
+                assert_eq!(out, text, "{c:?} is escaped");
+            }
+        }
+        assert_eq!(quiet_prefix("ab c\u{85}d"), 4);
+        assert_eq!(quiet_prefix("é\u{a0}x."), 5);
+    }
+
+    /// The field as it was written before runs: one character at a time.
+    fn char_at_a_time(limit: Limit, pieces: &[(&str, Escape)]) -> String {
+        let room = limit.max();
+        let ellipsis = limit.measure(ELLIPSIS);
+        let (mut out, mut used, mut mark, mut full) = (String::new(), 0, 0, false);
+        'pieces: for (text, escape) in pieces {
+            for c in text.chars().filter(|c| keep(*c)) {
+                let mut piece = String::new();
+                escape(c, &mut piece);
+                let size = limit.measure(&piece);
+                if used + size > room {
+                    out.truncate(mark);
+                    full = true;
+                    break 'pieces;
+                }
+                used += size;
+                out.push_str(&piece);
+                if used + ellipsis <= room {
+                    mark = out.len();
+                }
+            }
+        }
+        if full {
+            out.push_str(ELLIPSIS);
+        }
+        out
+    }
+
+    #[test]
+    fn fields_written_in_runs_equal_fields_written_a_character_at_a_time() {
+        const ALPHABET: &[&str] = &[
+            "a", "Z", "7", " ", ".", "&", "<", "@", "*", "\n", "\t", "\u{0}", "\u{85}", "\u{a0}",
+            "é", "—", "😀", "漢", "\\", "'", "\"",
+        ];
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        let escapes: [Escape; 4] = [plain, slack, markdown, html];
+        for round in 0..600 {
+            let limit = match round % 3 {
+                0 => Limit::Chars(1 + next(40)),
+                1 => Limit::Bytes(1 + next(60)),
+                _ => Limit::Utf16(1 + next(40)),
+            };
+            let texts: Vec<String> = (0..1 + next(3))
+                .map(|_| {
+                    (0..next(30))
+                        .map(|_| ALPHABET[next(ALPHABET.len())])
+                        .collect()
+                })
+                .collect();
+            let pieces: Vec<(&str, Escape)> = texts
+                .iter()
+                .map(|t| (t.as_str(), escapes[next(escapes.len())]))
+                .collect();
+            let mut field = Field::new(limit);
+            for (text, escape) in &pieces {
+                field.text(text, *escape);
+            }
+            assert_eq!(
+                field.finish(),
+                char_at_a_time(limit, &pieces),
+                "{limit:?} {texts:?}"
+            );
+            for escape in escapes {
+                let text = texts.concat();
+                let mut one_by_one = String::new();
+                for c in text.chars() {
+                    escape(c, &mut one_by_one);
+                }
+                assert_eq!(escape_all(&text, escape), one_by_one, "{text:?}");
+            }
         }
     }
 
