@@ -97,6 +97,17 @@ pub fn outgoing<'a>(
     subscription: &'a Subscription,
     stored: &'a str,
 ) -> Result<Rendered<'a>, RenderError> {
+    if let (Format::Template(template), Some(projection)) =
+        (&subscription.format, subscription.shaping.projection())
+    {
+        // Only the rendered message is sent: the template reads the stored body through
+        // the projection, and the shaped body is never written out.
+        return Ok(Rendered {
+            body: Cow::Owned(template.render_shaped(stored, Some(&projection))?),
+            content_type: template.content_type(),
+            url: &subscription.url,
+        });
+    }
     let shaped = subscription
         .shaping
         .body(stored)

@@ -15,7 +15,7 @@ use super::lazy;
 use super::text::{self, Limit};
 use super::RenderError;
 use crate::shape::project::Tree;
-use crate::shape::Path;
+use crate::shape::{Path, Projection};
 
 /// Largest template accepted (inline or file).
 pub const MAX_TEMPLATE_BYTES: usize = 256 << 10;
@@ -138,7 +138,17 @@ impl Template {
     /// Renders the template over `envelope`. The template reads the event lazily (see
     /// `lazy.rs`): only what it reaches into is indexed and converted.
     pub fn render(&self, envelope: &str) -> Result<Vec<u8>, RenderError> {
-        let context = lazy::context(envelope, &self.hints)
+        self.render_shaped(envelope, None)
+    }
+
+    /// Renders the template over the stored body as `projection` shapes it: the same
+    /// output as [`Template::render`] over the shaped body, without writing that body.
+    pub fn render_shaped(
+        &self,
+        stored: &str,
+        projection: Option<&Projection>,
+    ) -> Result<Vec<u8>, RenderError> {
+        let context = lazy::context(stored, &self.hints, projection)
             .map_err(|err| RenderError(format!("the event is not JSON: {err}")))?;
         self.render_value(context)
             .map_err(|err| RenderError(format!("the template failed: {err}")))

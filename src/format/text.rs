@@ -141,19 +141,15 @@ impl Field {
 }
 
 /// The length of the longest start of `text` that no escape changes and no field
-/// drops: ASCII letters, digits and spaces, and every character past ASCII but the C1
-/// controls (U+0080 to U+009F, written `C2 80` to `C2 9F`). It ends on a character
-/// boundary, since it stops only at an ASCII byte or a `C2` lead byte.
+/// drops (see [`QUIET`]). It ends on a character boundary: it stops only at an ASCII
+/// byte or at a `C2` lead byte.
 fn quiet_prefix(text: &str) -> usize {
     let bytes = text.as_bytes();
     let mut i = 0;
     while let Some(&b) = bytes.get(i) {
-        let quiet = match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b' ' => true,
-            0xC2 => !matches!(bytes.get(i + 1), Some(0x80..=0x9F)),
-            0x80.. => true,
-            _ => false,
-        };
+        // U+0080 to U+009F (`C2 80` to `C2 9F`) are controls; other `C2` pairs are not.
+        let quiet =
+            QUIET[usize::from(b)] || (b == 0xC2 && !matches!(bytes.get(i + 1), Some(0x80..=0x9F)));
         if !quiet {
             break;
         }
@@ -161,6 +157,31 @@ fn quiet_prefix(text: &str) -> usize {
     }
     i
 }
+
+/// Bytes of characters every [`Escape`] leaves alone and no field drops: printable ASCII
+/// but the characters some escape rewrites, and every byte of a character past ASCII
+/// (`C2` aside, which may start a control). An escape that rewrites more must take its
+/// characters out here (a test checks every escape against this table).
+const QUIET: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0x20;
+    while b < 0x7F {
+        table[b] = true;
+        b += 1;
+    }
+    let rewritten = b"&<>\\`*_~|[]()#!:@\"'";
+    let mut i = 0;
+    while i < rewritten.len() {
+        table[rewritten[i] as usize] = false;
+        i += 1;
+    }
+    let mut b = 0x80;
+    while b < 0x100 {
+        table[b] = b != 0xC2;
+        b += 1;
+    }
+    table
+};
 
 /// `text` with `escape` applied to every character (nothing dropped, no limit).
 pub fn escape_all(text: &str, escape: Escape) -> String {
@@ -302,8 +323,8 @@ mod tests {
                 assert_eq!(out, text, "{c:?} is escaped");
             }
         }
-        assert_eq!(quiet_prefix("ab c\u{85}d"), 4);
-        assert_eq!(quiet_prefix("é\u{a0}x."), 5);
+        assert_eq!(quiet_prefix("ab, c.\u{85}d"), 6);
+        assert_eq!(quiet_prefix("é\u{a0}x.&"), 6);
     }
 
     /// The field as it was written before runs: one character at a time.
