@@ -10,6 +10,7 @@ pub mod number;
 pub mod pointer;
 pub mod project;
 pub mod scan;
+mod skip;
 
 use std::borrow::Cow;
 use std::sync::Arc;
