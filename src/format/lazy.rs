@@ -19,7 +19,7 @@ use std::sync::{Arc, OnceLock};
 use minijinja::value::{Enumerator, Object, ObjectRepr};
 use minijinja::Value;
 
-use crate::shape::project::{Fate, Projection, Tree};
+use crate::shape::project::{Kept, Projection, Shape, Tree};
 use crate::shape::scan::{decode, Malformed, Scanner};
 
 /// Objects with more members than this get a hash index for lookups.
@@ -47,15 +47,6 @@ pub fn context(
     let shape = projection.map_or(Shape::Whole, Shape::Envelope);
     let kids = index_at(&text, &mut sc, Some(hints), shape)?;
     Ok(node(&text, start..sc.pos, None, Some(kids)))
-}
-
-/// How the container being indexed is shaped.
-#[derive(Clone, Copy)]
-enum Shape<'p> {
-    Whole,
-    /// The envelope: only its `data` is shaped (and it must be an object).
-    Envelope(&'p Projection),
-    Inner(&'p Projection),
 }
 
 /// A value known when its parent was indexed, or worked out on first use.
@@ -172,8 +163,12 @@ impl Node {
     fn index(&self) -> Result<Kids, Malformed> {
         let mut sc = Scanner::new(&self.text);
         sc.pos = self.span.start;
-        let shape = self.projection.as_ref().map_or(Shape::Whole, Shape::Inner);
-        index_at(&self.text, &mut sc, None, shape)
+        index_at(
+            &self.text,
+            &mut sc,
+            None,
+            Shape::of(self.projection.as_ref()),
+        )
     }
 
     fn member(&self, key: &str) -> Option<Value> {
@@ -203,11 +198,9 @@ fn index_at(
         if sc.begin_array()? {
             let mut index = 0;
             loop {
-                let fate = match shape {
-                    Shape::Inner(projection) => projection.item(index),
-                    _ => Fate::Keep,
-                };
-                if let Some(slot) = slot(text, sc, None, fate, false)? {
+                sc.ws();
+                let kept = shape.item(index, is_container(sc));
+                if let Some(slot) = slot(text, sc, None, kept)? {
                     items.push(slot);
                 }
                 index += 1;
@@ -220,18 +213,14 @@ fn index_at(
     }
     let mut members: Vec<(Value, Slot)> = Vec::new();
     let mut by_key: Option<HashMap<String, usize>> = None;
-    let in_envelope = matches!(shape, Shape::Envelope(_));
     if sc.begin_object()? {
         loop {
             let (_, raw) = sc.key()?;
             let key = decode(raw);
-            let fate = match shape {
-                Shape::Whole => Fate::Keep,
-                Shape::Envelope(projection) => projection.envelope_member(&key),
-                Shape::Inner(projection) => projection.member(&key),
-            };
+            sc.ws();
+            let kept = shape.member(&key, is_container(sc));
             let below = wanted.and_then(|w| w.child(&key));
-            if let Some(slot) = slot(text, sc, below, fate, in_envelope)? {
+            if let Some(slot) = slot(text, sc, below, kept)? {
                 if by_key.is_none() && members.len() >= LINEAR_MEMBERS {
                     by_key = Some(
                         members
@@ -265,38 +254,35 @@ fn index_at(
     Ok(Kids::Map { members, by_key })
 }
 
-/// The slot of the value at the scanner, which is stepped over; `None` when `fate`
-/// takes it out. A container on `wanted` is indexed now, any other when first reached.
-/// `in_envelope`: the value is a member of the envelope, where a scalar `data` the
-/// projection has nothing to keep of becomes null (as `project` writes it).
+fn is_container(sc: &Scanner<'_>) -> bool {
+    matches!(sc.peek(), Some(b'{' | b'['))
+}
+
+/// The slot of the value at the scanner, which is stepped over; `None` when the
+/// projection takes it out. A container on `wanted` is indexed now, any other when
+/// first reached.
 fn slot(
     text: &Arc<str>,
     sc: &mut Scanner<'_>,
     wanted: Option<&Tree>,
-    fate: Fate,
-    in_envelope: bool,
+    kept: Kept,
 ) -> Result<Option<Slot>, Malformed> {
-    sc.ws();
-    let container = matches!(sc.peek(), Some(b'{' | b'['));
-    let projection = match fate {
-        Fate::Drop => {
+    let projection = match kept {
+        Kept::Drop => {
             sc.skip_value()?;
             return Ok(None);
         }
-        Fate::Keep => None,
-        Fate::Walk(projection) if container => Some(projection),
-        Fate::Walk(projection) if projection.drops_scalars() => {
+        Kept::Null => {
             let span = sc.skip_value()?;
-            return Ok(in_envelope.then(|| Slot::known(span, Value::from(()))));
+            return Ok(Some(Slot::known(span, Value::from(()))));
         }
-        Fate::Walk(_) => None,
+        Kept::Value(projection) => projection,
     };
-    if !container || wanted.is_none() {
+    if !is_container(sc) || wanted.is_none() {
         return Ok(Some(Slot::new(sc.skip_value()?, projection)));
     }
     let start = sc.pos;
-    let shape = projection.as_ref().map_or(Shape::Whole, Shape::Inner);
-    let kids = index_at(text, sc, wanted, shape)?;
+    let kids = index_at(text, sc, wanted, Shape::of(projection.as_ref()))?;
     let span = start..sc.pos;
     let value = node(text, span.clone(), None, Some(kids));
     Ok(Some(Slot::known(span, value)))

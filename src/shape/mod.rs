@@ -33,6 +33,8 @@ pub struct Shaping {
     pub exclude: Vec<Path>,
     include_tree: Arc<project::Tree>,
     exclude_tree: Arc<project::Tree>,
+    /// The paths the filter reads, for indexing the body along them in one pass.
+    filter_tree: project::Tree,
     fingerprint: Option<String>,
 }
 
@@ -40,12 +42,18 @@ impl Shaping {
     pub fn new(filter: Vec<Condition>, include: Vec<Path>, exclude: Vec<Path>) -> Shaping {
         Shaping {
             include_tree: Arc::new(project::Tree::new(&include)),
+            filter_tree: project::Tree::of(filter.iter().map(|c| &c.path)),
             exclude_tree: Arc::new(project::Tree::new(&exclude)),
             fingerprint: fingerprint(&include, &exclude),
             filter,
             include,
             exclude,
         }
+    }
+
+    /// The paths the filter reads, as a tree.
+    pub fn filter_paths(&self) -> &project::Tree {
+        &self.filter_tree
     }
 
     /// Whether an event whose body is indexed by `doc` passes the filter.

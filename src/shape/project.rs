@@ -151,6 +151,61 @@ impl Projection {
     }
 }
 
+/// How a reader of the stored body (a format's view of the event) sees one container:
+/// whole, as the envelope (only its `data` is shaped; it must be an object), or shaped
+/// by a projection.
+#[derive(Clone, Copy)]
+pub enum Shape<'p> {
+    Whole,
+    Envelope(&'p Projection),
+    Inner(&'p Projection),
+}
+
+/// What a reader keeps of one member or item, as [`project`] would have written it.
+pub enum Kept {
+    Drop,
+    /// A scalar `data` under an include: [`project`] writes null.
+    Null,
+    /// The value as written; a container is read through the projection, if any.
+    Value(Option<Projection>),
+}
+
+impl<'p> Shape<'p> {
+    pub fn of(projection: Option<&'p Projection>) -> Shape<'p> {
+        projection.map_or(Shape::Whole, Shape::Inner)
+    }
+
+    /// What is kept of the member `key` (decoded) whose value is a container or not.
+    pub fn member(self, key: &str, container: bool) -> Kept {
+        match self {
+            Shape::Whole => Kept::Value(None),
+            Shape::Envelope(projection) => kept(projection.envelope_member(key), container, true),
+            Shape::Inner(projection) => kept(projection.member(key), container, false),
+        }
+    }
+
+    /// What is kept of item `index`, a container or not.
+    pub fn item(self, index: usize, container: bool) -> Kept {
+        match self {
+            Shape::Inner(projection) => kept(projection.item(index), container, false),
+            Shape::Whole | Shape::Envelope(_) => Kept::Value(None),
+        }
+    }
+}
+
+fn kept(fate: Fate, container: bool, in_envelope: bool) -> Kept {
+    match fate {
+        Fate::Drop => Kept::Drop,
+        Fate::Keep => Kept::Value(None),
+        Fate::Walk(projection) if container => Kept::Value(Some(projection)),
+        Fate::Walk(projection) if projection.drops_scalars() => match in_envelope {
+            true => Kept::Null,
+            false => Kept::Drop,
+        },
+        Fate::Walk(_) => Kept::Value(None),
+    }
+}
+
 /// The body with `include` (when not empty) and `exclude` applied under `/data`. The
 /// envelope's other members are always kept. Paths are rooted at the body, so they all
 /// start with the `data` segment (config validation sees to it).
