@@ -14,7 +14,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::ops::Range;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use minijinja::value::{Enumerator, Object, ObjectRepr};
 use minijinja::Value;
@@ -109,7 +109,15 @@ struct Slot {
     span: Range<usize>,
     /// How a container not yet reached into is shaped.
     projection: Option<Box<Projection>>,
-    value: Once<Option<Value>>,
+    value: Read,
+}
+
+/// A slot's value: known when indexed, or read on first use and kept. Kept under a
+/// lock rather than in a `OnceLock`: most values are read once, and an uncontended
+/// lock costs less than a `Once`'s first run.
+enum Read {
+    Known(Option<Value>),
+    Later(Mutex<Option<Option<Value>>>),
 }
 
 impl Slot {
@@ -117,7 +125,7 @@ impl Slot {
         Slot {
             span,
             projection: projection.map(Box::new),
-            value: Once::Later(OnceLock::new()),
+            value: Read::Later(Mutex::new(None)),
         }
     }
 
@@ -125,17 +133,23 @@ impl Slot {
         Slot {
             span,
             projection: None,
-            value: Once::Known(Some(value)),
+            value: Read::Known(Some(value)),
         }
     }
 
     fn get(&self, text: &Arc<str>) -> Option<Value> {
-        self.value
-            .get_or_init(|| {
-                let projection = self.projection.as_deref().cloned();
-                value_at(text, self.span.clone(), projection).ok()
-            })
-            .clone()
+        let cell = match &self.value {
+            Read::Known(value) => return value.clone(),
+            Read::Later(cell) => cell,
+        };
+        let mut read = cell.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(value) = &*read {
+            return value.clone();
+        }
+        let projection = self.projection.as_deref().cloned();
+        let value = value_at(text, self.span.clone(), projection).ok();
+        *read = Some(value.clone());
+        value
     }
 }
 

@@ -14,12 +14,13 @@ const LONG: usize = 24;
 const ONES: u64 = 0x0101_0101_0101_0101;
 const HIGH: u64 = 0x8080_8080_8080_8080;
 
-/// The high bit of each byte of `word` that equals `byte`, and no other bit (no carry
-/// crosses from one byte into the next, so no byte is flagged for its neighbour).
+/// A word whose lowest set bit is the high bit of the first byte of `word` that equals
+/// `byte` (zero when none does). Bits above it may be set for bytes that do not equal
+/// `byte` (a borrow runs up from an equal byte), so only the lowest one may be read.
 fn equal(word: u64, byte: u8) -> u64 {
     let x = word ^ (ONES * u64::from(byte));
-    // A byte's high bit ends up set exactly when the byte of `x` is not zero.
-    !(((x & !HIGH) + !HIGH) | x) & HIGH
+    // Only a zero byte of `x` starts a borrow, so below the first one nothing is flagged.
+    x.wrapping_sub(ONES) & !x & HIGH
 }
 
 /// The 8 bytes from `i`, as a little-endian word (byte `i` lowest), if there are 8.
@@ -31,7 +32,7 @@ fn word(bytes: &[u8], i: usize) -> Option<u64> {
 }
 
 /// The index of the first flagged byte of a word read at `i`.
-fn first(i: usize, hits: u64) -> usize {
+fn first_hit(i: usize, hits: u64) -> usize {
     i + (hits.trailing_zeros() / 8) as usize
 }
 
@@ -51,7 +52,7 @@ pub fn string_end(bytes: &[u8], from: usize) -> Option<usize> {
                     i += 8;
                     continue;
                 }
-                first(i, hits)
+                first_hit(i, hits)
             }
             None => {
                 i + bytes
@@ -176,18 +177,34 @@ mod tests {
     }
 
     #[test]
-    fn equal_flags_exactly_the_equal_bytes() {
-        for byte in [0u8, 1, b'"', b'\\', 0x7F, 0x80, 0xFF] {
-            for other in [0u8, 1, b'"', b'\\', b'{', 0x7F, 0x80, 0xFE, 0xFF] {
-                let mut bytes = [other; 8];
-                bytes[3] = byte;
-                bytes[7] = byte;
-                let hits = equal(u64::from_le_bytes(bytes), byte);
-                let expected: u64 = (0..8)
-                    .filter(|&k| bytes[k] == byte)
-                    .map(|k| 0x80 << (8 * k))
-                    .sum();
-                assert_eq!(hits, expected, "{byte:#x} among {other:#x}");
+    fn the_lowest_flag_is_the_first_equal_byte() {
+        let samples = [
+            0u8,
+            1,
+            2,
+            b'"',
+            b'"' + 1,
+            b'\\',
+            b'\\' + 1,
+            0x7F,
+            0x80,
+            0xFE,
+            0xFF,
+        ];
+        for byte in [b'"', b'\\', 0, 0xFF] {
+            for a in samples {
+                for b in samples {
+                    for at in 0..=8 {
+                        let mut bytes = [a, b, a, b, b, a, a, b];
+                        if at < 8 {
+                            bytes[at] = byte;
+                        }
+                        let hits = equal(u64::from_le_bytes(bytes), byte);
+                        let first = bytes.iter().position(|&x| x == byte);
+                        let found = (hits != 0).then(|| first_hit(0, hits));
+                        assert_eq!(found, first, "{byte:#x} in {bytes:x?}");
+                    }
+                }
             }
         }
     }
