@@ -207,6 +207,15 @@ fn keep(c: char) -> bool {
 
 /// Cut `text` to `limit` (no escaping), with an ellipsis when cut.
 pub fn fit(text: &str, limit: Limit) -> String {
+    // Text with no control character that fits is the field as it is. The test reads
+    // every byte (no early exit), which the compiler turns into vector compares; a
+    // `C2` byte may start a C1 control, so it sends the text the long way.
+    let plain_bytes = !text.bytes().fold(false, |seen, b| {
+        seen | (b < 0x20) | (b == 0x7F) | (b == 0xC2)
+    });
+    if plain_bytes && limit.measure(text) <= limit.max() {
+        return text.to_string();
+    }
     Field::new(limit).text(text, plain).finish()
 }
 
@@ -290,6 +299,21 @@ mod tests {
     #[test]
     fn control_characters_are_dropped_but_line_breaks_stay() {
         assert_eq!(fit("a\u{0}b\u{7}c\nd\te", Limit::Chars(100)), "abc\nd\te");
+        assert_eq!(fit("a\u{7f}b\u{85}c\u{a0}", Limit::Chars(100)), "abc\u{a0}");
+    }
+
+    #[test]
+    fn text_that_fits_is_kept_whole_and_text_one_over_is_cut() {
+        for (limit, cut) in [
+            (Limit::Chars(5), "abcd…"),
+            (Limit::Bytes(5), "ab…"),
+            (Limit::Utf16(5), "abcd…"),
+        ] {
+            assert_eq!(fit("abcde", limit), "abcde");
+            assert_eq!(fit("abcdef", limit), cut);
+        }
+        assert_eq!(fit("ééé", Limit::Bytes(6)), "ééé");
+        assert_eq!(fit("éééé", Limit::Bytes(6)), "é…");
     }
 
     #[test]
@@ -394,6 +418,11 @@ mod tests {
                 field.finish(),
                 char_at_a_time(limit, &pieces),
                 "{limit:?} {texts:?}"
+            );
+            let whole = texts.concat();
+            assert_eq!(
+                fit(&whole, limit),
+                char_at_a_time(limit, &[(&whole, plain)])
             );
             for escape in escapes {
                 let text = texts.concat();
