@@ -228,6 +228,8 @@ fn index_at(
     let mut members: Vec<(Value, Slot)> = Vec::new();
     let mut by_key: Option<HashMap<String, usize>> = None;
     if sc.begin_object()? {
+        // Most objects hold a few members: one allocation for them.
+        members.reserve(8);
         loop {
             let (_, raw) = sc.key()?;
             let key = decode(raw);

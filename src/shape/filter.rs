@@ -160,6 +160,8 @@ fn index_at<'a>(
         (Some(b'{'), _) | (_, Shape::Envelope(_)) => {
             let mut members = Vec::new();
             if sc.begin_object()? {
+                // Most objects on a path hold a few members: one allocation for them.
+                members.reserve(8);
                 loop {
                     let (_, key) = sc.key()?;
                     sc.ws();
