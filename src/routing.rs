@@ -2,7 +2,7 @@
 //! the resolved config, called as each event is taken in, before it is stored with its
 //! deliveries.
 
-use std::borrow::Borrow;
+use std::borrow::{Borrow, Cow};
 use std::fmt;
 
 use crate::config::Subscription;
@@ -19,11 +19,17 @@ pub fn route<S: Borrow<Subscription>>(subscriptions: &[S], event: &Event) -> Vec
         .map(Borrow::borrow)
         .filter(|subscription| matches(subscription, event))
         .collect();
-    let wanted = Tree::of(
-        in_scope
-            .iter()
-            .flat_map(|s| s.shaping.filter.iter().map(|c| &c.path)),
-    );
+    // One subscription with a filter (the usual case) lends its own tree of paths.
+    let mut filtered = in_scope.iter().filter(|s| !s.shaping.filter.is_empty());
+    let wanted = match (filtered.next(), filtered.next()) {
+        (None, _) => Cow::Owned(Tree::default()),
+        (Some(only), None) => Cow::Borrowed(only.shaping.filter_paths()),
+        (Some(_), Some(_)) => Cow::Owned(Tree::of(
+            in_scope
+                .iter()
+                .flat_map(|s| s.shaping.filter.iter().map(|c| &c.path)),
+        )),
+    };
     let doc = Doc::reading(&event.body, wanted);
     in_scope
         .into_iter()
@@ -264,5 +270,33 @@ mod filter_tests {
         );
         assert_eq!(route(subs, &event(r#"{"language":"en-US"}"#)), ["all"]);
         assert_eq!(route(subs, &event("null")), ["all"]);
+    }
+
+    #[test]
+    fn filters_of_several_subscriptions_read_their_own_paths() {
+        let config = crate::config::parse(
+            "[[subscription]]\nname = \"nl\"\nurl = \"https://a.example/\"\nsecret = \"s\"\n\
+             signature = \"hex\"\nconversations = [\"*\"]\nevents = [\"*\"]\n\
+             filter = [{ path = \"/data/language\", equals = \"nl-NL\" }]\n\
+             [[subscription]]\nname = \"urgent\"\nurl = \"https://b.example/\"\nsecret = \"s\"\n\
+             signature = \"hex\"\nconversations = [\"*\"]\nevents = [\"*\"]\n\
+             filter = [{ path = \"/data/meta/tags\", contains = \"urgent\" }]\n",
+            Path::new("/c.toml"),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let event = |data: &str| Event {
+            id: "e".into(),
+            kind: "conversation.ended".into(),
+            conversation_id: Some("c-1".into()),
+            project_id: None,
+            body: format!(r#"{{"id":"e","type":"conversation.ended","data":{data}}}"#),
+        };
+        let subs = &config.subscriptions;
+        let both = r#"{"meta":{"tags":["urgent"]},"language":"nl-NL"}"#;
+        assert_eq!(route(subs, &event(both)), ["nl", "urgent"]);
+        let one = r#"{"meta":{"tags":["calm"]},"language":"nl-NL"}"#;
+        assert_eq!(route(subs, &event(one)), ["nl"]);
+        let other = r#"{"meta":{"tags":["urgent"]},"language":"en"}"#;
+        assert_eq!(route(subs, &event(other)), ["urgent"]);
     }
 }

@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 use serde_json::{json, Value};
 
 use crate::shape::project::Tree;
-use crate::shape::{Doc, Path};
+use crate::shape::{Doc, Path, Projection};
 
 use super::text::{self, Escape, Field, Limit};
 use super::RenderError;
@@ -146,9 +146,9 @@ fn reads() -> &'static Reads {
     })
 }
 
-fn parse(envelope: &str) -> Result<Message, RenderError> {
+fn parse(envelope: &str, projection: Option<&Projection>) -> Result<Message, RenderError> {
     let reads = reads();
-    let doc = Doc::reading(envelope, reads.tree.clone());
+    let doc = Doc::reading(envelope, Cow::Borrowed(&reads.tree)).shaped(projection.cloned());
     doc.check()
         .map_err(|err| RenderError(format!("the event is not JSON: {err}")))?;
     let field = |path: &Path| {
@@ -240,8 +240,13 @@ fn plain_headline(m: &Message) -> String {
     field.finish()
 }
 
-pub fn render(tool: Tool, envelope: &str) -> Result<Vec<u8>, RenderError> {
-    let m = parse(envelope)?;
+/// The message `tool` is sent for `envelope`, read as `projection` shapes it.
+pub fn render(
+    tool: Tool,
+    envelope: &str,
+    projection: Option<&Projection>,
+) -> Result<Vec<u8>, RenderError> {
+    let m = parse(envelope, projection)?;
     let body = match tool {
         Tool::Slack => slack(&m),
         Tool::Discord => discord(&m),
@@ -252,8 +257,12 @@ pub fn render(tool: Tool, envelope: &str) -> Result<Vec<u8>, RenderError> {
     serde_json::to_vec(&body).map_err(|err| RenderError(err.to_string()))
 }
 
-pub fn render_ntfy(topic: &str, envelope: &str) -> Result<Vec<u8>, RenderError> {
-    let m = parse(envelope)?;
+pub fn render_ntfy(
+    topic: &str,
+    envelope: &str,
+    projection: Option<&Projection>,
+) -> Result<Vec<u8>, RenderError> {
+    let m = parse(envelope, projection)?;
     let mut message = Field::new(NTFY_MESSAGE);
     message.text(&m.facts, text::plain);
     if let Some(body) = &m.text {
@@ -368,12 +377,12 @@ mod tests {
     const EVENT: &str = r#"{"id":"e1","type":"conversation.summarized","conversation_id":"c-204","project_id":"p-9","timestamp":"2026-11-22T10:00:00Z","data":{"conversation":{"title":"North district","summary":"Benches <please> & more"}}}"#;
 
     fn body(tool: Tool, envelope: &str) -> Value {
-        serde_json::from_slice(&render(tool, envelope).unwrap()).unwrap()
+        serde_json::from_slice(&render(tool, envelope, None).unwrap()).unwrap()
     }
 
     #[test]
     fn the_message_names_the_conversation() {
-        let m = parse(EVENT).unwrap();
+        let m = parse(EVENT, None).unwrap();
         assert_eq!(
             plain_headline(&m),
             "Conversation North district was summarized"
@@ -410,17 +419,114 @@ mod tests {
     #[test]
     fn only_what_the_message_reads_is_kept_and_odd_shapes_are_no_error() {
         let event = r#"{"id":"e","type":"conversation.ended","conversation_id":"c-1","data":{"conversation":{"title":7,"transcript":[{"text":"x"}],"name":"Hall \u00e9"},"summary":["not text"],"n":1.5e300}}"#;
-        let m = parse(event).unwrap();
+        let m = parse(event, None).unwrap();
         assert_eq!(plain_headline(&m), "Conversation Hall é ended");
         assert_eq!(m.text, None);
-        assert!(parse("[1, 2]").is_ok());
-        assert!(parse("{not json").is_err());
+        assert!(parse("[1, 2]", None).is_ok());
+        assert!(parse("{not json", None).is_err());
+    }
+
+    #[test]
+    fn a_message_reads_the_stored_body_as_the_shaped_body_reads() {
+        use crate::shape::Shaping;
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut below = |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        const VALUES: &[&str] = &[
+            r#""North \"hall\" <b>""#,
+            r#""Summary & more""#,
+            r#""""#,
+            "7",
+            "null",
+            r#"{"title":"Inner"}"#,
+            r#"["not text"]"#,
+        ];
+        const KEYS: &[&str] = &[
+            "title",
+            "name",
+            "summary",
+            "text",
+            "conversation",
+            "project",
+        ];
+        const PATHS: &[&str] = &[
+            "/data/conversation/title",
+            "/data/conversation/summary",
+            "/data/conversation",
+            "/data/title",
+            "/data/summary",
+            "/data/text",
+            "/data/project/name",
+            "/data/*/title",
+            "/data/conversation/*",
+            "/data/nothing",
+        ];
+        let mut compared = 0;
+        for _ in 0..300 {
+            let member = |depth: usize, below: &mut dyn FnMut(usize) -> usize| {
+                let key = KEYS[below(KEYS.len())];
+                let value = if depth > 0 && below(2) == 0 {
+                    let inner: Vec<String> = (0..below(4))
+                        .map(|_| {
+                            let key = KEYS[below(KEYS.len())];
+                            format!(r#""{key}":{}"#, VALUES[below(VALUES.len())])
+                        })
+                        .collect();
+                    format!("{{{}}}", inner.join(","))
+                } else {
+                    VALUES[below(VALUES.len())].to_string()
+                };
+                format!(r#""{key}":{value}"#)
+            };
+            let members: Vec<String> = (0..below(6)).map(|_| member(1, &mut below)).collect();
+            let body = format!(
+                r#"{{"id":"e","type":"conversation.summarized","conversation_id":"c-1","project_id":"p-1","timestamp":"2026-11-22T10:00:00Z","data":{{{}}}}}"#,
+                members.join(",")
+            );
+            let paths = |below: &mut dyn FnMut(usize) -> usize| -> Vec<Path> {
+                (0..below(3))
+                    .map(|_| Path::parse(PATHS[below(PATHS.len())], true).unwrap())
+                    .collect()
+            };
+            let include = paths(&mut below);
+            let exclude = paths(&mut below);
+            let shaping = Shaping::new(Vec::new(), include, exclude);
+            let Some(projection) = shaping.projection() else {
+                continue;
+            };
+            let shaped = shaping.body(&body).unwrap();
+            for tool in [
+                Tool::Slack,
+                Tool::Discord,
+                Tool::Teams,
+                Tool::Matrix,
+                Tool::Mattermost,
+            ] {
+                assert_eq!(
+                    render(tool, &body, Some(&projection)),
+                    render(tool, &shaped, None),
+                    "{tool:?} {body} include {:?} exclude {:?}",
+                    shaping.include,
+                    shaping.exclude
+                );
+            }
+            assert_eq!(
+                render_ntfy("t", &body, Some(&projection)),
+                render_ntfy("t", &shaped, None)
+            );
+            compared += usize::from(shaped != body);
+        }
+        assert!(compared > 100, "{compared}");
     }
 
     #[test]
     fn posthorn_alerts_name_their_subscription_and_reason() {
         let event = r#"{"id":"posthorn_1","type":"posthorn.subscription.paused","data":{"subscription":"crm","cause":"gone","reason":"410 Gone"}}"#;
-        let m = parse(event).unwrap();
+        let m = parse(event, None).unwrap();
         assert_eq!(plain_headline(&m), "Subscription crm was paused");
         assert_eq!(m.text.as_deref(), Some("410 Gone"));
     }
@@ -428,7 +534,7 @@ mod tests {
     #[test]
     fn an_event_without_a_name_uses_the_conversation_id() {
         let event = r#"{"id":"e","type":"conversation.started","conversation_id":"c-1","data":{}}"#;
-        let m = parse(event).unwrap();
+        let m = parse(event, None).unwrap();
         assert_eq!(plain_headline(&m), "Conversation c-1 started");
         assert_eq!(m.text, None);
     }

@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use crate::config::Subscription;
 use crate::routing::Pattern;
+use crate::shape::Projection;
 
 pub use chat::Tool;
 pub use sample::{sample_for, SAMPLE_TYPES};
@@ -87,6 +88,7 @@ pub fn render<'a>(
         &subscription.format,
         &subscription.url,
         Cow::Borrowed(envelope),
+        None,
     )
 }
 
@@ -97,17 +99,29 @@ pub fn outgoing<'a>(
     subscription: &'a Subscription,
     stored: &'a str,
 ) -> Result<Rendered<'a>, RenderError> {
-    let shaped = subscription
-        .shaping
-        .body(stored)
-        .map_err(|err| RenderError(format!("include/exclude failed: {err}")))?;
-    render_format(&subscription.format, &subscription.url, shaped)
+    let format = &subscription.format;
+    let url = subscription.url.as_str();
+    match subscription.shaping.projection() {
+        Some(_) if *format == Format::Envelope => {
+            let shaped = subscription
+                .shaping
+                .body(stored)
+                .map_err(|err| RenderError(format!("include/exclude failed: {err}")))?;
+            render_format(format, url, shaped, None)
+        }
+        // Only the rendered message is sent: it reads the stored body through the
+        // projection, and the shaped body is never written out.
+        projection => render_format(format, url, Cow::Borrowed(stored), projection.as_ref()),
+    }
 }
 
+/// `envelope` as `format` renders it, read as `projection` shapes it (the envelope
+/// format sends what it is given: its caller shapes it first).
 fn render_format<'a>(
     format: &'a Format,
     url: &'a str,
     envelope: Cow<'a, str>,
+    projection: Option<&Projection>,
 ) -> Result<Rendered<'a>, RenderError> {
     match format {
         Format::Envelope => Ok(Rendered {
@@ -119,17 +133,17 @@ fn render_format<'a>(
             url,
         }),
         Format::Chat(tool) => Ok(Rendered {
-            body: Cow::Owned(chat::render(*tool, &envelope)?),
+            body: Cow::Owned(chat::render(*tool, &envelope, projection)?),
             content_type: JSON,
             url,
         }),
         Format::Ntfy { topic, publish_url } => Ok(Rendered {
-            body: Cow::Owned(chat::render_ntfy(topic, &envelope)?),
+            body: Cow::Owned(chat::render_ntfy(topic, &envelope, projection)?),
             content_type: JSON,
             url: publish_url,
         }),
         Format::Template(template) => Ok(Rendered {
-            body: Cow::Owned(template.render(&envelope)?),
+            body: Cow::Owned(template.render_shaped(&envelope, projection)?),
             content_type: template.content_type(),
             url,
         }),
@@ -144,7 +158,7 @@ pub fn check(format: &Format, events: &[Pattern]) -> Result<(), String> {
         .ok()
         .and_then(|v| v["type"].as_str().map(str::to_string))
         .unwrap_or_default();
-    let rendered = render_format(format, "", Cow::Borrowed(sample.as_str()))
+    let rendered = render_format(format, "", Cow::Borrowed(sample.as_str()), None)
         .map_err(|err| format!("rendering the sample {kind} event failed: {}", err.0))?;
     if template::is_json(rendered.content_type) {
         if let Err(err) = serde_json::from_slice::<serde_json::Value>(&rendered.body) {

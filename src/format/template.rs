@@ -6,6 +6,7 @@
 //! template every `{{ ... }}` is written as a JSON value, so producer text cannot break
 //! out of a string.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::io::{self, Write};
 
@@ -15,7 +16,7 @@ use super::lazy;
 use super::text::{self, Limit};
 use super::RenderError;
 use crate::shape::project::Tree;
-use crate::shape::Path;
+use crate::shape::{Path, Projection};
 
 /// Largest template accepted (inline or file).
 pub const MAX_TEMPLATE_BYTES: usize = 256 << 10;
@@ -119,8 +120,12 @@ impl Template {
         };
         env.set_auto_escape_callback(move |_| escape.clone());
         env.add_filter("limit", limit);
-        env.add_filter("slack", |s: String| escaped(&s, text::slack));
-        env.add_filter("markdown", |s: String| escaped(&s, text::markdown));
+        // Text arguments are borrowed (`Cow` takes any value a `String` would, written
+        // the same way) rather than copied into a String first.
+        env.add_filter("slack", |s: Cow<'_, str>| text::escape_all(&s, text::slack));
+        env.add_filter("markdown", |s: Cow<'_, str>| {
+            text::escape_all(&s, text::markdown)
+        });
         env.add_template_owned(NAME, source.clone())?;
         let hints = hints(&env.get_template(NAME)?);
         Ok(Template {
@@ -138,7 +143,17 @@ impl Template {
     /// Renders the template over `envelope`. The template reads the event lazily (see
     /// `lazy.rs`): only what it reaches into is indexed and converted.
     pub fn render(&self, envelope: &str) -> Result<Vec<u8>, RenderError> {
-        let context = lazy::context(envelope, &self.hints)
+        self.render_shaped(envelope, None)
+    }
+
+    /// Renders the template over the stored body as `projection` shapes it: the same
+    /// output as [`Template::render`] over the shaped body, without writing that body.
+    pub fn render_shaped(
+        &self,
+        stored: &str,
+        projection: Option<&Projection>,
+    ) -> Result<Vec<u8>, RenderError> {
+        let context = lazy::context(stored, &self.hints, projection)
             .map_err(|err| RenderError(format!("the event is not JSON: {err}")))?;
         self.render_value(context)
             .map_err(|err| RenderError(format!("the template failed: {err}")))
@@ -147,7 +162,9 @@ impl Template {
     fn render_value(&self, context: Value) -> Result<Vec<u8>, TemplateError> {
         let template = self.env.get_template(NAME)?;
         let mut out = Capped {
-            bytes: Vec::new(),
+            // Room for the template's own text and some values, so a small body is
+            // written without growing the buffer step by step.
+            bytes: Vec::with_capacity(self.source.len() * 2 + 512),
             cap: MAX_OUTPUT_BYTES,
         };
         template
@@ -177,16 +194,8 @@ fn hints(template: &minijinja::Template<'_, '_>) -> Tree {
 }
 
 /// `{{ text | limit(200) }}`: at most that many characters, an ellipsis where cut.
-fn limit(value: String, count: usize) -> String {
+fn limit(value: Cow<'_, str>, count: usize) -> String {
     text::fit(&value, Limit::Chars(count))
-}
-
-fn escaped(value: &str, escape: text::Escape) -> String {
-    let mut out = String::with_capacity(value.len());
-    for c in value.chars() {
-        escape(c, &mut out);
-    }
-    out
 }
 
 /// Takes output until `cap` bytes, then fails the render.
@@ -262,6 +271,18 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.0.contains("fuel") || err.0.contains("output"), "{err}");
+    }
+
+    #[test]
+    fn text_filters_take_any_value_as_its_text_and_refuse_undefined() {
+        let out = render(
+            "{{ 12 | slack }}|{{ true | markdown }}|{{ 1.5 | limit(2) }}|{{ none | slack }}",
+            "text/plain",
+        )
+        .unwrap();
+        assert_eq!(out, "12|True|1…|None");
+        let err = render("{{ data.nope | slack }}", "text/plain").unwrap_err();
+        assert!(err.0.contains("undefined"), "{err}");
     }
 
     #[test]

@@ -75,41 +75,60 @@ impl Field {
         let room = self.limit.max();
         let ellipsis = self.limit.measure(ELLIPSIS);
         let mut piece = String::new();
-        for c in text.chars().filter(|c| keep(*c)) {
-            // Letters, digits and spaces are never escaped: no piece to build.
-            if c.is_alphanumeric() || c == ' ' {
-                let size = match self.limit {
-                    Limit::Chars(_) => 1,
-                    Limit::Bytes(_) => c.len_utf8(),
-                    Limit::Utf16(_) => c.len_utf16(),
-                };
-                if self.used + size > room {
-                    self.out.truncate(self.mark);
-                    self.full = true;
-                    break;
-                }
-                self.used += size;
-                self.out.push(c);
-                if self.used + ellipsis <= room {
+        let mut rest = text;
+        while !rest.is_empty() && !self.full {
+            // A run no escape changes is written at once while it fits with room for
+            // the ellipsis after it; the run that does not fit goes a character at a
+            // time, so the cut lands where it would.
+            let quiet = quiet_prefix(rest);
+            let (run, after) = rest.split_at(quiet);
+            if !run.is_empty() {
+                let size = self.limit.measure(run);
+                if self.used + size + ellipsis <= room {
+                    self.used += size;
+                    self.out.push_str(run);
                     self.mark = self.out.len();
+                } else {
+                    for c in run.chars() {
+                        piece.clear();
+                        piece.push(c);
+                        self.put(&piece);
+                        if self.full {
+                            break;
+                        }
+                    }
                 }
+                rest = after;
+                continue;
+            }
+            let Some(c) = rest.chars().next() else {
+                break;
+            };
+            rest = &rest[c.len_utf8()..];
+            if !keep(c) {
                 continue;
             }
             piece.clear();
             escape(c, &mut piece);
-            let size = self.limit.measure(&piece);
-            if self.used + size > room {
-                self.out.truncate(self.mark);
-                self.full = true;
-                break;
-            }
-            self.used += size;
-            self.out.push_str(&piece);
-            if self.used + ellipsis <= room {
-                self.mark = self.out.len();
-            }
+            self.put(&piece);
         }
         self
+    }
+
+    /// Appends one escaped character, or ends the field at the last mark.
+    fn put(&mut self, piece: &str) {
+        let room = self.limit.max();
+        let size = self.limit.measure(piece);
+        if self.used + size > room {
+            self.out.truncate(self.mark);
+            self.full = true;
+            return;
+        }
+        self.used += size;
+        self.out.push_str(piece);
+        if self.used + self.limit.measure(ELLIPSIS) <= room {
+            self.mark = self.out.len();
+        }
     }
 
     /// The field, with an ellipsis where it was cut.
@@ -121,6 +140,65 @@ impl Field {
     }
 }
 
+/// The length of the longest start of `text` that no escape changes and no field
+/// drops (see [`QUIET`]). It ends on a character boundary: it stops only at an ASCII
+/// byte or at a `C2` lead byte.
+fn quiet_prefix(text: &str) -> usize {
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        // U+0080 to U+009F (`C2 80` to `C2 9F`) are controls; other `C2` pairs are not.
+        let quiet =
+            QUIET[usize::from(b)] || (b == 0xC2 && !matches!(bytes.get(i + 1), Some(0x80..=0x9F)));
+        if !quiet {
+            break;
+        }
+        i += 1;
+    }
+    i
+}
+
+/// Bytes of characters every [`Escape`] leaves alone and no field drops: printable ASCII
+/// but the characters some escape rewrites, and every byte of a character past ASCII
+/// (`C2` aside, which may start a control). An escape that rewrites more must take its
+/// characters out here (a test checks every escape against this table).
+const QUIET: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0x20;
+    while b < 0x7F {
+        table[b] = true;
+        b += 1;
+    }
+    let rewritten = b"&<>\\`*_~|[]()#!:@\"'";
+    let mut i = 0;
+    while i < rewritten.len() {
+        table[rewritten[i] as usize] = false;
+        i += 1;
+    }
+    let mut b = 0x80;
+    while b < 0x100 {
+        table[b] = b != 0xC2;
+        b += 1;
+    }
+    table
+};
+
+/// `text` with `escape` applied to every character (nothing dropped, no limit).
+pub fn escape_all(text: &str, escape: Escape) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while !rest.is_empty() {
+        let quiet = quiet_prefix(rest);
+        out.push_str(&rest[..quiet]);
+        rest = &rest[quiet..];
+        if let Some(c) = rest.chars().next() {
+            escape(c, &mut out);
+            rest = &rest[c.len_utf8()..];
+        }
+    }
+    out
+}
+
 /// Control characters are dropped (a tool shows them as boxes or rejects them); line
 /// breaks and tabs stay.
 fn keep(c: char) -> bool {
@@ -129,6 +207,15 @@ fn keep(c: char) -> bool {
 
 /// Cut `text` to `limit` (no escaping), with an ellipsis when cut.
 pub fn fit(text: &str, limit: Limit) -> String {
+    // Text with no control character that fits is the field as it is. The test reads
+    // every byte (no early exit), which the compiler turns into vector compares; a
+    // `C2` byte may start a C1 control, so it sends the text the long way.
+    let plain_bytes = !text.bytes().fold(false, |seen, b| {
+        seen | (b < 0x20) | (b == 0x7F) | (b == 0xC2)
+    });
+    if plain_bytes && limit.measure(text) <= limit.max() {
+        return text.to_string();
+    }
     Field::new(limit).text(text, plain).finish()
 }
 
@@ -212,6 +299,21 @@ mod tests {
     #[test]
     fn control_characters_are_dropped_but_line_breaks_stay() {
         assert_eq!(fit("a\u{0}b\u{7}c\nd\te", Limit::Chars(100)), "abc\nd\te");
+        assert_eq!(fit("a\u{7f}b\u{85}c\u{a0}", Limit::Chars(100)), "abc\u{a0}");
+    }
+
+    #[test]
+    fn text_that_fits_is_kept_whole_and_text_one_over_is_cut() {
+        for (limit, cut) in [
+            (Limit::Chars(5), "abcd…"),
+            (Limit::Bytes(5), "ab…"),
+            (Limit::Utf16(5), "abcd…"),
+        ] {
+            assert_eq!(fit("abcde", limit), "abcde");
+            assert_eq!(fit("abcdef", limit), cut);
+        }
+        assert_eq!(fit("ééé", Limit::Bytes(6)), "ééé");
+        assert_eq!(fit("éééé", Limit::Bytes(6)), "é…");
     }
 
     #[test]
@@ -225,6 +327,111 @@ mod tests {
                 escape(c, &mut out);
             }
             assert_eq!(out, sample);
+        }
+    }
+
+    #[test]
+    fn what_quiet_runs_hold_no_escape_changes_and_no_field_drops() {
+        let chars = (0..0x3400u32)
+            .chain([0xFEFF, 0xFFFD, 0x1F600, 0x10FFFF])
+            .filter_map(char::from_u32);
+        for c in chars {
+            let text = c.to_string();
+            if quiet_prefix(&text) == 0 {
+                continue;
+            }
+            assert!(keep(c), "{c:?} is dropped");
+            for escape in [plain, slack, markdown, html] {
+                let mut out = String::new();
+                escape(c, &mut out);
+                assert_eq!(out, text, "{c:?} is escaped");
+            }
+        }
+        assert_eq!(quiet_prefix("ab, c.\u{85}d"), 6);
+        assert_eq!(quiet_prefix("é\u{a0}x.&"), 6);
+    }
+
+    /// The field as it was written before runs: one character at a time.
+    fn char_at_a_time(limit: Limit, pieces: &[(&str, Escape)]) -> String {
+        let room = limit.max();
+        let ellipsis = limit.measure(ELLIPSIS);
+        let (mut out, mut used, mut mark, mut full) = (String::new(), 0, 0, false);
+        'pieces: for (text, escape) in pieces {
+            for c in text.chars().filter(|c| keep(*c)) {
+                let mut piece = String::new();
+                escape(c, &mut piece);
+                let size = limit.measure(&piece);
+                if used + size > room {
+                    out.truncate(mark);
+                    full = true;
+                    break 'pieces;
+                }
+                used += size;
+                out.push_str(&piece);
+                if used + ellipsis <= room {
+                    mark = out.len();
+                }
+            }
+        }
+        if full {
+            out.push_str(ELLIPSIS);
+        }
+        out
+    }
+
+    #[test]
+    fn fields_written_in_runs_equal_fields_written_a_character_at_a_time() {
+        const ALPHABET: &[&str] = &[
+            "a", "Z", "7", " ", ".", "&", "<", "@", "*", "\n", "\t", "\u{0}", "\u{85}", "\u{a0}",
+            "é", "—", "😀", "漢", "\\", "'", "\"",
+        ];
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        let escapes: [Escape; 4] = [plain, slack, markdown, html];
+        for round in 0..600 {
+            let limit = match round % 3 {
+                0 => Limit::Chars(1 + next(40)),
+                1 => Limit::Bytes(1 + next(60)),
+                _ => Limit::Utf16(1 + next(40)),
+            };
+            let texts: Vec<String> = (0..1 + next(3))
+                .map(|_| {
+                    (0..next(30))
+                        .map(|_| ALPHABET[next(ALPHABET.len())])
+                        .collect()
+                })
+                .collect();
+            let pieces: Vec<(&str, Escape)> = texts
+                .iter()
+                .map(|t| (t.as_str(), escapes[next(escapes.len())]))
+                .collect();
+            let mut field = Field::new(limit);
+            for (text, escape) in &pieces {
+                field.text(text, *escape);
+            }
+            assert_eq!(
+                field.finish(),
+                char_at_a_time(limit, &pieces),
+                "{limit:?} {texts:?}"
+            );
+            let whole = texts.concat();
+            assert_eq!(
+                fit(&whole, limit),
+                char_at_a_time(limit, &[(&whole, plain)])
+            );
+            for escape in escapes {
+                let text = texts.concat();
+                let mut one_by_one = String::new();
+                for c in text.chars() {
+                    escape(c, &mut one_by_one);
+                }
+                assert_eq!(escape_all(&text, escape), one_by_one, "{text:?}");
+            }
         }
     }
 

@@ -3,12 +3,13 @@
 //! once per event whatever the number of subscriptions: each object or array is indexed
 //! the first time a pointer goes through it, and the index is kept for the next pointer.
 
+use std::borrow::Cow;
 use std::cell::OnceCell;
 use std::cmp::Ordering;
 
 use super::number::Decimal;
 use super::pointer::{as_index, Path, Segment};
-use super::project::Tree;
+use super::project::{Kept, Projection, Shape, Tree};
 use super::scan::{decode, Malformed, Scanner};
 use crate::routing::Pattern;
 
@@ -67,11 +68,16 @@ pub struct Doc<'a> {
     root: Node<'a>,
     /// The paths conditions will read: containers on them are indexed in the same pass
     /// as their parent, so the body is scanned once, not once per level.
-    wanted: Tree,
+    wanted: Cow<'a, Tree>,
+    /// Read the body as this projection shapes it (a chat format's view of a stored
+    /// body, see `crate::format`).
+    projection: Option<Projection>,
 }
 
 struct Node<'a> {
     text: &'a str,
+    /// How a container is shaped, when it is read through a projection.
+    projection: Option<Box<Projection>>,
     kids: OnceCell<Kids<'a>>,
 }
 
@@ -86,13 +92,16 @@ impl<'a> Node<'a> {
     fn new(text: &'a str) -> Node<'a> {
         Node {
             text,
+            projection: None,
             kids: OnceCell::new(),
         }
     }
 
     fn kids(&self) -> &Kids<'a> {
-        self.kids
-            .get_or_init(|| index(self.text, None).unwrap_or(Kids::None))
+        self.kids.get_or_init(|| {
+            let shape = Shape::of(self.projection.as_deref());
+            index(self.text, None, shape).unwrap_or(Kids::None)
+        })
     }
 
     fn child(&self, segment: &Segment) -> Option<&Node<'a>> {
@@ -129,39 +138,39 @@ fn string_value(text: &str) -> std::borrow::Cow<'_, str> {
     )
 }
 
-/// The members or items of a container, each with its exact text. Members under
-/// `wanted` that are containers are indexed on the way (their end is found by indexing
-/// them rather than by skipping them and reading them again).
-fn index<'a>(text: &'a str, wanted: Option<&Tree>) -> Result<Kids<'a>, Malformed> {
+/// The members or items of a container, each with its exact text, as `shape` keeps
+/// them. Members under `wanted` that are containers are indexed on the way (their end
+/// is found by indexing them rather than by skipping them and reading them again).
+fn index<'a>(
+    text: &'a str,
+    wanted: Option<&Tree>,
+    shape: Shape<'_>,
+) -> Result<Kids<'a>, Malformed> {
     let mut sc = Scanner::new(text);
-    index_at(&mut sc, wanted)
+    index_at(&mut sc, wanted, shape)
 }
 
-fn index_at<'a>(sc: &mut Scanner<'a>, wanted: Option<&Tree>) -> Result<Kids<'a>, Malformed> {
+fn index_at<'a>(
+    sc: &mut Scanner<'a>,
+    wanted: Option<&Tree>,
+    shape: Shape<'_>,
+) -> Result<Kids<'a>, Malformed> {
     sc.ws();
-    let text = sc.text;
-    match sc.peek() {
-        Some(b'{') => {
+    match (sc.peek(), shape) {
+        (Some(b'{'), _) | (_, Shape::Envelope(_)) => {
             let mut members = Vec::new();
             if sc.begin_object()? {
+                // Most objects on a path hold a few members: one allocation for them.
+                members.reserve(8);
                 loop {
                     let (_, key) = sc.key()?;
                     sc.ws();
-                    let start = sc.pos;
-                    let below = wanted.and_then(|w| w.child(&decode(key)));
-                    let node = match (below, sc.peek()) {
-                        (Some(below), Some(b'{' | b'[')) => {
-                            let kids = index_at(sc, Some(below))?;
-                            let node = Node::new(&text[start..sc.pos]);
-                            let _ = node.kids.set(kids);
-                            node
-                        }
-                        _ => {
-                            let span = sc.skip_value()?;
-                            Node::new(&text[span])
-                        }
-                    };
-                    members.push((key, node));
+                    let decoded = decode(key);
+                    let kept = shape.member(&decoded, is_container(sc));
+                    let below = wanted.and_then(|w| w.child(&decoded));
+                    if let Some(node) = node_at(sc, below, kept)? {
+                        members.push((key, node));
+                    }
                     if !sc.next(b'}')? {
                         break;
                     }
@@ -169,12 +178,17 @@ fn index_at<'a>(sc: &mut Scanner<'a>, wanted: Option<&Tree>) -> Result<Kids<'a>,
             }
             Ok(Kids::Object(members))
         }
-        Some(b'[') => {
+        (Some(b'['), _) => {
             let mut items = Vec::new();
             if sc.begin_array()? {
+                let mut index = 0;
                 loop {
-                    let span = sc.skip_value()?;
-                    items.push(Node::new(&text[span]));
+                    sc.ws();
+                    let kept = shape.item(index, is_container(sc));
+                    if let Some(node) = node_at(sc, None, kept)? {
+                        items.push(node);
+                    }
+                    index += 1;
                     if !sc.next(b']')? {
                         break;
                     }
@@ -186,19 +200,68 @@ fn index_at<'a>(sc: &mut Scanner<'a>, wanted: Option<&Tree>) -> Result<Kids<'a>,
     }
 }
 
+fn is_container(sc: &Scanner<'_>) -> bool {
+    matches!(sc.peek(), Some(b'{' | b'['))
+}
+
+/// The node of the value at the scanner, which is stepped over; `None` when the
+/// projection takes it out.
+fn node_at<'a>(
+    sc: &mut Scanner<'a>,
+    wanted: Option<&Tree>,
+    kept: Kept,
+) -> Result<Option<Node<'a>>, Malformed> {
+    let text = sc.text;
+    let projection = match kept {
+        Kept::Drop => {
+            sc.skip_value()?;
+            return Ok(None);
+        }
+        Kept::Null => {
+            sc.skip_value()?;
+            return Ok(Some(Node::new("null")));
+        }
+        Kept::Value(projection) => projection,
+    };
+    let start = sc.pos;
+    let node = match wanted {
+        Some(below) if is_container(sc) => {
+            let kids = index_at(sc, Some(below), Shape::of(projection.as_ref()))?;
+            let node = Node::new(&text[start..sc.pos]);
+            let _ = node.kids.set(kids);
+            node
+        }
+        _ => {
+            let span = sc.skip_value()?;
+            let mut node = Node::new(&text[span]);
+            node.projection = projection.map(Box::new);
+            node
+        }
+    };
+    Ok(Some(node))
+}
+
 impl<'a> Doc<'a> {
     /// Nothing is read until a condition asks.
     pub fn new(body: &'a str) -> Doc<'a> {
-        Doc::reading(body, Tree::default())
+        Doc::reading(body, Cow::Owned(Tree::default()))
     }
 
     /// A document the conditions reading `wanted` will be checked against: the first
     /// lookup indexes the body along all of them in one pass.
-    pub fn reading(body: &'a str, wanted: Tree) -> Doc<'a> {
+    pub fn reading(body: &'a str, wanted: Cow<'a, Tree>) -> Doc<'a> {
         Doc {
             root: Node::new(body.trim()),
             wanted,
+            projection: None,
         }
+    }
+
+    /// The document as `projection` shapes the body (`None`: whole): what it reads is
+    /// what it would read in the shaped body `crate::shape::project` writes.
+    pub fn shaped(mut self, projection: Option<Projection>) -> Doc<'a> {
+        self.projection = projection;
+        self
     }
 
     /// Indexes the top level (and the wanted paths) the first time; `Err` when the body
@@ -206,7 +269,11 @@ impl<'a> Doc<'a> {
     fn top(&self) -> Result<(), Malformed> {
         let mut outcome = Ok(());
         self.root.kids.get_or_init(|| {
-            index(self.root.text, Some(&self.wanted)).unwrap_or_else(|err| {
+            let shape = self
+                .projection
+                .as_ref()
+                .map_or(Shape::Whole, Shape::Envelope);
+            index(self.root.text, Some(&self.wanted), shape).unwrap_or_else(|err| {
                 outcome = Err(err);
                 Kids::None
             })

@@ -10,12 +10,15 @@ pub mod number;
 pub mod pointer;
 pub mod project;
 pub mod scan;
+mod skip;
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 pub use filter::{Comparison, Condition, Doc, Scalar, Test};
 pub use number::Decimal;
 pub use pointer::{Path, Segment};
+pub use project::Projection;
 pub use scan::Malformed;
 
 /// A subscription's shaping (`filter`, `include`, `exclude` in the config). The default
@@ -28,21 +31,29 @@ pub struct Shaping {
     pub include: Vec<Path>,
     /// Taken out of `data` (after `include`).
     pub exclude: Vec<Path>,
-    include_tree: project::Tree,
-    exclude_tree: project::Tree,
+    include_tree: Arc<project::Tree>,
+    exclude_tree: Arc<project::Tree>,
+    /// The paths the filter reads, for indexing the body along them in one pass.
+    filter_tree: project::Tree,
     fingerprint: Option<String>,
 }
 
 impl Shaping {
     pub fn new(filter: Vec<Condition>, include: Vec<Path>, exclude: Vec<Path>) -> Shaping {
         Shaping {
-            include_tree: project::Tree::new(&include),
-            exclude_tree: project::Tree::new(&exclude),
+            include_tree: Arc::new(project::Tree::new(&include)),
+            filter_tree: project::Tree::of(filter.iter().map(|c| &c.path)),
+            exclude_tree: Arc::new(project::Tree::new(&exclude)),
             fingerprint: fingerprint(&include, &exclude),
             filter,
             include,
             exclude,
         }
+    }
+
+    /// The paths the filter reads, as a tree.
+    pub fn filter_paths(&self) -> &project::Tree {
+        &self.filter_tree
     }
 
     /// Whether an event whose body is indexed by `doc` passes the filter.
@@ -63,6 +74,14 @@ impl Shaping {
             return Ok(Cow::Borrowed(body));
         }
         project::project(body, &self.include_tree, &self.exclude_tree).map(Cow::Owned)
+    }
+
+    /// The projection to read the stored body through, for a format that renders its
+    /// own message from the event (the shaped body is then never written out). `None`
+    /// when the body is sent whole.
+    pub fn projection(&self) -> Option<Projection> {
+        self.projects()
+            .then(|| Projection::new(&self.include_tree, &self.exclude_tree))
     }
 
     /// A short fingerprint of the projection (include and exclude), recorded with each

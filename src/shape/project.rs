@@ -5,13 +5,16 @@
 //! nothing was taken out of is copied as it was, so an exclude that matches nothing
 //! leaves the body identical.
 
+use std::sync::Arc;
+
 use super::pointer::{Path, Segment};
 use super::scan::{decode, Malformed, Scanner};
 
-/// A set of paths as a tree of segments; a node is `end` where a path ends.
+/// A set of paths as a tree of segments; a node is `end` where a path ends. Subtrees
+/// are shared, so a [`Projection`] can hold on to where it is without a lifetime.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Tree {
-    children: Vec<(Segment, Tree)>,
+    children: Vec<(Segment, Arc<Tree>)>,
     end: bool,
 }
 
@@ -29,11 +32,12 @@ impl Tree {
                 let i = match at.children.iter().position(|(s, _)| s == segment) {
                     Some(i) => i,
                     None => {
-                        at.children.push((segment.clone(), Tree::default()));
+                        at.children.push((segment.clone(), Arc::default()));
                         at.children.len() - 1
                     }
                 };
-                at = &mut at.children[i].1;
+                // Unique while the tree is built, so this never copies.
+                at = Arc::make_mut(&mut at.children[i].1);
             }
             at.end = true;
         }
@@ -45,7 +49,7 @@ impl Tree {
         self.children
             .iter()
             .find(|(segment, _)| segment.matches_key(key))
-            .map(|(_, tree)| tree)
+            .map(|(_, tree)| &**tree)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -53,30 +57,73 @@ impl Tree {
     }
 }
 
-/// What applies at one value: the include paths still being followed (`None`: the value
-/// is wholly included) and the exclude paths still being followed.
-#[derive(Clone)]
-struct State<'t> {
-    include: Option<Vec<&'t Tree>>,
-    exclude: Vec<&'t Tree>,
+/// What `include` and `exclude` make of the value at one place in the body: the include
+/// paths still being followed (`None`: the value is wholly included) and the exclude
+/// paths still being followed. [`project`] writes the shaped body with it; a format's
+/// view of the event (`crate::format`) reads the stored body through it instead, so the
+/// shaped copy is never built when only a rendered message is sent.
+#[derive(Debug, Clone)]
+pub struct Projection {
+    include: Option<Vec<Arc<Tree>>>,
+    exclude: Vec<Arc<Tree>>,
 }
 
-enum Fate<'t> {
+/// What becomes of one member or item.
+pub enum Fate {
+    /// Taken out.
     Drop,
-    /// Copy the value as written.
+    /// Kept as written.
     Keep,
-    Walk(State<'t>),
+    /// Shaped further: a container keeps what this projection of it keeps; a scalar is
+    /// kept unless [`Projection::drops_scalars`].
+    Walk(Projection),
 }
 
-impl<'t> State<'t> {
+impl Projection {
+    /// The projection at the body's top.
+    pub fn new(include: &Arc<Tree>, exclude: &Arc<Tree>) -> Projection {
+        Projection {
+            include: (!include.is_empty()).then(|| vec![Arc::clone(include)]),
+            exclude: vec![Arc::clone(exclude)],
+        }
+    }
+
+    /// What becomes of the envelope's member `key` (at the body's top): only `data` is
+    /// shaped, the other members are always kept.
+    pub fn envelope_member(&self, key: &str) -> Fate {
+        if key != "data" {
+            return Fate::Keep;
+        }
+        match self.child(|s| s.matches_key("data")) {
+            Fate::Walk(inner) => Fate::Walk(inner),
+            Fate::Keep | Fate::Drop => Fate::Keep,
+        }
+    }
+
+    /// What becomes of the member `key` (decoded) of an object here.
+    pub fn member(&self, key: &str) -> Fate {
+        self.child(|s| s.matches_key(key))
+    }
+
+    /// What becomes of item `index` of an array here.
+    pub fn item(&self, index: usize) -> Fate {
+        self.child(|s| s.matches_index(index))
+    }
+
+    /// Whether a scalar here goes: under a partial include nothing below a scalar is
+    /// included. (A scalar `data` is sent as null instead.)
+    pub fn drops_scalars(&self) -> bool {
+        self.include.is_some()
+    }
+
     /// What becomes of the child that `selects` picks out.
-    fn child(&self, selects: impl Fn(&Segment) -> bool) -> Fate<'t> {
-        let step = |trees: &[&'t Tree]| -> Vec<&'t Tree> {
+    fn child(&self, selects: impl Fn(&Segment) -> bool) -> Fate {
+        let step = |trees: &[Arc<Tree>]| -> Vec<Arc<Tree>> {
             trees
                 .iter()
                 .flat_map(|t| t.children.iter())
                 .filter(|(segment, _)| selects(segment))
-                .map(|(_, tree)| tree)
+                .map(|(_, tree)| Arc::clone(tree))
                 .collect()
         };
         let exclude = step(&self.exclude);
@@ -99,19 +146,71 @@ impl<'t> State<'t> {
         if include.is_none() && exclude.is_empty() {
             Fate::Keep
         } else {
-            Fate::Walk(State { include, exclude })
+            Fate::Walk(Projection { include, exclude })
         }
+    }
+}
+
+/// How a reader of the stored body (a format's view of the event) sees one container:
+/// whole, as the envelope (only its `data` is shaped; it must be an object), or shaped
+/// by a projection.
+#[derive(Clone, Copy)]
+pub enum Shape<'p> {
+    Whole,
+    Envelope(&'p Projection),
+    Inner(&'p Projection),
+}
+
+/// What a reader keeps of one member or item, as [`project`] would have written it.
+pub enum Kept {
+    Drop,
+    /// A scalar `data` under an include: [`project`] writes null.
+    Null,
+    /// The value as written; a container is read through the projection, if any.
+    Value(Option<Projection>),
+}
+
+impl<'p> Shape<'p> {
+    pub fn of(projection: Option<&'p Projection>) -> Shape<'p> {
+        projection.map_or(Shape::Whole, Shape::Inner)
+    }
+
+    /// What is kept of the member `key` (decoded) whose value is a container or not.
+    pub fn member(self, key: &str, container: bool) -> Kept {
+        match self {
+            Shape::Whole => Kept::Value(None),
+            Shape::Envelope(projection) => kept(projection.envelope_member(key), container, true),
+            Shape::Inner(projection) => kept(projection.member(key), container, false),
+        }
+    }
+
+    /// What is kept of item `index`, a container or not.
+    pub fn item(self, index: usize, container: bool) -> Kept {
+        match self {
+            Shape::Inner(projection) => kept(projection.item(index), container, false),
+            Shape::Whole | Shape::Envelope(_) => Kept::Value(None),
+        }
+    }
+}
+
+fn kept(fate: Fate, container: bool, in_envelope: bool) -> Kept {
+    match fate {
+        Fate::Drop => Kept::Drop,
+        Fate::Keep => Kept::Value(None),
+        Fate::Walk(projection) if container => Kept::Value(Some(projection)),
+        Fate::Walk(projection) if projection.drops_scalars() => match in_envelope {
+            true => Kept::Null,
+            false => Kept::Drop,
+        },
+        Fate::Walk(_) => Kept::Value(None),
     }
 }
 
 /// The body with `include` (when not empty) and `exclude` applied under `/data`. The
 /// envelope's other members are always kept. Paths are rooted at the body, so they all
 /// start with the `data` segment (config validation sees to it).
-pub fn project(body: &str, include: &Tree, exclude: &Tree) -> Result<String, Malformed> {
-    let root = State {
-        include: (!include.is_empty()).then(|| vec![include]),
-        exclude: vec![exclude],
-    };
+pub fn project(body: &str, include: &Arc<Tree>, exclude: &Arc<Tree>) -> Result<String, Malformed> {
+    let root = Projection::new(include, exclude);
     let mut out = String::with_capacity(body.len());
     let mut sc = Scanner::new(body);
     sc.ws();
@@ -125,15 +224,15 @@ pub fn project(body: &str, include: &Tree, exclude: &Tree) -> Result<String, Mal
     let mut first = true;
     loop {
         let (member_text_start, key) = sc.key()?;
-        if decode(key) == "data" {
+        let key = decode(key);
+        if key == "data" {
             let value_at = {
                 sc.ws();
                 sc.pos
             };
             push_separator(&mut out, &mut first);
             out.push_str(&body[member_text_start..value_at]);
-            let fate = root.child(|s| s.matches_key("data"));
-            match fate {
+            match root.envelope_member(&key) {
                 Fate::Keep | Fate::Drop => {
                     let span = sc.skip_value()?;
                     out.push_str(&body[span]);
@@ -177,7 +276,7 @@ fn push_separator(out: &mut String, first: &mut bool) {
 /// taken out. A scalar under a partial include is written as nothing (the caller drops
 /// it). Recursion follows the configured paths only, so its depth is bounded by
 /// [`super::pointer::MAX_SEGMENTS`].
-fn walk(sc: &mut Scanner<'_>, out: &mut String, state: &State<'_>) -> Result<bool, Malformed> {
+fn walk(sc: &mut Scanner<'_>, out: &mut String, state: &Projection) -> Result<bool, Malformed> {
     sc.ws();
     let start = sc.pos;
     let text = sc.text;
@@ -191,9 +290,7 @@ fn walk(sc: &mut Scanner<'_>, out: &mut String, state: &State<'_>) -> Result<boo
                 loop {
                     let (member_start, key) = sc.key()?;
                     let key = decode(key);
-                    changed |= member(sc, out, state, &mut first, member_start, |s| {
-                        s.matches_key(&key)
-                    })?;
+                    changed |= member(sc, out, state.member(&key), &mut first, member_start)?;
                     if !sc.next(b'}')? {
                         break;
                     }
@@ -209,9 +306,7 @@ fn walk(sc: &mut Scanner<'_>, out: &mut String, state: &State<'_>) -> Result<boo
                 loop {
                     sc.ws();
                     let item_start = sc.pos;
-                    changed |= member(sc, out, state, &mut first, item_start, |s| {
-                        s.matches_index(index)
-                    })?;
+                    changed |= member(sc, out, state.item(index), &mut first, item_start)?;
                     index += 1;
                     if !sc.next(b']')? {
                         break;
@@ -223,7 +318,7 @@ fn walk(sc: &mut Scanner<'_>, out: &mut String, state: &State<'_>) -> Result<boo
         _ => {
             let span = sc.skip_value()?;
             // Under a partial include nothing below a scalar is included: it goes.
-            if state.include.is_some() {
+            if state.drops_scalars() {
                 return Ok(true);
             }
             out.push_str(&text[span]);
@@ -241,13 +336,12 @@ fn walk(sc: &mut Scanner<'_>, out: &mut String, state: &State<'_>) -> Result<boo
 fn member(
     sc: &mut Scanner<'_>,
     out: &mut String,
-    state: &State<'_>,
+    fate: Fate,
     first: &mut bool,
     from: usize,
-    selects: impl Fn(&Segment) -> bool,
 ) -> Result<bool, Malformed> {
     let text = sc.text;
-    match state.child(selects) {
+    match fate {
         Fate::Drop => {
             sc.skip_value()?;
             Ok(true)
@@ -281,12 +375,12 @@ fn member(
 mod tests {
     use super::*;
 
-    fn tree(paths: &[&str]) -> Tree {
+    fn tree(paths: &[&str]) -> Arc<Tree> {
         let paths: Vec<Path> = paths
             .iter()
             .map(|p| Path::parse(p, true).unwrap())
             .collect();
-        Tree::new(&paths)
+        Arc::new(Tree::new(&paths))
     }
 
     fn shape(body: &str, include: &[&str], exclude: &[&str]) -> String {

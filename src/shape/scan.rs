@@ -1,11 +1,13 @@
 //! A forward scanner over JSON text that never builds a tree: it steps over members and
 //! items, hands out the exact text of each value (so what is kept is copied byte for
-//! byte), and skips whole values with `memchr` through string contents. It reads the
+//! byte), and skips whole values a word at a time (see `skip.rs`). It reads the
 //! bodies posthorn built itself (valid JSON), but stays panic-free and terminating on any
 //! text: a malformed body is an error, never a crash.
 
 use std::borrow::Cow;
 use std::ops::Range;
+
+use super::skip;
 
 /// Where a body stopped being the JSON the scanner expected (byte offset).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -28,9 +30,11 @@ impl<'a> Scanner<'a> {
     }
 
     pub fn ws(&mut self) {
-        while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
-            self.pos += 1;
-        }
+        let rest = self.bytes.get(self.pos..).unwrap_or_default();
+        self.pos += rest
+            .iter()
+            .position(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+            .unwrap_or(rest.len());
     }
 
     pub fn peek(&self) -> Option<u8> {
@@ -53,39 +57,14 @@ impl<'a> Scanner<'a> {
 
     /// Steps over a string whose opening quote is at `pos`.
     fn skip_string(&mut self) -> Result<(), Malformed> {
-        self.pos += 1;
-        // Most strings in a body (keys, ids, times) are short: a plain loop ends them
-        // before a memchr call would have set up.
-        let end = (self.pos + 24).min(self.bytes.len());
-        while self.pos < end {
-            match self.bytes[self.pos] {
-                b'"' => {
-                    self.pos += 1;
-                    return Ok(());
-                }
-                b'\\' => self.pos += 2,
-                _ => self.pos += 1,
+        match skip::string_end(self.bytes, self.pos + 1) {
+            Some(end) => {
+                self.pos = end;
+                Ok(())
             }
-        }
-        // Then one memchr per quote: a quote ends the string unless an odd run of
-        // backslashes stands before it (ECHO escapes every non-ASCII character, so
-        // stopping at each backslash would mean a call every few bytes).
-        let clean = self.pos.min(self.bytes.len());
-        loop {
-            let rest = self.bytes.get(self.pos..).unwrap_or_default();
-            let Some(at) = memchr::memchr(b'"', rest) else {
+            None => {
                 self.pos = self.bytes.len();
-                return self.fail();
-            };
-            let quote = self.pos + at;
-            let backslashes = self.bytes[clean..quote]
-                .iter()
-                .rev()
-                .take_while(|&&b| b == b'\\')
-                .count();
-            self.pos = quote + 1;
-            if backslashes % 2 == 0 {
-                return Ok(());
+                self.fail()
             }
         }
     }
@@ -109,41 +88,21 @@ impl<'a> Scanner<'a> {
         match self.peek() {
             None => return self.fail(),
             Some(b'"') => self.skip_string()?,
-            Some(b'{' | b'[') => {
-                let mut depth = 0usize;
-                loop {
-                    let rest = self.bytes.get(self.pos..).unwrap_or_default();
-                    let Some(at) = rest
-                        .iter()
-                        .position(|b| matches!(b, b'"' | b'{' | b'[' | b']' | b'}'))
-                    else {
-                        self.pos = self.bytes.len();
-                        return self.fail();
-                    };
-                    self.pos += at;
-                    match self.bytes[self.pos] {
-                        b'"' => self.skip_string()?,
-                        b'{' | b'[' => {
-                            depth += 1;
-                            self.pos += 1;
-                        }
-                        _ => {
-                            depth -= 1;
-                            self.pos += 1;
-                            if depth == 0 {
-                                break;
-                            }
-                        }
-                    }
+            Some(b'{' | b'[') => match skip::container_end(self.bytes, self.pos) {
+                Some(end) => self.pos = end,
+                None => {
+                    self.pos = self.bytes.len();
+                    return self.fail();
                 }
-            }
+            },
             Some(_) => {
-                while matches!(
-                    self.peek(),
-                    Some(b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E' | b'a'..=b'z')
-                ) {
-                    self.pos += 1;
-                }
+                let rest = self.bytes.get(start..).unwrap_or_default();
+                self.pos += rest
+                    .iter()
+                    .position(
+                        |b| !matches!(b, b'0'..=b'9' | b'-' | b'+' | b'.' | b'E' | b'a'..=b'z'),
+                    )
+                    .unwrap_or(rest.len());
                 if self.pos == start {
                     return self.fail();
                 }
@@ -287,9 +246,21 @@ mod tests {
             let skipped = sc.skip_value();
             assert!(skipped.is_err() || sc.pos <= bad.len(), "{bad:?}");
         }
-        assert!(Scanner::new("\"abc").skip_value().is_err());
-        assert!(Scanner::new(r#""abc\""#).skip_value().is_err());
-        assert!(Scanner::new("{\"a\":[1,2}").skip_value().is_err());
+        // Running off the end is an error at the end, wherever the value started.
+        for (bad, at) in [
+            ("\"abc", 4),
+            (r#""abc\""#, 6),
+            ("{\"a\":[1,2}", 10),
+            (r#" [{"a":"]}\"}"#, 13),
+            ("\"ab\\", 4),
+        ] {
+            assert_eq!(
+                Scanner::new(bad).skip_value(),
+                Err(Malformed(at)),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(Scanner::new(" :").skip_value(), Err(Malformed(1)));
     }
 
     #[test]
