@@ -16,7 +16,7 @@ use crate::store::ClaimRequest;
 
 /// How soon a subscription whose endpoint other nodes fill is looked at again: their
 /// finishing attempts wake no scheduler here.
-const LOOK_AGAIN_MS: i64 = 2;
+const LOOK_AGAIN_MS: i64 = 1;
 
 /// Active leases (attempts in flight or queued on some node) of `subscriptions`, read
 /// from the `deliveries_leased` index. The list is padded to a power of two (repeating a
