@@ -35,6 +35,8 @@ pub mod sign;
 pub mod snippets;
 pub mod spool;
 pub mod store;
+#[cfg(test)]
+pub(crate) mod test_rng;
 pub mod transport;
 pub mod verify;
 pub mod web;

@@ -245,6 +245,17 @@ mod filter_tests {
 
     use super::*;
 
+    /// A `conversation.ended` event of conversation `c-1` whose `data` is `data`.
+    fn event(data: &str) -> Event {
+        Event {
+            id: "e".into(),
+            kind: "conversation.ended".into(),
+            conversation_id: Some("c-1".into()),
+            project_id: None,
+            body: format!(r#"{{"id":"e","type":"conversation.ended","data":{data}}}"#),
+        }
+    }
+
     #[test]
     fn an_event_a_filter_refuses_is_routed_to_nobody_else_is_touched() {
         let config = crate::config::parse(
@@ -256,13 +267,6 @@ mod filter_tests {
             Path::new("/c.toml"),
         )
         .unwrap_or_else(|e| panic!("{e}"));
-        let event = |data: &str| Event {
-            id: "e".into(),
-            kind: "conversation.ended".into(),
-            conversation_id: Some("c-1".into()),
-            project_id: None,
-            body: format!(r#"{{"id":"e","type":"conversation.ended","data":{data}}}"#),
-        };
         let subs = &config.subscriptions;
         assert_eq!(
             route(subs, &event(r#"{"language":"nl-NL"}"#)),
@@ -284,13 +288,6 @@ mod filter_tests {
             Path::new("/c.toml"),
         )
         .unwrap_or_else(|e| panic!("{e}"));
-        let event = |data: &str| Event {
-            id: "e".into(),
-            kind: "conversation.ended".into(),
-            conversation_id: Some("c-1".into()),
-            project_id: None,
-            body: format!(r#"{{"id":"e","type":"conversation.ended","data":{data}}}"#),
-        };
         let subs = &config.subscriptions;
         let both = r#"{"meta":{"tags":["urgent"]},"language":"nl-NL"}"#;
         assert_eq!(route(subs, &event(both)), ["nl", "urgent"]);

@@ -430,12 +430,7 @@ mod tests {
     fn a_message_reads_the_stored_body_as_the_shaped_body_reads() {
         use crate::shape::Shaping;
         let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-        let mut below = |n: usize| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            (seed % n as u64) as usize
-        };
+        let mut below = |n: usize| crate::test_rng::below(&mut seed, n);
         const VALUES: &[&str] = &[
             r#""North \"hall\" <b>""#,
             r#""Summary & more""#,

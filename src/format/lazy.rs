@@ -413,10 +413,7 @@ mod tests {
 
     impl Gen {
         fn below(&mut self, n: usize) -> usize {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            (self.0 % n as u64) as usize
+            crate::test_rng::below(&mut self.0, n)
         }
 
         fn pick<'a>(&mut self, from: &[&'a str]) -> &'a str {

@@ -386,12 +386,7 @@ mod tests {
             "é", "—", "😀", "漢", "\\", "'", "\"",
         ];
         let mut seed = 0x2545_f491_4f6c_dd1du64;
-        let mut next = |n: usize| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            (seed % n as u64) as usize
-        };
+        let mut next = |n: usize| crate::test_rng::below(&mut seed, n);
         let escapes: [Escape; 4] = [plain, slack, markdown, html];
         for round in 0..600 {
             let limit = match round % 3 {
