@@ -47,14 +47,19 @@ fn due_statement(tx: &Db, line: Line, limit: usize) -> crate::store::db::Result<
     tx.prepare_cached(&due_sql(line, tx.dialect(), limit))
 }
 
-/// The limit is part of the text, not a parameter: PostgreSQL plans a statement it has
-/// run five times generically, and with an unknown limit it expects a tenth of the due
-/// rows to be read, so it sorted every due row of a backlog (2 ms) instead of reading
-/// the first few from the index in order (30 us).
+/// On PostgreSQL the limit is part of the text, not a parameter: a statement run five
+/// times may be planned once for any parameters, and with an unknown limit the planner
+/// expects a tenth of the due rows to be read, which favours sorting them all over
+/// reading the first few from the index in order. SQLite takes it as `?3`, so its
+/// statement cache holds one text, not one per limit.
 fn due_sql(line: Line, dialect: Dialect, limit: usize) -> String {
-    let (shared, lock) = match dialect {
-        Dialect::Sqlite => ("", ""),
-        Dialect::Postgres => (SHARED_PAUSES, "FOR UPDATE OF d SKIP LOCKED"),
+    let (shared, limit, lock) = match dialect {
+        Dialect::Sqlite => ("", "?3".to_string(), ""),
+        Dialect::Postgres => (
+            SHARED_PAUSES,
+            limit.to_string(),
+            "FOR UPDATE OF d SKIP LOCKED",
+        ),
     };
     format!(
         "SELECT d.id, d.attempts, d.event_id, e.body
@@ -112,7 +117,12 @@ pub(super) fn claim(
         }
         let before = result.claimed.len();
         let mut due = due_statement(tx, request.line, limit)?;
-        let rows = due.query_map(params![request.subscription, now_ms], |row| {
+        let limit_value = limit as i64;
+        let mut values: Vec<&dyn ToValue> = vec![&request.subscription, &now_ms];
+        if tx.dialect() == Dialect::Sqlite {
+            values.push(&limit_value);
+        }
+        let rows = due.query_map(&values[..], |row| {
             Ok(Claimed {
                 delivery_id: row.get(0)?,
                 attempt: row.get::<u32>(1)? + 1,
@@ -230,7 +240,11 @@ mod tests {
         let conn = store.conn();
         for hold_dead in [false, true] {
             let sql = due_sql(Line::Conversation { hold_dead }, Dialect::Sqlite, 10);
-            let shown = plan(&conn, &sql, vec!["s".to_string().into(), 0.into()]);
+            let shown = plan(
+                &conn,
+                &sql,
+                vec!["s".to_string().into(), 0.into(), 10.into()],
+            );
             assert!(shown.contains("deliveries_line"), "{shown}");
         }
     }
