@@ -743,36 +743,6 @@ impl Writer {
     }
 }
 
-impl Writer {
-    /// Answers pings with the store's size, measured now (a few pragmas and a `stat`,
-    /// no write).
-    fn answer_pings(&mut self, pings: Vec<Command>) {
-        let status = measure(&self.conn).inspect_err(|err| {
-            tracing::error!("could not measure the store's size: {err:#}");
-        });
-        let status = status.map(|used| {
-            if self.budget.max.is_some() {
-                self.budget.used = used;
-            }
-            StoreStatus {
-                used_bytes: used,
-                max_size: self.budget.max,
-            }
-        });
-        for ping in pings {
-            if let Command::Ping(reply) = ping {
-                let answer = match &status {
-                    Ok(status) => Ok(*status),
-                    Err(_) => Err(anyhow::anyhow!(
-                        "could not measure the store's size; the posthorn log has the details"
-                    )),
-                };
-                let _ = reply.send(answer);
-            }
-        }
-    }
-}
-
 /// A command's own result stands only if the transaction holding it committed; a failed
 /// commit is [`StoreUnavailable`], which callers answer with 503.
 fn settle<T>(
@@ -801,6 +771,7 @@ fn in_savepoint<T>(
 }
 
 mod admin_commands;
+mod pings;
 use admin_commands::admin;
 mod start;
 pub(super) use start::{load_paused, spawn};
