@@ -378,9 +378,22 @@ impl Db {
         }
     }
 
+    /// Runs a statement that only opens or closes a transaction or savepoint: at once on
+    /// SQLite, with the next batch or statement on PostgreSQL (one round trip fewer).
+    /// Its error, if any, is that later call's.
+    pub(crate) fn hold_batch(&self, sql: &str) -> Result<()> {
+        match &self.conn {
+            Conn::Sqlite(conn) => Ok(conn.execute_batch(sql)?),
+            Conn::Postgres(client) => {
+                client.borrow_mut().hold(sql);
+                Ok(())
+            }
+        }
+    }
+
     /// Begins a transaction; it rolls back unless committed.
     pub(crate) fn transaction(&self) -> Result<Transaction<'_>> {
-        self.execute_batch("BEGIN")?;
+        self.hold_batch("BEGIN")?;
         Ok(Transaction {
             db: self,
             end: Some("ROLLBACK"),
@@ -390,7 +403,7 @@ impl Db {
     /// Begins a transaction and runs `first` in the same round trip to the server (only
     /// statements without parameters or results, such as `SET LOCAL`).
     pub(crate) fn transaction_with(&self, first: &str) -> Result<Transaction<'_>> {
-        self.execute_batch(&format!("BEGIN; {first}"))?;
+        self.hold_batch(&format!("BEGIN; {first}"))?;
         Ok(Transaction {
             db: self,
             end: Some("ROLLBACK"),
@@ -399,7 +412,7 @@ impl Db {
 
     /// Begins a savepoint inside the current transaction; it rolls back unless released.
     pub(crate) fn savepoint(&self) -> Result<Savepoint<'_>> {
-        self.execute_batch("SAVEPOINT command")?;
+        self.hold_batch("SAVEPOINT command")?;
         Ok(Savepoint {
             db: self,
             open: true,
@@ -487,7 +500,7 @@ pub(crate) struct Savepoint<'a> {
 impl Savepoint<'_> {
     pub(crate) fn commit(mut self) -> Result<()> {
         self.open = false;
-        self.db.execute_batch("RELEASE command")
+        self.db.hold_batch("RELEASE command")
     }
 }
 

@@ -118,10 +118,10 @@ struct Add {
 /// written before it in the same transaction, stand.
 pub(super) fn add_attempts_apart(tx: &Db, records: &[AttemptRecord], finished: &[bool]) {
     let outcome = tx
-        .execute_batch("SAVEPOINT rollup")
+        .hold_batch("SAVEPOINT rollup")
         .and_then(|()| add_attempts(tx, records, finished));
     let closed = match &outcome {
-        Ok(()) => tx.execute_batch("RELEASE rollup"),
+        Ok(()) => tx.hold_batch("RELEASE rollup"),
         Err(_) => tx.execute_batch("ROLLBACK TO rollup; RELEASE rollup"),
     };
     if let Err(err) = outcome.and(closed) {

@@ -560,21 +560,16 @@ impl Writer {
         let mut tally = Tally::default();
         let (mut recorded, mut forgets, mut erased) = (false, false, false);
         let postgres = self.conn.dialect() == Dialect::Postgres;
-        // A claim alone in its transaction on PostgreSQL needs no savepoint (two round
-        // trips): should it fail, the server rolls the whole transaction back at COMMIT,
-        // which is all the savepoint would have undone.
-        let alone = postgres && batch.len() == 1;
+        let claims_only = batch.iter().all(|c| matches!(c, Command::Claim { .. }));
         let outcome = (|| -> crate::store::db::Result<()> {
-            let mut tx = if !durable && postgres {
+            let mut tx = match (postgres, durable, claims_only) {
+                (true, false, true) => self.conn.transaction_with(super::claim::SETTINGS)?,
                 // As SQLite's synchronous = NORMAL for the same batches: a claim lost in
                 // a server crash leaves its deliveries pending, to be claimed again.
-                // A claim waits for other nodes' claims of its endpoints (cluster.rs);
-                // one stalled while holding such a lock fails this claim, not the node.
-                self.conn.transaction_with(
-                    "SET LOCAL synchronous_commit = off; SET LOCAL lock_timeout = '2s'",
-                )?
-            } else {
-                self.conn.transaction()?
+                (true, false, false) => {
+                    self.conn.transaction_with("SET LOCAL synchronous_commit = off")?
+                }
+                _ => self.conn.transaction()?,
             };
             for command in batch {
                 match command {
@@ -628,10 +623,7 @@ impl Writer {
                         let claim = |tx: &Db| {
                             super::claim::claim(tx, &requests, budgets, now_ms, lease_until_ms)
                         };
-                        let result = match alone {
-                            true => claim(&tx).map_err(anyhow::Error::from),
-                            false => in_savepoint(&mut tx, claim),
-                        };
+                        let result = in_savepoint(&mut tx, claim);
                         answers.push(Pending::Claim(reply, result));
                     }
                     Command::Record(records) => {

@@ -117,11 +117,16 @@ fn lock_all(tx: &Db, requests: &[ClaimRequest]) -> Result<()> {
             keys.insert(lock_key(&format!("posthorn.rate:{}", request.subscription)));
         }
     }
-    let mut lock = tx.prepare_cached("SELECT pg_advisory_xact_lock(?1)")?;
-    for key in keys {
-        lock.query_row(params![key], |_| Ok(()))?;
+    // One batch of literal keys (numbers: nothing to quote), so it travels with the
+    // claim's BEGIN in one round trip (`Db::hold_batch`).
+    let locks: Vec<String> = keys
+        .iter()
+        .map(|key| format!("SELECT pg_advisory_xact_lock({key})"))
+        .collect();
+    if locks.is_empty() {
+        return Ok(());
     }
-    Ok(())
+    tx.execute_batch(&locks.join("; "))
 }
 
 fn lock_key(name: &str) -> i64 {

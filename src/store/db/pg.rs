@@ -1,5 +1,6 @@
 //! The PostgreSQL side of `Db`: the client, its prepared statements (one per SQL text,
-//! like SQLite's statement cache), and the translation of `?N` placeholders to `$N`.
+//! like SQLite's statement cache), the translation of `?N` placeholders to `$N`, and
+//! the statements held back to share a round trip (see [`Client::hold`]).
 
 use std::collections::HashMap;
 
@@ -21,6 +22,8 @@ pub(super) struct Client {
     /// Between `BEGIN` and its end: a lost connection then fails the transaction, never
     /// a silent reconnect that would run its remaining statements outside it.
     in_transaction: bool,
+    /// `BEGIN`, `SAVEPOINT` and `RELEASE` not sent yet (see [`Client::hold`]).
+    held: String,
 }
 
 impl Client {
@@ -30,6 +33,7 @@ impl Client {
             url,
             statements: HashMap::new(),
             in_transaction: false,
+            held: String::new(),
         }
     }
 
@@ -70,6 +74,7 @@ impl Client {
         sql: &str,
         values: &[Value<'_>],
     ) -> Result<u64, postgres::Error> {
+        self.send_held()?;
         let statement = self.prepared(sql)?;
         self.client.execute(&statement, &refs(values))
     }
@@ -79,18 +84,74 @@ impl Client {
         sql: &str,
         values: &[Value<'_>],
     ) -> Result<Vec<postgres::Row>, postgres::Error> {
+        self.send_held()?;
         let statement = self.prepared(sql)?;
         self.client.query(&statement, &refs(values))
     }
 
+    /// Holds back a statement that only opens or closes a transaction or savepoint
+    /// (`BEGIN ...`, `SAVEPOINT x`, `RELEASE x`): it goes with the next batch, or just
+    /// before the next statement with parameters. Each alone would cost a round trip to
+    /// the server, and a writer transaction opens and releases a savepoint per command.
+    pub(super) fn hold(&mut self, sql: &str) {
+        if sql.starts_with("BEGIN") {
+            // Reconnecting is still allowed here; once BEGIN is held it is not.
+            self.reconnect_if_closed();
+            self.in_transaction = true;
+        }
+        if !self.held.is_empty() {
+            self.held.push_str("; ");
+        }
+        self.held.push_str(sql);
+    }
+
+    fn send_held(&mut self) -> Result<(), postgres::Error> {
+        if self.held.is_empty() {
+            return Ok(());
+        }
+        let held = std::mem::take(&mut self.held);
+        self.send(&held)
+    }
+
+    /// Runs statements separated by `;` after what is held. A rollback drops or sends
+    /// apart what is held: released savepoints are moot then, and an error in them
+    /// must not keep the rollback from running.
     pub(super) fn batch(&mut self, sql: &str) -> Result<(), postgres::Error> {
+        if sql == "ROLLBACK" {
+            // A transaction whose BEGIN is still held never started on the server.
+            let never_started = self.held.starts_with("BEGIN");
+            self.held.clear();
+            if never_started {
+                self.in_transaction = false;
+                return Ok(());
+            }
+            return self.send(sql);
+        }
+        if sql.starts_with("ROLLBACK") {
+            let _ = self.send_held();
+            return self.send(sql);
+        }
+        if self.held.is_empty() {
+            return self.send(sql);
+        }
+        let combined = format!("{}; {sql}", std::mem::take(&mut self.held));
+        let result = self.send(&combined);
+        if result.is_err() && sql.ends_with("COMMIT") && !self.client.is_closed() {
+            // The server stopped at an error before COMMIT: end the transaction here.
+            let _ = self.send("ROLLBACK");
+        }
+        result
+    }
+
+    fn send(&mut self, sql: &str) -> Result<(), postgres::Error> {
         self.reconnect_if_closed();
         let result = self.client.batch_execute(sql);
-        match sql {
-            "COMMIT" | "ROLLBACK" => self.in_transaction = false,
+        let last = sql.rsplit("; ").next().unwrap_or(sql);
+        if last == "COMMIT" || last == "ROLLBACK" {
+            self.in_transaction = false;
+        } else if sql.starts_with("BEGIN") {
             // Even if what followed BEGIN failed: the transaction is open until ROLLBACK.
-            _ if sql.starts_with("BEGIN") => self.in_transaction = !self.client.is_closed(),
-            _ => {}
+            self.in_transaction = !self.client.is_closed();
         }
         result
     }
