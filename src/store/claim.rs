@@ -109,9 +109,10 @@ fn take_due(
     if tx.dialect() == Dialect::Postgres {
         let mut rows: Vec<(i64, Claimed)> = tx
             .prepare_cached(&sql)?
-            .query_map(params![request.subscription, now_ms, lease_until_ms], |row| {
-                Ok((row.get(4)?, claimed(row)?))
-            })?
+            .query_map(
+                params![request.subscription, now_ms, lease_until_ms],
+                |row| Ok((row.get(4)?, claimed(row)?)),
+            )?
             .collect::<crate::store::db::Result<_>>()?;
         rows.sort_by_key(|(due, c)| (*due, c.delivery_id));
         return Ok(rows.into_iter().map(|(_, c)| c).collect());
@@ -146,6 +147,10 @@ fn next_due_statement(tx: &Db, line: Line) -> crate::store::db::Result<Statement
 pub(super) struct Budgets<'a> {
     pub total: usize,
     pub groups: &'a mut [usize],
+    /// On a shared store: attempts of this node that have finished but whose outcomes
+    /// commit after this claim (subscription, delivery id). Their leases are still in the
+    /// store, but they hold no endpoint slot any more.
+    pub finishing: &'a [(&'a str, i64)],
 }
 
 pub(super) fn claim(
@@ -158,7 +163,14 @@ pub(super) fn claim(
     let mut result = ClaimResult::default();
     let mut asked: Vec<usize> = requests.iter().map(|r| r.limit).collect();
     if tx.dialect() == Dialect::Postgres {
-        result.short = cluster::restrict(tx, requests, &mut asked, budgets.groups, now_ms)?;
+        result.short = cluster::restrict(
+            tx,
+            requests,
+            &mut asked,
+            budgets.groups,
+            budgets.finishing,
+            now_ms,
+        )?;
     }
     for (request, &asked) in requests.iter().zip(&asked) {
         if budgets.total == 0 {
@@ -241,6 +253,7 @@ mod tests {
         let budgets = Budgets {
             total: 10,
             groups: &mut groups,
+            finishing: &[],
         };
         let tx = conn.transaction().unwrap();
         let result = claim(&tx, &[request], budgets, 5, 1_000).unwrap();
@@ -350,6 +363,7 @@ mod tests {
         let budgets = Budgets {
             total: 4,
             groups: &mut groups,
+            finishing: &[],
         };
         let result = claim(&tx, &[request], budgets, 60_000, 90_000).unwrap();
         let ids: Vec<&str> = result.claimed.iter().map(|c| c.event_id.as_str()).collect();

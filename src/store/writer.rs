@@ -513,27 +513,57 @@ impl Writer {
     }
 
     fn commit_batch(&mut self, batch: Vec<Command>) {
-        if self.conn.dialect() == Dialect::Postgres {
-            // A claim holds its endpoints' cluster locks until it commits, and a durable
-            // commit waits for the WAL flush: sharing one, the claim would keep every
-            // other node's claims for those endpoints waiting through the flush. The
-            // claims commit on their own right after, not durably, and still see what
-            // came before them.
-            let (claims, rest): (Vec<_>, Vec<_>) = batch
-                .into_iter()
-                .partition(|c| matches!(c, Command::Claim { .. }));
+        if self.conn.dialect() != Dialect::Postgres {
+            return self.commit_one(batch, &[]);
+        }
+        // A claim holds its endpoints' cluster locks until it commits, and a durable
+        // commit waits for the WAL flush: sharing one, the claim would keep every other
+        // node's claims for those endpoints waiting through the flush. So claims commit
+        // on their own, not durably.
+        let (claims, rest): (Vec<_>, Vec<_>) = batch
+            .into_iter()
+            .partition(|c| matches!(c, Command::Claim { .. }));
+        if claims.is_empty() || !self.claims_may_go_first(&rest) {
+            // After the rest, they see all of it.
             if !rest.is_empty() {
-                self.commit_one(rest);
+                self.commit_one(rest, &[]);
             }
             if !claims.is_empty() {
-                self.commit_one(claims);
+                self.commit_one(claims, &[]);
             }
             return;
         }
-        self.commit_one(batch);
+        // Before the rest: a freed slot is taken again without waiting for the outcome
+        // that frees it to reach the disk. The claims count those attempts as finished.
+        let finishing: Vec<(&str, i64)> = rest
+            .iter()
+            .flat_map(|c| match c {
+                Command::Record(records) => records.as_slice(),
+                _ => &[],
+            })
+            .map(|r| (r.subscription.as_str(), r.delivery_id))
+            .collect();
+        self.commit_one(claims, &finishing);
+        if !rest.is_empty() {
+            self.commit_one(rest, &[]);
+        }
     }
 
-    fn commit_one(&mut self, batch: Vec<Command>) {
+    /// Whether claims may commit before `rest`: it only takes events in and records
+    /// outcomes, and no outcome is of a subscription ordered by conversation (which
+    /// decides what heads that conversation's line).
+    fn claims_may_go_first(&self, rest: &[Command]) -> bool {
+        rest.iter().all(|c| match c {
+            Command::Ingest(..) => true,
+            Command::Record(records) => records
+                .iter()
+                .all(|r| !self.ordered.contains(&r.subscription)),
+            _ => false,
+        })
+    }
+
+    /// Runs `batch` in one transaction. `finishing`: see `claim::Budgets::finishing`.
+    fn commit_one(&mut self, batch: Vec<Command>, finishing: &[(&str, i64)]) {
         let durable = batch.iter().any(Command::needs_durability);
         if durable != self.durable {
             let level = if durable { "FULL" } else { "NORMAL" };
@@ -566,9 +596,9 @@ impl Writer {
                 (true, false, true) => self.conn.transaction_with(super::claim::SETTINGS)?,
                 // As SQLite's synchronous = NORMAL for the same batches: a claim lost in
                 // a server crash leaves its deliveries pending, to be claimed again.
-                (true, false, false) => {
-                    self.conn.transaction_with("SET LOCAL synchronous_commit = off")?
-                }
+                (true, false, false) => self
+                    .conn
+                    .transaction_with("SET LOCAL synchronous_commit = off")?,
                 _ => self.conn.transaction()?,
             };
             for command in batch {
@@ -619,6 +649,7 @@ impl Writer {
                         let budgets = super::claim::Budgets {
                             total: budget,
                             groups: &mut group_budgets,
+                            finishing,
                         };
                         let claim = |tx: &Db| {
                             super::claim::claim(tx, &requests, budgets, now_ms, lease_until_ms)

@@ -19,23 +19,37 @@ use crate::store::ClaimRequest;
 const LOOK_AGAIN_MS: i64 = 1;
 
 /// Active leases (attempts in flight or queued on some node) of `subscriptions`, read
-/// from the `deliveries_leased` index. The list is padded to a power of two (repeating a
-/// name changes no count), so endpoints of many sizes share a few statement texts.
-fn count_leases(tx: &Db, subscriptions: &[String], now_ms: i64) -> Result<usize> {
+/// from the `deliveries_leased` index, less those of `finished` deliveries (attempts of
+/// this node whose outcomes are not written yet). Each list is padded to a power of
+/// two by repeating an entry, so endpoints and batches of many sizes share a few
+/// statement texts.
+fn count_leases(tx: &Db, subscriptions: &[String], finished: &[i64], now_ms: i64) -> Result<usize> {
     let Some(last) = subscriptions.last() else {
         return Ok(0);
     };
     let padded = subscriptions.len().next_power_of_two();
+    let finished_padded = match finished.len() {
+        0 => 0,
+        n => n.next_power_of_two(),
+    };
+    let except = match finished_padded {
+        0 => String::new(),
+        n => format!("AND id NOT IN ({})", vec!["?"; n].join(", ")),
+    };
     let sql = format!(
         "SELECT count(*) FROM deliveries
          WHERE subscription IN ({}) AND leased_at IS NOT NULL AND next_attempt_at > ?
-           AND state = 'pending'",
+           AND state = 'pending' {except}",
         vec!["?"; padded].join(", ")
     );
-    let mut values: Vec<&dyn ToValue> = Vec::with_capacity(padded + 1);
+    let mut values: Vec<&dyn ToValue> = Vec::with_capacity(padded + 1 + finished_padded);
     values.extend(subscriptions.iter().map(|name| name as &dyn ToValue));
     values.resize(padded, last as &dyn ToValue);
     values.push(&now_ms);
+    if let Some(first) = finished.first() {
+        values.extend(finished.iter().map(|id| id as &dyn ToValue));
+        values.resize(padded + 1 + finished_padded, first as &dyn ToValue);
+    }
     tx.prepare_cached(&sql)?
         .query_row(&values[..], |row| row.get(0))
 }
@@ -56,6 +70,7 @@ pub(super) fn restrict(
     requests: &[ClaimRequest],
     asked: &mut [usize],
     groups: &mut [usize],
+    finishing: &[(&str, i64)],
     now_ms: i64,
 ) -> Result<Vec<(String, Option<i64>)>> {
     lock_all(tx, requests)?;
@@ -69,7 +84,12 @@ pub(super) fn restrict(
         let limits = &request.cluster;
         if !counted[request.group] {
             counted[request.group] = true;
-            let in_flight = count_leases(tx, &limits.endpoint_subscriptions, now_ms)?;
+            let finished: Vec<i64> = finishing
+                .iter()
+                .filter(|(name, _)| limits.endpoint_subscriptions.iter().any(|s| s == name))
+                .map(|&(_, id)| id)
+                .collect();
+            let in_flight = count_leases(tx, &limits.endpoint_subscriptions, &finished, now_ms)?;
             *budget = (*budget).min(limits.endpoint_cap.saturating_sub(in_flight));
         }
         if *budget == 0 {
@@ -161,6 +181,53 @@ mod tests {
                 rate: None,
             },
         }
+    }
+
+    #[test]
+    fn attempts_finished_but_not_yet_recorded_hold_no_endpoint_slot() {
+        let database = fresh_database();
+        let mut client = database.connect();
+        crate::store::schema_pg::migrate(&mut client).unwrap();
+        // Ten leased (the endpoint's whole cap), two due.
+        client
+            .batch_execute(
+                "INSERT INTO events (id, type, received_at, source, body)
+                     SELECT 'e' || n, 'conversation.ended', n, 'test', '{}'
+                     FROM generate_series(1, 12) n;
+                 INSERT INTO deliveries (event_seq, event_id, subscription, state,
+                                         next_attempt_at, leased_at, created_at, updated_at)
+                     SELECT seq, id, 's', 'pending',
+                            CASE WHEN seq <= 10 THEN 31000 ELSE 1 END,
+                            CASE WHEN seq <= 10 THEN 1000 END, 1, 1
+                     FROM events;",
+            )
+            .unwrap();
+        let db = Db::postgres(client, database.url());
+        let claim = |finishing: &[(&str, i64)]| {
+            let tx = db.transaction_with(super::super::SETTINGS).unwrap();
+            let mut groups = [10];
+            let budgets = super::super::Budgets {
+                total: 10,
+                groups: &mut groups,
+                finishing,
+            };
+            let result = super::super::claim(&tx, &[request()], budgets, 2_000, 32_000).unwrap();
+            // Rolled back: each claim starts from the same rows.
+            drop(tx);
+            result
+        };
+
+        let full = claim(&[]);
+        assert!(full.claimed.is_empty());
+        assert_eq!(full.short, [("s".to_string(), Some(2_000 + LOOK_AGAIN_MS))]);
+        // Two of the ten have finished here: their slots are free, whatever the store
+        // says until their outcomes are written. A finished attempt of another
+        // endpoint's subscription frees none.
+        let freed = claim(&[("s", 3), ("other", 11), ("s", 7)]);
+        let ids: Vec<&str> = freed.claimed.iter().map(|c| c.event_id.as_str()).collect();
+        assert_eq!(ids, ["e11", "e12"]);
+        let one = claim(&[("s", 3), ("other", 11)]);
+        assert_eq!(one.claimed.len(), 1);
     }
 
     #[test]
