@@ -172,7 +172,8 @@ impl Scheduler {
     /// Outcomes the next claim depends on go with it, sharing its commit; the rest wait
     /// for company (see `batch::claim_needs`). On a shared store every outcome goes: the
     /// claim counts each node's unanswered leases as attempts in flight, and a finished
-    /// attempt's lease would hold its endpoint slot until its outcome is written.
+    /// attempt's lease holds its endpoint slot until its outcome reaches the store
+    /// (which counts it as finished from then on, before the commit: `claimer.rs`).
     fn flush_records_before_claim(&mut self) {
         let shared = self.store.is_shared() && !self.unrecorded.is_empty();
         if shared || batch::claim_needs(&self.unrecorded, self.ordered.as_ref()) {
@@ -181,7 +182,8 @@ impl Scheduler {
     }
 
     /// Sends the outcomes held so far to the store (it writes them before any command
-    /// sent after them, so a claim sent next shares their commit and sees them).
+    /// sent after them, so on SQLite a claim sent next shares their commit and sees
+    /// them).
     fn flush_records(&mut self) {
         self.unrecorded_since = None;
         self.store.record(std::mem::take(&mut self.unrecorded));

@@ -8,6 +8,7 @@
 mod admin;
 mod charts;
 mod claim;
+mod claimer;
 pub mod db;
 mod due;
 mod faults;
@@ -383,7 +384,7 @@ impl Store {
         let conn = open_writer_connection(path)
             .with_context(|| format!("while opening the store at {}", path.display()))?;
         let faults = Arc::new(Faults::default());
-        let (handle, writer) = writer::spawn(conn, new_work, Arc::clone(&faults))?;
+        let (handle, writer) = writer::spawn(conn, None, new_work, Arc::clone(&faults))?;
         spawn_integrity_check(path, faults);
         Ok(Store {
             location: Location::Sqlite(path.to_path_buf()),
@@ -413,8 +414,10 @@ impl Store {
     ) -> anyhow::Result<Store> {
         let mut client = schema_pg::connect(url)?;
         schema_pg::migrate(&mut client)?;
+        let claims = Db::postgres(schema_pg::connect(url)?, url);
         let faults = Arc::new(Faults::default());
-        let (handle, writer) = writer::spawn(Db::postgres(client, url), new_work, faults)?;
+        let (handle, writer) =
+            writer::spawn(Db::postgres(client, url), Some(claims), new_work, faults)?;
         Ok(Store {
             location: Location::Postgres(url.to_owned()),
             handle,

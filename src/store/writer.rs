@@ -152,6 +152,8 @@ pub struct StoreHandle {
     hints: Arc<DueHints>,
     /// Other nodes share the store (PostgreSQL): what they change sends no hint here.
     shared: bool,
+    /// On PostgreSQL: claims run here, beside the writer (see `claimer.rs`).
+    claimer: Option<Arc<super::claimer::Claimer>>,
 }
 
 impl StoreHandle {
@@ -205,6 +207,9 @@ impl StoreHandle {
         now_ms: i64,
         lease_until_ms: i64,
     ) -> anyhow::Result<ClaimResult> {
+        if let Some(claimer) = &self.claimer {
+            return claimer.claim(&requests, budget, group_budgets, now_ms, lease_until_ms);
+        }
         self.ask(|reply| Command::Claim {
             requests,
             budget,
@@ -215,11 +220,16 @@ impl StoreHandle {
         })
     }
 
-    /// Queues attempt outcomes; they are committed in order before any later command.
+    /// Queues attempt outcomes; they are committed in order before any later command
+    /// (on PostgreSQL, claims count them as finished until then: see `claimer.rs`).
     pub fn record(&self, records: Vec<AttemptRecord>) {
-        if !records.is_empty() {
-            let _ = self.commands.send(Command::Record(records));
+        if records.is_empty() {
+            return;
         }
+        if let Some(claimer) = &self.claimer {
+            claimer.finishing.add(&records);
+        }
+        let _ = self.commands.send(Command::Record(records));
     }
 
     /// Cancels pending deliveries of every subscription not named in `keep`; their
@@ -465,6 +475,8 @@ struct Writer {
     ordered: HashSet<String>,
     /// Whether a forgotten conversation waits for deliveries to finish (`forget.rs`).
     forgetting: bool,
+    /// On PostgreSQL: outcomes claims count as finished until they are committed.
+    finishing: Option<Arc<super::claimer::Finishing>>,
 }
 
 /// An answer held back until the transaction commits.
@@ -513,57 +525,25 @@ impl Writer {
     }
 
     fn commit_batch(&mut self, batch: Vec<Command>) {
-        if self.conn.dialect() != Dialect::Postgres {
-            return self.commit_one(batch, &[]);
-        }
-        // A claim holds its endpoints' cluster locks until it commits, and a durable
-        // commit waits for the WAL flush: sharing one, the claim would keep every other
-        // node's claims for those endpoints waiting through the flush. So claims commit
-        // on their own, not durably.
-        let (claims, rest): (Vec<_>, Vec<_>) = batch
-            .into_iter()
-            .partition(|c| matches!(c, Command::Claim { .. }));
-        if claims.is_empty() || !self.claims_may_go_first(&rest) {
-            // After the rest, they see all of it.
-            if !rest.is_empty() {
-                self.commit_one(rest, &[]);
-            }
-            if !claims.is_empty() {
-                self.commit_one(claims, &[]);
-            }
-            return;
-        }
-        // Before the rest: a freed slot is taken again without waiting for the outcome
-        // that frees it to reach the disk. The claims count those attempts as finished.
-        let finishing: Vec<(&str, i64)> = rest
-            .iter()
-            .flat_map(|c| match c {
-                Command::Record(records) => records.as_slice(),
-                _ => &[],
-            })
-            .map(|r| (r.subscription.as_str(), r.delivery_id))
-            .collect();
-        self.commit_one(claims, &finishing);
-        if !rest.is_empty() {
-            self.commit_one(rest, &[]);
-        }
-    }
-
-    /// Whether claims may commit before `rest`: it only takes events in and records
-    /// outcomes, and no outcome is of a subscription ordered by conversation (which
-    /// decides what heads that conversation's line).
-    fn claims_may_go_first(&self, rest: &[Command]) -> bool {
-        rest.iter().all(|c| match c {
-            Command::Ingest(..) => true,
-            Command::Record(records) => records
+        let recorded: Vec<i64> = match &self.finishing {
+            Some(_) => batch
                 .iter()
-                .all(|r| !self.ordered.contains(&r.subscription)),
-            _ => false,
-        })
+                .flat_map(|c| match c {
+                    Command::Record(records) => records.as_slice(),
+                    _ => &[],
+                })
+                .map(|r| r.delivery_id)
+                .collect(),
+            None => Vec::new(),
+        };
+        self.commit_one(batch);
+        if let Some(finishing) = &self.finishing {
+            finishing.remove(&recorded);
+        }
     }
 
-    /// Runs `batch` in one transaction. `finishing`: see `claim::Budgets::finishing`.
-    fn commit_one(&mut self, batch: Vec<Command>, finishing: &[(&str, i64)]) {
+    /// Runs `batch` in one transaction.
+    fn commit_one(&mut self, batch: Vec<Command>) {
         let durable = batch.iter().any(Command::needs_durability);
         if durable != self.durable {
             let level = if durable { "FULL" } else { "NORMAL" };
@@ -590,13 +570,11 @@ impl Writer {
         let mut tally = Tally::default();
         let (mut recorded, mut forgets, mut erased) = (false, false, false);
         let postgres = self.conn.dialect() == Dialect::Postgres;
-        let claims_only = batch.iter().all(|c| matches!(c, Command::Claim { .. }));
         let outcome = (|| -> crate::store::db::Result<()> {
-            let mut tx = match (postgres, durable, claims_only) {
-                (true, false, true) => self.conn.transaction_with(super::claim::SETTINGS)?,
-                // As SQLite's synchronous = NORMAL for the same batches: a claim lost in
-                // a server crash leaves its deliveries pending, to be claimed again.
-                (true, false, false) => self
+            // As SQLite's synchronous = NORMAL for the same batches: what they write may
+            // be lost in a server crash without harm (claims run apart: `claimer.rs`).
+            let mut tx = match (postgres, durable) {
+                (true, false) => self
                     .conn
                     .transaction_with("SET LOCAL synchronous_commit = off")?,
                 _ => self.conn.transaction()?,
@@ -649,7 +627,7 @@ impl Writer {
                         let budgets = super::claim::Budgets {
                             total: budget,
                             groups: &mut group_budgets,
-                            finishing,
+                            finishing: &[],
                         };
                         let claim = |tx: &Db| {
                             super::claim::claim(tx, &requests, budgets, now_ms, lease_until_ms)

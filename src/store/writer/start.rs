@@ -10,12 +10,15 @@ use crossbeam_channel::Sender;
 
 use super::{now_ms, StoreHandle, Writer};
 use crate::metrics::Metrics;
+use crate::store::claimer::Claimer;
 use crate::store::db::{Db, Dialect};
 use crate::store::faults::Faults;
 use crate::store::{forget, health, DueHints};
 
+/// `claims`: on PostgreSQL, a second connection for the claims (see `claimer.rs`).
 pub(in crate::store) fn spawn(
     mut conn: Db,
+    claims: Option<Db>,
     new_work: Sender<()>,
     faults: Arc<Faults>,
 ) -> anyhow::Result<(StoreHandle, std::thread::JoinHandle<()>)> {
@@ -36,6 +39,9 @@ pub(in crate::store) fn spawn(
     let hints = Arc::new(DueHints::default());
     let writer_hints = Arc::clone(&hints);
     let shared = conn.dialect() == Dialect::Postgres;
+    let claimer =
+        claims.map(|db| Arc::new(Claimer::new(db, Arc::clone(&metrics), Arc::clone(&faults))));
+    let finishing = claimer.as_ref().map(|c| Arc::clone(&c.finishing));
     let thread = std::thread::Builder::new()
         .name("store-writer".into())
         .spawn(move || {
@@ -49,6 +55,7 @@ pub(in crate::store) fn spawn(
                 hints: writer_hints,
                 ordered: HashSet::new(),
                 forgetting,
+                finishing,
             }
             .run(inbox)
         })?;
@@ -61,6 +68,7 @@ pub(in crate::store) fn spawn(
         faults,
         hints,
         shared,
+        claimer,
     };
     Ok((handle, thread))
 }
