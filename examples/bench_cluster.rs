@@ -17,7 +17,8 @@
 //!
 //! Per setup: (1) a burst of events to one subscription, events/s from the first write
 //! to the last receipt; (2) the same for fan-out, each event to ten subscriptions,
-//! deliveries/s; (1) and (2) three times in turn, reporting the median of each; (3) a steady 200 events/s to one subscription, write-to-receipt p50 and
+//! deliveries/s; (1) and (2) five times in turn, reporting the median of each (and the
+//! spread, lowest to highest); (3) a steady 200 events/s to one subscription, write-to-receipt p50 and
 //! p99; and the store commits per event (`posthorn_store_commits_total` of every node,
 //! over the events of phases 1 and 2). `--quick` runs shorter bursts, once.
 
@@ -80,7 +81,7 @@ fn run() -> anyhow::Result<()> {
     let steady_secs = if quick { 4 } else { 10 };
     // One burst is a few seconds: on a shared machine a single one can land 10 % off,
     // so each setup's rates are the median of several.
-    let rounds = if quick { 1 } else { 3 };
+    let rounds = if quick { 1 } else { 5 };
     let dir = tempfile::Builder::new()
         .prefix("posthorn-bench-cluster-")
         .tempdir()?;
@@ -232,9 +233,11 @@ fn measure(
     figures.events_per_sec = median(&events_per_sec);
     figures.deliveries_per_sec = median(&deliveries_per_sec);
     println!(
-        "  median of {rounds}: {} events/s to 1 subscription, {} deliveries/s fanned out",
+        "  median of {rounds}: {} events/s to 1 subscription ({}), {} deliveries/s fanned out ({})",
         shown(figures.events_per_sec),
-        shown(figures.deliveries_per_sec)
+        range_of(&events_per_sec),
+        shown(figures.deliveries_per_sec),
+        range_of(&deliveries_per_sec)
     );
     let commits_after: u64 = nodes
         .iter()
@@ -333,6 +336,17 @@ fn median(rates: &[Option<f64>]) -> Option<f64> {
     let mut rates: Vec<f64> = rates.iter().copied().collect::<Option<_>>()?;
     rates.sort_by(f64::total_cmp);
     rates.get(rates.len() / 2).copied()
+}
+
+/// The lowest and highest rate of the rounds that finished.
+fn range_of(rates: &[Option<f64>]) -> String {
+    let done: Vec<f64> = rates.iter().flatten().copied().collect();
+    let low = done.iter().copied().fold(f64::INFINITY, f64::min);
+    let high = done.iter().copied().fold(0.0, f64::max);
+    match done.is_empty() {
+        true => "none finished".into(),
+        false => format!("{low:.0} to {high:.0}"),
+    }
 }
 
 fn shown(rate: Option<f64>) -> String {
