@@ -154,3 +154,51 @@ impl Claimer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::NextStep;
+
+    fn record(delivery_id: i64, subscription: &str) -> AttemptRecord {
+        AttemptRecord {
+            delivery_id,
+            subscription: subscription.into(),
+            attempt: 1,
+            started_at_ms: 1,
+            duration_ms: 1,
+            status: Some(200),
+            error: None,
+            response_snippet: None,
+            shaping: None,
+            next: NextStep::Delivered,
+        }
+    }
+
+    fn pending(finishing: &Finishing) -> Vec<i64> {
+        let mut ids: Vec<i64> = finishing.snapshot().into_iter().map(|(_, id)| id).collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    #[test]
+    fn an_ordered_claim_waits_for_its_subscriptions_outcomes_and_gives_up_at_its_limit() {
+        let finishing = Arc::new(Finishing::default());
+        finishing.add(&[record(7, "ordered"), record(8, "other")]);
+        std::thread::scope(|scope| {
+            let writer = Arc::clone(&finishing);
+            scope.spawn(move || {
+                std::thread::sleep(Duration::from_millis(50));
+                writer.remove(&[7]);
+            });
+            // Returns only once the writer is done with outcome 7.
+            finishing.wait_for(&HashSet::from(["ordered"]), Duration::from_secs(60));
+            assert_eq!(pending(&finishing), [8]);
+        });
+        // Outcome 8 is never committed: the wait ends at its limit, 8 still pending.
+        finishing.wait_for(&HashSet::from(["other"]), Duration::from_millis(20));
+        assert_eq!(pending(&finishing), [8]);
+        // A subscription with nothing pending does not wait at all.
+        finishing.wait_for(&HashSet::from(["quiet"]), Duration::from_secs(60));
+    }
+}
