@@ -50,6 +50,18 @@ fn a_fresh_database_gets_the_whole_schema() {
         .unwrap()
         .get(0);
     assert_eq!(seq, 1);
+    // The queue is vacuumed far more often than the server's default.
+    let options: Vec<String> = client
+        .query_one(
+            "SELECT reloptions FROM pg_class WHERE relname = 'deliveries'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(
+        options.contains(&"autovacuum_vacuum_scale_factor=0.01".to_string()),
+        "{options:?}"
+    );
 }
 
 #[test]
