@@ -161,25 +161,34 @@ fn run() -> anyhow::Result<()> {
         println!("\n  (the verdicts need every PostgreSQL setup; BENCH_SETUPS left some out)");
         return Ok(());
     }
-    let pg: Vec<f64> = results[1..]
-        .iter()
-        .map(|f| f.as_ref().and_then(|f| f.events_per_sec).unwrap_or(0.0))
-        .collect();
+    let rates = |pick: fn(&Figures) -> Option<f64>| -> Vec<f64> {
+        results[1..]
+            .iter()
+            .map(|f| f.as_ref().and_then(pick).unwrap_or(0.0))
+            .collect()
+    };
+    let events = rates(|f| f.events_per_sec);
     println!(
         "\n  one PostgreSQL node: {:.0} events/s against a target of {TARGET_PG_EVENTS_PER_SEC:.0} \
          (5x Svix's ~500): {}",
-        pg[0],
-        if pg[0] >= TARGET_PG_EVENTS_PER_SEC { "PASS" } else { "FAIL" }
+        events[0],
+        if events[0] >= TARGET_PG_EVENTS_PER_SEC { "PASS" } else { "FAIL" }
     );
-    let never_lower = pg.windows(2).all(|w| w[1] >= w[0]);
-    println!(
-        "  adding a node never lowers throughput (1 -> 2 -> 3 nodes: {}): {}",
-        pg.iter()
-            .map(|r| format!("{r:.0}"))
-            .collect::<Vec<_>>()
-            .join(" -> "),
-        if never_lower { "PASS" } else { "FAIL" }
-    );
+    for (what, rates) in [
+        ("events/s to one subscription", events),
+        ("fan-out deliveries/s", rates(|f| f.deliveries_per_sec)),
+    ] {
+        let never_lower = rates.windows(2).all(|w| w[1] >= w[0]);
+        println!(
+            "  adding a node never lowers {what} (1 -> 2 -> 3 nodes: {}): {}",
+            rates
+                .iter()
+                .map(|r| format!("{r:.0}"))
+                .collect::<Vec<_>>()
+                .join(" -> "),
+            if never_lower { "PASS" } else { "FAIL" }
+        );
+    }
     Ok(())
 }
 
