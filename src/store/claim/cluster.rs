@@ -11,6 +11,8 @@
 //! never for its disk. Holding no other lock a second node could want, a claim cannot
 //! deadlock with the outcome writes of any node.
 
+use std::collections::HashMap;
+
 use crate::store::db::{params, Db, Result, ToValue};
 use crate::store::ClaimRequest;
 
@@ -18,14 +20,19 @@ use crate::store::ClaimRequest;
 /// finishing attempts wake no scheduler here.
 const LOOK_AGAIN_MS: i64 = 1;
 
-/// Active leases (attempts in flight or queued on some node) of `subscriptions`, read
-/// from the `deliveries_leased` index, less those of `finished` deliveries (attempts of
-/// this node whose outcomes are not written yet). Each list is padded to a power of
-/// two by repeating an entry, so endpoints and batches of many sizes share a few
-/// statement texts.
-fn count_leases(tx: &Db, subscriptions: &[String], finished: &[i64], now_ms: i64) -> Result<usize> {
+/// Active leases (attempts in flight or queued on some node) of each of
+/// `subscriptions`, read from the `deliveries_leased` index in one statement for every
+/// endpoint of a claim, less those of `finished` deliveries (attempts of this node whose
+/// outcomes are not written yet). Each list is padded to a power of two by repeating an
+/// entry, so claims of many sizes share a few statement texts.
+fn count_leases(
+    tx: &Db,
+    subscriptions: &[&str],
+    finished: &[i64],
+    now_ms: i64,
+) -> Result<HashMap<String, usize>> {
     let Some(last) = subscriptions.last() else {
-        return Ok(0);
+        return Ok(HashMap::new());
     };
     let padded = subscriptions.len().next_power_of_two();
     let finished_padded = match finished.len() {
@@ -37,9 +44,10 @@ fn count_leases(tx: &Db, subscriptions: &[String], finished: &[i64], now_ms: i64
         n => format!("AND id NOT IN ({})", vec!["?"; n].join(", ")),
     };
     let sql = format!(
-        "SELECT count(*) FROM deliveries
+        "SELECT subscription, count(*) FROM deliveries
          WHERE subscription IN ({}) AND leased_at IS NOT NULL AND next_attempt_at > ?
-           AND state = 'pending' {except}",
+           AND state = 'pending' {except}
+         GROUP BY subscription",
         vec!["?"; padded].join(", ")
     );
     let mut values: Vec<&dyn ToValue> = Vec::with_capacity(padded + 1 + finished_padded);
@@ -51,7 +59,8 @@ fn count_leases(tx: &Db, subscriptions: &[String], finished: &[i64], now_ms: i64
         values.resize(padded + 1 + finished_padded, first as &dyn ToValue);
     }
     tx.prepare_cached(&sql)?
-        .query_row(&values[..], |row| row.get(0))
+        .query_map(&values[..], |row| Ok((row.get(0)?, row.get(1)?)))?
+        .collect()
 }
 
 /// Attempts of `?1` started after `?2`, leases of `?1` still active at `?3`, and the
@@ -74,8 +83,22 @@ pub(super) fn restrict(
     now_ms: i64,
 ) -> Result<Vec<(String, Option<i64>)>> {
     lock_all(tx, requests)?;
+    // Every endpoint's leases at once: one round trip while holding the locks.
+    let mut endpoints: Vec<&str> = requests
+        .iter()
+        .flat_map(|r| &r.cluster.endpoint_subscriptions)
+        .map(String::as_str)
+        .collect();
+    endpoints.sort_unstable();
+    endpoints.dedup();
+    let finished: Vec<i64> = finishing
+        .iter()
+        .filter(|(name, _)| endpoints.binary_search(name).is_ok())
+        .map(|&(_, id)| id)
+        .collect();
+    let leases = count_leases(tx, &endpoints, &finished, now_ms)?;
     let mut short = Vec::new();
-    // Per group: whether its endpoint's leases were counted.
+    // Per group: whether its endpoint's leases were taken from its budget.
     let mut counted = vec![false; groups.len()];
     for (request, asked) in requests.iter().zip(asked.iter_mut()) {
         let Some(budget) = groups.get_mut(request.group) else {
@@ -84,12 +107,11 @@ pub(super) fn restrict(
         let limits = &request.cluster;
         if !counted[request.group] {
             counted[request.group] = true;
-            let finished: Vec<i64> = finishing
+            let in_flight: usize = limits
+                .endpoint_subscriptions
                 .iter()
-                .filter(|(name, _)| limits.endpoint_subscriptions.iter().any(|s| s == name))
-                .map(|&(_, id)| id)
-                .collect();
-            let in_flight = count_leases(tx, &limits.endpoint_subscriptions, &finished, now_ms)?;
+                .filter_map(|name| leases.get(name))
+                .sum();
             *budget = (*budget).min(limits.endpoint_cap.saturating_sub(in_flight));
         }
         if *budget == 0 {
@@ -228,6 +250,33 @@ mod tests {
         assert_eq!(ids, ["e11", "e12"]);
         let one = claim(&[("s", 3), ("other", 11)]);
         assert_eq!(one.claimed.len(), 1);
+
+        // Leases of another subscription to the same endpoint take its slots too.
+        let mut shared = request();
+        shared.cluster.endpoint_subscriptions = vec!["s".into(), "t".into()];
+        shared.cluster.endpoint_cap = 12;
+        let mut fixtures = database.connect();
+        fixtures
+            .batch_execute(
+                "INSERT INTO events (id, type, received_at, source, body)
+                     VALUES ('t1', 'conversation.ended', 1, 'test', '{}'),
+                            ('t2', 'conversation.ended', 1, 'test', '{}');
+                 INSERT INTO deliveries (event_seq, event_id, subscription, state,
+                                         next_attempt_at, leased_at, created_at, updated_at)
+                     SELECT seq, id, 't', 'pending', 31000, 1000, 1, 1
+                     FROM events WHERE id LIKE 't%';",
+            )
+            .unwrap();
+        let tx = db.transaction_with(super::super::SETTINGS).unwrap();
+        let mut groups = [10];
+        let budgets = super::super::Budgets {
+            total: 10,
+            groups: &mut groups,
+            finishing: &[("t", 13)],
+        };
+        let result = super::super::claim(&tx, &[shared], budgets, 2_000, 32_000).unwrap();
+        // 10 of s and 2 of t leased, one of t finished: one slot of twelve is free.
+        assert_eq!(result.claimed.len(), 1);
     }
 
     #[test]
