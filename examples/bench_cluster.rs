@@ -19,9 +19,12 @@
 //! Per setup: (1) a burst of events to one subscription, events/s from the first write
 //! to the last receipt; (2) the same for fan-out, each event to ten subscriptions,
 //! deliveries/s; (1) and (2) five times in turn, reporting the median of each (and the
-//! spread, lowest to highest); (3) a steady 200 events/s to one subscription, write-to-receipt p50 and
-//! p99; and the store commits per event (`posthorn_store_commits_total` of every node,
-//! over the events of phases 1 and 2). `--quick` runs shorter bursts, once.
+//! spread, lowest to highest); (3) a steady 200 events/s to one subscription,
+//! write-to-receipt p50 and p99; the store commits per event
+//! (`posthorn_store_commits_total` of every node, over the events of phases 1 and 2);
+//! and the CPU time the whole machine spent per 1,000 deliveries of phases 1 and 2
+//! (`/proc/stat`), which says what coordinating several nodes costs whatever the
+//! run-to-run noise in the rates. `--quick` runs shorter bursts, once.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write as _;
@@ -67,6 +70,8 @@ struct Figures {
     p50_ms: f64,
     p99_ms: f64,
     commits_per_event: f64,
+    /// CPU time of the whole machine per 1,000 deliveries of phases 1 and 2.
+    cpu_ms_per_1k: Option<f64>,
 }
 
 fn main() {
@@ -143,18 +148,19 @@ fn run() -> anyhow::Result<()> {
         results.push(Some(figures));
     }
 
-    println!("\n| setup | events/s, 1 subscription | deliveries/s, fan-out x{FAN_OUT} | p50 ms | p99 ms | commits/event |");
-    println!("|---|---|---|---|---|---|");
+    println!("\n| setup | events/s, 1 subscription | deliveries/s, fan-out x{FAN_OUT} | p50 ms | p99 ms | commits/event | CPU ms / 1,000 deliveries |");
+    println!("|---|---|---|---|---|---|---|");
     for (setup, f) in setups.iter().zip(&results) {
         let Some(f) = f else { continue };
         println!(
-            "| {} | {} | {} | {:.2} | {:.2} | {:.2} |",
+            "| {} | {} | {} | {:.2} | {:.2} | {:.2} | {} |",
             setup.name,
             shown(f.events_per_sec),
             shown(f.deliveries_per_sec),
             f.p50_ms,
             f.p99_ms,
-            f.commits_per_event
+            f.commits_per_event,
+            shown(f.cpu_ms_per_1k)
         );
     }
     if results[1..].iter().any(Option::is_none) {
@@ -234,6 +240,7 @@ fn measure(
         .map(Node::commits)
         .sum::<anyhow::Result<u64>>()?;
 
+    let cpu_before = busy_cpu_ms();
     let mut events_per_sec = Vec::new();
     let mut deliveries_per_sec = Vec::new();
     for round in 0..rounds {
@@ -255,6 +262,10 @@ fn measure(
         .sum::<anyhow::Result<u64>>()?;
     figures.commits_per_event =
         (commits_after - commits_before) as f64 / (rounds * (burst + burst / FAN_OUT)) as f64;
+    let deliveries = (rounds * 2 * burst) as f64;
+    figures.cpu_ms_per_1k = cpu_before
+        .zip(busy_cpu_ms())
+        .map(|(before, after)| (after - before) as f64 / deliveries * 1_000.0);
 
     // 3. Latency at a steady 200 events/s, spread over the nodes.
     let rate = 200;
@@ -346,6 +357,29 @@ fn median(rates: &[Option<f64>]) -> Option<f64> {
     let mut rates: Vec<f64> = rates.iter().copied().collect::<Option<_>>()?;
     rates.sort_by(f64::total_cmp);
     rates.get(rates.len() / 2).copied()
+}
+
+/// CPU time (ms) the whole machine has spent busy since boot, from `/proc/stat`: what
+/// the nodes, PostgreSQL and this benchmark's receiver used together. `None` elsewhere.
+fn busy_cpu_ms() -> Option<u64> {
+    let stat = fs::read_to_string("/proc/stat").ok()?;
+    let fields: Vec<u64> = stat
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .map(|n| n.parse().ok())
+        .collect::<Option<_>>()?;
+    // user nice system idle iowait irq softirq steal ...: all but idle and iowait.
+    let busy: u64 = fields
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 3 && *i != 4)
+        .take(6)
+        .map(|(_, n)| n)
+        .sum();
+    // USER_HZ is 100 on Linux.
+    Some(busy * 10)
 }
 
 /// The lowest and highest rate of the rounds that finished.
