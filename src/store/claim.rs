@@ -327,10 +327,7 @@ mod tests {
             .into_iter()
             .enumerate()
         {
-            let sql = due_sql(line, Dialect::Postgres, 10)
-                .replace("?1", "$1")
-                .replace("?2", "$2")
-                .replace("?3", "$3");
+            let sql = crate::store::db::placeholders(&due_sql(line, Dialect::Postgres, 10));
             tx.execute_batch(&format!("PREPARE due_{n} AS {sql}"))
                 .unwrap();
             let plan: Vec<String> = tx
