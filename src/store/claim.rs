@@ -5,33 +5,17 @@
 //! conversation's line may go: a delivery waits while an earlier one of its conversation
 //! is still pending (leased, or waiting for a retry), or dead under `on_dead = "hold"`.
 //!
-//! On a store several nodes share (PostgreSQL) the claim also locks the rows it takes,
-//! skipping rows another node's claim holds, so no two nodes lease one delivery; it leaves
-//! paused subscriptions alone whichever node paused them; and it keeps the cluster-wide
-//! limits of `cluster.rs`.
+//! This is the claim on SQLite, one node's store. On a store several nodes share
+//! (PostgreSQL) the claim is `cluster.rs`: the same answers, but it also locks the rows it
+//! takes, skipping rows another node's claim holds, so no two nodes lease one delivery;
+//! it leaves paused subscriptions alone whichever node paused them; and it keeps the
+//! cluster-wide limits.
 
 mod cluster;
 
 use crate::store::db::{params, Db, Dialect, Statement, ToValue};
 
 use super::{ClaimRequest, ClaimResult, Claimed, Line};
-
-/// How a claim's transaction runs on PostgreSQL. Not durable: a claim lost in a server
-/// crash leaves its deliveries pending, to be claimed again. A claim waits for other
-/// nodes' claims of its endpoints (`cluster.rs`); one stalled while holding such a lock
-/// fails this claim, not the node. And no sorting: a claim reads the first few rows of
-/// the due index in order, but planned from statistics taken while the queue was empty
-/// (as it is between bursts) PostgreSQL would rather sort every due row of a backlog.
-pub(super) const SETTINGS: &str = "SET LOCAL synchronous_commit = off; \
-     SET LOCAL lock_timeout = '2s'; SET LOCAL enable_sort = off";
-
-/// On a shared store: what another node may have switched off since this one looked.
-/// Both are tests of the claimed subscription (`?1`), not of each row, so PostgreSQL
-/// checks them once; written as a join on `d.subscription` it guessed one row would
-/// survive the join and sorted every due row of a backlog before taking the first few.
-const SHARED_PAUSES: &str = "AND NOT EXISTS (
-        SELECT 1 FROM subscription_state s WHERE s.subscription = ?1 AND s.paused = 1)
-    AND NOT EXISTS (SELECT 1 FROM settings g WHERE g.key = 'delivery_paused' AND g.value = '1')";
 
 /// The condition that a delivery `d` is at the head of its conversation's line. The
 /// `IN` term is written exactly as in the `deliveries_line` index, so SQLite uses it.
@@ -52,39 +36,17 @@ fn head_condition(line: Line) -> &'static str {
     }
 }
 
-/// The due deliveries of `?1` at `?2`, oldest first, at most `limit`. On SQLite a
-/// SELECT, leased by [`lease`] after. On PostgreSQL one statement that locks them
-/// (skipping rows another node's claim holds), leases them until `?3` and returns them
-/// with when each was due, for the order (rows of an UPDATE come back in no order).
-///
-/// On PostgreSQL the limit is part of the text, not a parameter: a statement run five
-/// times may be planned once for any parameters, and with an unknown limit the planner
-/// expects a tenth of the due rows to be read, which favours sorting them all over
-/// reading the first few from the index in order. SQLite takes it as `?3`, so its
-/// statement cache holds one text, not one per limit.
-fn due_sql(line: Line, dialect: Dialect, limit: usize) -> String {
+/// The due deliveries of `?1` at `?2`, oldest first, at most `?3`; leased by [`lease`]
+/// after.
+fn due_sql(line: Line) -> String {
     let head = head_condition(line);
-    match dialect {
-        Dialect::Sqlite => format!(
-            "SELECT d.id, d.attempts, d.event_id, e.body
-             FROM deliveries d JOIN events e ON e.seq = d.event_seq
-             WHERE d.state = 'pending' AND d.subscription = ?1 AND d.next_attempt_at <= ?2 {head}
-             ORDER BY d.next_attempt_at, d.id
-             LIMIT ?3"
-        ),
-        Dialect::Postgres => format!(
-            "WITH due AS (
-                 SELECT d.id, d.next_attempt_at FROM deliveries d
-                 WHERE d.state = 'pending' AND d.subscription = ?1 AND d.next_attempt_at <= ?2
-                   {head} {SHARED_PAUSES}
-                 ORDER BY d.next_attempt_at, d.id
-                 LIMIT {limit} FOR UPDATE OF d SKIP LOCKED)
-             UPDATE deliveries d SET leased_at = ?2, next_attempt_at = ?3
-             FROM due, events e
-             WHERE d.id = due.id AND e.seq = d.event_seq
-             RETURNING d.id, d.attempts, d.event_id, e.body, due.next_attempt_at"
-        ),
-    }
+    format!(
+        "SELECT d.id, d.attempts, d.event_id, e.body
+         FROM deliveries d JOIN events e ON e.seq = d.event_seq
+         WHERE d.state = 'pending' AND d.subscription = ?1 AND d.next_attempt_at <= ?2 {head}
+         ORDER BY d.next_attempt_at, d.id
+         LIMIT ?3"
+    )
 }
 
 /// Takes up to `limit` due deliveries of `request` and leases them until
@@ -96,48 +58,29 @@ fn take_due(
     now_ms: i64,
     lease_until_ms: i64,
 ) -> crate::store::db::Result<Vec<Claimed>> {
-    let sql = due_sql(request.line, tx.dialect(), limit);
-    let claimed = |row: &crate::store::db::Row<'_>| {
-        Ok(Claimed {
-            delivery_id: row.get(0)?,
-            attempt: row.get::<u32>(1)? + 1,
-            event_id: row.get(2)?,
-            body: row.get(3)?,
-            subscription: request.subscription.clone(),
-        })
-    };
-    if tx.dialect() == Dialect::Postgres {
-        let mut rows: Vec<(i64, Claimed)> = tx
-            .prepare_cached(&sql)?
-            .query_map(
-                params![request.subscription, now_ms, lease_until_ms],
-                |row| Ok((row.get(4)?, claimed(row)?)),
-            )?
-            .collect::<crate::store::db::Result<_>>()?;
-        rows.sort_by_key(|(due, c)| (*due, c.delivery_id));
-        return Ok(rows.into_iter().map(|(_, c)| c).collect());
-    }
     let limit = limit as i64;
     let rows: Vec<Claimed> = tx
-        .prepare_cached(&sql)?
-        .query_map(params![request.subscription, now_ms, limit], claimed)?
+        .prepare_cached(&due_sql(request.line))?
+        .query_map(params![request.subscription, now_ms, limit], |row| {
+            Ok(Claimed {
+                delivery_id: row.get(0)?,
+                attempt: row.get::<u32>(1)? + 1,
+                event_id: row.get(2)?,
+                body: row.get(3)?,
+                subscription: request.subscription.clone(),
+            })
+        })?
         .collect::<crate::store::db::Result<_>>()?;
     lease(tx, &rows, now_ms, lease_until_ms)?;
     Ok(rows)
 }
 
-/// When the subscription's next claimable delivery falls due. This node's leased ones
-/// are left out: their attempt's outcome tells the scheduler what follows. On a shared
-/// store a lease may be another node's, which may die: there a lease counts as due when
-/// it ends.
+/// When the subscription's next claimable delivery falls due. Leased ones are left
+/// out: their attempt's outcome tells the scheduler what follows.
 fn next_due_statement(tx: &Db, line: Line) -> crate::store::db::Result<Statement<'_>> {
-    let (leases, shared) = match tx.dialect() {
-        Dialect::Sqlite => ("AND d.leased_at IS NULL", ""),
-        Dialect::Postgres => ("", SHARED_PAUSES),
-    };
     tx.prepare_cached(&format!(
         "SELECT d.next_attempt_at FROM deliveries d
-         WHERE d.state = 'pending' AND d.subscription = ?1 {leases} {} {shared}
+         WHERE d.state = 'pending' AND d.subscription = ?1 AND d.leased_at IS NULL {}
          ORDER BY d.next_attempt_at LIMIT 1",
         head_condition(line)
     ))
@@ -160,24 +103,16 @@ pub(super) fn claim(
     now_ms: i64,
     lease_until_ms: i64,
 ) -> crate::store::db::Result<ClaimResult> {
-    let mut result = ClaimResult::default();
-    let mut asked: Vec<usize> = requests.iter().map(|r| r.limit).collect();
     if tx.dialect() == Dialect::Postgres {
-        result.short = cluster::restrict(
-            tx,
-            requests,
-            &mut asked,
-            budgets.groups,
-            budgets.finishing,
-            now_ms,
-        )?;
+        return cluster::claim(tx, requests, budgets, now_ms, lease_until_ms);
     }
-    for (request, &asked) in requests.iter().zip(&asked) {
+    let mut result = ClaimResult::default();
+    for request in requests {
         if budgets.total == 0 {
             break;
         }
         let group = budgets.groups.get(request.group).copied().unwrap_or(0);
-        let limit = asked.min(budgets.total).min(group);
+        let limit = request.limit.min(budgets.total).min(group);
         if limit == 0 {
             continue;
         }
@@ -286,93 +221,11 @@ mod tests {
     }
 
     #[test]
-    fn on_postgres_a_claim_reads_the_due_index_in_order_though_statistics_saw_no_queue() {
-        let database = crate::store::test_pg::fresh_database();
-        let mut client = database.connect();
-        crate::store::schema_pg::migrate(&mut client).unwrap();
-        // A queue that went through 50,000 deliveries, so its due index spans many
-        // pages, and statistics from the quiet moment after: five retries waiting, the
-        // rest delivered. Then a backlog of 20,000 arrives before the server looks again.
-        client
-            .batch_execute(
-                "INSERT INTO events (id, type, conversation_id, received_at, source, body)
-                     SELECT 'e' || n, 'conversation.started', 'c' || (n % 50), n, 'test', '{}'
-                     FROM generate_series(1, 70000) n;
-                 INSERT INTO deliveries (event_seq, event_id, subscription, state,
-                                         next_attempt_at, created_at, updated_at,
-                                         conversation_id)
-                     SELECT seq, id, 's', 'pending', seq, seq, seq, conversation_id
-                     FROM events WHERE seq <= 50000;
-                 UPDATE deliveries SET state = 'delivered', next_attempt_at = NULL
-                     WHERE event_seq > 5;
-                 UPDATE deliveries SET next_attempt_at = 1e12 WHERE event_seq <= 5;",
-            )
-            .unwrap();
-        client.batch_execute("VACUUM ANALYZE deliveries").unwrap();
-        client
-            .batch_execute(
-                "INSERT INTO deliveries (event_seq, event_id, subscription, state,
-                                         next_attempt_at, created_at, updated_at,
-                                         conversation_id)
-                     SELECT seq, id, 's', 'pending', seq, seq, seq, conversation_id
-                     FROM events WHERE seq > 50000;",
-            )
-            .unwrap();
-        let db = Db::postgres(client, database.url());
-        let tx = db.transaction_with(SETTINGS).unwrap();
-        // As after the first five runs of a statement: one plan for any parameters.
-        tx.execute_batch("SET LOCAL plan_cache_mode = force_generic_plan")
-            .unwrap();
-        for (n, line) in [Line::Any, Line::Conversation { hold_dead: true }]
-            .into_iter()
-            .enumerate()
-        {
-            let sql = crate::store::db::placeholders(&due_sql(line, Dialect::Postgres, 10));
-            tx.execute_batch(&format!("PREPARE due_{n} AS {sql}"))
-                .unwrap();
-            let plan: Vec<String> = tx
-                .prepare(&format!("EXPLAIN EXECUTE due_{n}('s', 60000, 90000)"))
-                .unwrap()
-                .query_map(params![], |row| row.get(0))
-                .unwrap()
-                .collect::<Result<_, _>>()
-                .unwrap();
-            let plan = plan.join("\n");
-            assert!(plan.contains("using deliveries_due"), "{plan}");
-            assert!(!plan.contains("Sort"), "{plan}");
-        }
-        drop(tx);
-        // And the claim itself takes the oldest, in order.
-        let request = ClaimRequest {
-            subscription: "s".into(),
-            limit: 4,
-            line: Line::Any,
-            group: 0,
-            cluster: crate::store::ClusterLimits {
-                endpoint: "http://127.0.0.1:9/hook".into(),
-                endpoint_subscriptions: vec!["s".into()],
-                endpoint_cap: 10,
-                rate: None,
-            },
-        };
-        let tx = db.transaction_with(SETTINGS).unwrap();
-        let mut groups = [4];
-        let budgets = Budgets {
-            total: 4,
-            groups: &mut groups,
-            finishing: &[],
-        };
-        let result = claim(&tx, &[request], budgets, 60_000, 90_000).unwrap();
-        let ids: Vec<&str> = result.claimed.iter().map(|c| c.event_id.as_str()).collect();
-        assert_eq!(ids, ["e50001", "e50002", "e50003", "e50004"]);
-    }
-
-    #[test]
     fn the_head_check_uses_the_line_index() {
         let store = TempStore::new();
         let conn = store.conn();
         for hold_dead in [false, true] {
-            let sql = due_sql(Line::Conversation { hold_dead }, Dialect::Sqlite, 10);
+            let sql = due_sql(Line::Conversation { hold_dead });
             let shown = plan(
                 &conn,
                 &sql,

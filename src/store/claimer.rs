@@ -101,7 +101,7 @@ impl Claimer {
         }
     }
 
-    /// As `StoreHandle::claim_within`, in a transaction of its own.
+    /// As `StoreHandle::claim_within`.
     pub(super) fn claim(
         &self,
         requests: &[ClaimRequest],
@@ -124,17 +124,13 @@ impl Claimer {
             .map(|(name, id)| (name.as_str(), *id))
             .collect();
         let db = self.db.lock().unwrap_or_else(|e| e.into_inner());
-        let outcome = (|| -> crate::store::db::Result<ClaimResult> {
-            let tx = db.transaction_with(claim::SETTINGS)?;
-            let budgets = Budgets {
-                total: budget,
-                groups: &mut group_budgets,
-                finishing: &finishing,
-            };
-            let result = claim::claim(&tx, requests, budgets, now_ms_at, lease_until_ms)?;
-            tx.commit()?;
-            Ok(result)
-        })();
+        let budgets = Budgets {
+            total: budget,
+            groups: &mut group_budgets,
+            finishing: &finishing,
+        };
+        // One statement, its own transaction (see `claim/cluster.rs`).
+        let outcome = claim::claim(&db, requests, budgets, now_ms_at, lease_until_ms);
         // As in the writer, where a claim failed in its savepoint: only a store that
         // cannot be reached counts against the store's health, not a claim that timed
         // out waiting for another node.

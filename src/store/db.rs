@@ -9,8 +9,6 @@ mod value;
 
 use std::cell::RefCell;
 
-#[cfg(test)]
-pub(crate) use pg::placeholders;
 pub(crate) use value::{FromValue, OwnedValue, ToValue, Value};
 
 /// Binds values to a statement: `params![a, b]`, like rusqlite's macro.

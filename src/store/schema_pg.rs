@@ -202,6 +202,177 @@ ALTER TABLE deliveries SET (
     autovacuum_vacuum_cost_delay = 0
 );
 "#,
+    // A claim in one round trip (`claim/cluster.rs` builds its argument). Run as a
+    // statement of its own, it holds the cluster's advisory locks only while the server
+    // works, never across a round trip to a node that other nodes would wait on.
+    r#"
+CREATE FUNCTION posthorn_claim(claim_json TEXT, now_ms BIGINT, lease_until BIGINT)
+RETURNS TABLE (claimed_request INTEGER, claimed_id BIGINT, claimed_attempts BIGINT,
+               claimed_event_id TEXT, claimed_body TEXT, claimed_due BIGINT)
+LANGUAGE plpgsql
+SET lock_timeout = '2s'
+SET enable_sort = off
+AS $claim$
+DECLARE
+    claim JSONB := CAST(claim_json AS JSONB);
+    requests JSONB := claim -> 'requests';
+    request_count INTEGER := jsonb_array_length(claim -> 'requests');
+    look_again BIGINT := now_ms + CAST(claim ->> 'look_again_ms' AS BIGINT);
+    total BIGINT := CAST(claim ->> 'total' AS BIGINT);
+    budgets BIGINT[] := ARRAY(SELECT CAST(b AS BIGINT)
+                              FROM jsonb_array_elements_text(claim -> 'budgets') b);
+    finishing BIGINT[] := ARRAY(SELECT CAST(f AS BIGINT)
+                                FROM jsonb_array_elements_text(claim -> 'finishing') f);
+    counted BOOLEAN[] := '{}';
+    asked BIGINT[] := '{}';
+    leases JSONB;
+    request JSONB;
+    lock_key BIGINT;
+    r INTEGER;
+    grp INTEGER;
+    sub TEXT;
+    wanted BIGINT;
+    got BIGINT;
+    in_flight BIGINT;
+    since BIGINT;
+    started BIGINT;
+    leased BIGINT;
+    first_start BIGINT;
+    next_due BIGINT;
+    switched_off BOOLEAN;
+    hold_dead BOOLEAN;
+BEGIN
+    -- Not durable: a claim lost in a server crash leaves its deliveries pending.
+    PERFORM set_config('synchronous_commit', 'off', true);
+    -- In the order given (ascending), so claims never wait on each other in a circle.
+    FOR lock_key IN SELECT CAST(k AS BIGINT) FROM jsonb_array_elements_text(claim -> 'locks') k
+    LOOP
+        PERFORM pg_advisory_xact_lock(lock_key);
+    END LOOP;
+    -- Every node's live leases of the endpoints' subscriptions, less the attempts of
+    -- this node that have finished (their outcomes are on their way).
+    SELECT COALESCE(jsonb_object_agg(c.subscription, c.n), '{}') INTO leases
+    FROM (SELECT d.subscription, count(*) AS n FROM deliveries d
+          WHERE d.subscription = ANY (ARRAY(SELECT jsonb_array_elements_text(claim -> 'counted')))
+            AND d.leased_at IS NOT NULL AND d.next_attempt_at > now_ms AND d.state = 'pending'
+            AND d.id <> ALL (finishing)
+          GROUP BY d.subscription) c;
+
+    -- What the cluster leaves each request: its endpoint's cap less every node's
+    -- leases, and its rate limit's window. A request stopped here is short.
+    FOR r IN 1 .. request_count LOOP
+        request := requests -> (r - 1);
+        asked[r] := CAST(request ->> 'limit' AS BIGINT);
+        grp := CAST(request ->> 'group' AS INTEGER) + 1;
+        CONTINUE WHEN grp > cardinality(budgets);
+        IF counted[grp] IS NULL THEN
+            counted[grp] := true;
+            SELECT COALESCE(sum(CAST(leases ->> s AS BIGINT)), 0) INTO in_flight
+            FROM jsonb_array_elements_text(request -> 'endpoint_subscriptions') s;
+            budgets[grp] := least(budgets[grp],
+                                  greatest(CAST(request ->> 'endpoint_cap' AS BIGINT) - in_flight, 0));
+        END IF;
+        IF budgets[grp] = 0 THEN
+            asked[r] := 0;
+            RETURN QUERY SELECT r, NULL::BIGINT, NULL::BIGINT, NULL::TEXT, NULL::TEXT, look_again;
+            CONTINUE;
+        END IF;
+        CONTINUE WHEN jsonb_typeof(request -> 'rate') IS DISTINCT FROM 'array';
+        sub := request ->> 'subscription';
+        since := now_ms - CAST(request -> 'rate' ->> 1 AS BIGINT);
+        SELECT count(*), min(a.started_at) INTO started, first_start
+        FROM attempts a WHERE a.subscription = sub AND a.started_at > since;
+        SELECT count(*) INTO leased FROM deliveries d
+        WHERE d.subscription = sub AND d.state = 'pending' AND d.leased_at IS NOT NULL
+          AND d.next_attempt_at > now_ms;
+        IF started + leased >= CAST(request -> 'rate' ->> 0 AS BIGINT) THEN
+            asked[r] := 0;
+            -- The window frees a slot when its first attempt leaves it; a lease that has
+            -- not become an attempt yet frees none before it does.
+            RETURN QUERY SELECT r, NULL::BIGINT, NULL::BIGINT, NULL::TEXT, NULL::TEXT,
+                greatest(COALESCE(first_start + CAST(request -> 'rate' ->> 1 AS BIGINT) + 1,
+                                  look_again), now_ms + 1);
+            CONTINUE;
+        END IF;
+        asked[r] := least(asked[r], CAST(request -> 'rate' ->> 0 AS BIGINT) - started - leased);
+    END LOOP;
+
+    -- The leases, oldest due first, request by request within the budgets. Rows another
+    -- node's claim has locked are skipped, not waited for.
+    FOR r IN 1 .. request_count LOOP
+        EXIT WHEN total <= 0;
+        request := requests -> (r - 1);
+        grp := CAST(request ->> 'group' AS INTEGER) + 1;
+        wanted := least(asked[r], total, COALESCE(budgets[grp], 0));
+        CONTINUE WHEN wanted <= 0;
+        sub := request ->> 'subscription';
+        SELECT EXISTS (SELECT 1 FROM subscription_state s
+                       WHERE s.subscription = sub AND s.paused = 1)
+            OR EXISTS (SELECT 1 FROM settings g
+                       WHERE g.key = 'delivery_paused' AND g.value = '1')
+            INTO switched_off;
+        IF switched_off THEN
+            RETURN QUERY SELECT r, NULL::BIGINT, NULL::BIGINT, NULL::TEXT, NULL::TEXT, NULL::BIGINT;
+            CONTINUE;
+        END IF;
+        IF request ->> 'line' = 'any' THEN
+            RETURN QUERY
+            WITH due AS (
+                SELECT d.id, d.next_attempt_at FROM deliveries d
+                WHERE d.state = 'pending' AND d.subscription = sub AND d.next_attempt_at <= now_ms
+                ORDER BY d.next_attempt_at, d.id
+                LIMIT wanted FOR UPDATE OF d SKIP LOCKED)
+            UPDATE deliveries d SET leased_at = now_ms, next_attempt_at = lease_until
+            FROM due, events e
+            WHERE d.id = due.id AND e.seq = d.event_seq
+            RETURNING r, d.id, d.attempts, d.event_id, e.body, due.next_attempt_at;
+        ELSE
+            -- Only the head of each conversation's line: no earlier delivery of it still
+            -- pending, nor dead under on_dead = "hold".
+            hold_dead := request ->> 'line' = 'hold';
+            RETURN QUERY
+            WITH due AS (
+                SELECT d.id, d.next_attempt_at FROM deliveries d
+                WHERE d.state = 'pending' AND d.subscription = sub AND d.next_attempt_at <= now_ms
+                  AND NOT EXISTS (
+                      SELECT 1 FROM deliveries p
+                      WHERE p.subscription = d.subscription
+                        AND p.conversation_id = d.conversation_id
+                        AND p.event_seq < d.event_seq AND p.state IN ('pending', 'dead')
+                        AND (p.state = 'pending' OR hold_dead))
+                ORDER BY d.next_attempt_at, d.id
+                LIMIT wanted FOR UPDATE OF d SKIP LOCKED)
+            UPDATE deliveries d SET leased_at = now_ms, next_attempt_at = lease_until
+            FROM due, events e
+            WHERE d.id = due.id AND e.seq = d.event_seq
+            RETURNING r, d.id, d.attempts, d.event_id, e.body, due.next_attempt_at;
+        END IF;
+        GET DIAGNOSTICS got = ROW_COUNT;
+        total := total - got;
+        budgets[grp] := budgets[grp] - got;
+        -- One that filled its limit may have more due at once; only a short one says
+        -- when to look next. Another node's lease counts as due when it ends.
+        CONTINUE WHEN got = wanted;
+        IF request ->> 'line' = 'any' THEN
+            SELECT d.next_attempt_at INTO next_due FROM deliveries d
+            WHERE d.state = 'pending' AND d.subscription = sub
+            ORDER BY d.next_attempt_at LIMIT 1;
+        ELSE
+            SELECT d.next_attempt_at INTO next_due FROM deliveries d
+            WHERE d.state = 'pending' AND d.subscription = sub
+              AND NOT EXISTS (
+                  SELECT 1 FROM deliveries p
+                  WHERE p.subscription = d.subscription
+                    AND p.conversation_id = d.conversation_id
+                    AND p.event_seq < d.event_seq AND p.state IN ('pending', 'dead')
+                    AND (p.state = 'pending' OR hold_dead))
+            ORDER BY d.next_attempt_at LIMIT 1;
+        END IF;
+        RETURN QUERY SELECT r, NULL::BIGINT, NULL::BIGINT, NULL::TEXT, NULL::TEXT, next_due;
+    END LOOP;
+END
+$claim$;
+"#,
 ];
 
 /// The advisory lock held while migrating ("posthorn" in ASCII), so that of several nodes

@@ -91,6 +91,63 @@ fn migrating_again_is_a_no_op_that_keeps_the_rows() {
     assert_eq!(rows, 1);
 }
 
+/// A database as an older posthorn left it, at `version`, with a pending delivery.
+fn database_at(version: usize) -> crate::store::test_pg::FreshDatabase {
+    let db = fresh_database();
+    let mut client = connect(db.url()).unwrap();
+    client
+        .batch_execute("CREATE TABLE posthorn_schema (version BIGINT NOT NULL)")
+        .unwrap();
+    for migration in &MIGRATIONS[..version] {
+        client.batch_execute(migration).unwrap();
+    }
+    client
+        .execute(
+            "INSERT INTO posthorn_schema (version) VALUES ($1)",
+            &[&(version as i64)],
+        )
+        .unwrap();
+    client
+        .batch_execute(
+            "INSERT INTO events (id, type, received_at, source, body)
+                 VALUES ('evt_1', 'conversation.ended', 1, 'test', '{\"n\":1.10}');
+             INSERT INTO deliveries (event_seq, event_id, subscription, state,
+                                     next_attempt_at, created_at, updated_at)
+                 SELECT seq, id, 's', 'pending', 1, 1, 1 FROM events;",
+        )
+        .unwrap();
+    db
+}
+
+#[test]
+fn a_database_of_every_older_version_is_migrated_and_its_queue_claimed() {
+    for version in 1..MIGRATIONS.len() {
+        let db = database_at(version);
+        let (wake, _woken) = crossbeam_channel::bounded(1);
+        let store = crate::store::Store::open_postgres(db.url(), wake).unwrap();
+        assert_eq!(
+            state(&mut connect(db.url()).unwrap()).0,
+            Some(known()),
+            "from version {version}"
+        );
+        let request = crate::store::ClaimRequest {
+            subscription: "s".into(),
+            limit: 5,
+            line: crate::store::Line::Any,
+            group: 0,
+            cluster: crate::store::ClusterLimits {
+                endpoint: "http://127.0.0.1:9/hook".into(),
+                endpoint_subscriptions: vec!["s".into()],
+                endpoint_cap: 10,
+                rate: None,
+            },
+        };
+        let claimed = store.handle().claim(vec![request], 1_000, 31_000).unwrap();
+        let bodies: Vec<&str> = claimed.claimed.iter().map(|c| c.body.as_str()).collect();
+        assert_eq!(bodies, [r#"{"n":1.10}"#], "from version {version}");
+    }
+}
+
 #[test]
 fn a_database_from_a_newer_posthorn_is_refused_and_left_alone() {
     let db = fresh_database();

@@ -1,155 +1,124 @@
-//! The limits all nodes on one shared store (PostgreSQL) keep together: the in-flight cap
-//! of each endpoint and each subscription's rate limit. A claim counts the leases every
-//! node holds (and, for a rate limit, the attempts recorded in its window) under a
-//! transaction-level advisory lock per endpoint and per rate-limited subscription, so two
-//! nodes never count the same free slot: the count is exact, not an estimate.
+//! The claim on a store several nodes share (PostgreSQL), and the limits they keep
+//! together: the in-flight cap of each endpoint and each subscription's rate limit. The
+//! claim counts the leases every node holds (and, for a rate limit, the attempts recorded
+//! in its window) under a transaction-level advisory lock per endpoint and per
+//! rate-limited subscription, so two nodes never count the same free slot: the count is
+//! exact, not an estimate.
 //!
-//! A claim waits for those locks, taken in one order so claims never wait in a circle.
-//! They are held only for the claim's own transaction: the writer commits outcomes and
-//! everything else that must be durable first, and the claim after, on its own and
-//! without waiting for the WAL flush (`writer.rs`), so a node waits for another's claim,
-//! never for its disk. Holding no other lock a second node could want, a claim cannot
-//! deadlock with the outcome writes of any node.
+//! All of it runs in the server, in `posthorn_claim` (PostgreSQL migration 5), called as
+//! one statement in a transaction of its own: one round trip, and the locks are held only
+//! while the server works. Sent statement by statement, every claim held them across
+//! three round trips (a fan-out claim across a dozen), and on a busy machine across the
+//! moments its node waited for a CPU; the other nodes' claims queued behind it. A claim
+//! waits for the locks (taken in ascending order, so never in a circle) at most
+//! `lock_timeout` (2 s): a node that stalls holding one fails the claims of others, not
+//! the others. The commit is not durable: a claim lost in a server crash leaves its
+//! deliveries pending.
 
-use std::collections::HashMap;
+use std::collections::BTreeSet;
 
-use crate::store::db::{params, Db, Result, ToValue};
-use crate::store::ClaimRequest;
+use serde_json::json;
+
+use crate::store::db::{params, Db, Result};
+use crate::store::{ClaimRequest, ClaimResult, Claimed, Line};
+
+use super::Budgets;
 
 /// How soon a subscription whose endpoint other nodes fill is looked at again: their
 /// finishing attempts wake no scheduler here.
 const LOOK_AGAIN_MS: i64 = 1;
 
-/// Active leases (attempts in flight or queued on some node) of each of
-/// `subscriptions`, read from the `deliveries_leased` index in one statement for every
-/// endpoint of a claim, less those of `finished` deliveries (attempts of this node whose
-/// outcomes are not written yet). Each list is padded to a power of two by repeating an
-/// entry, so claims of many sizes share a few statement texts.
-fn count_leases(
-    tx: &Db,
-    subscriptions: &[&str],
-    finished: &[i64],
-    now_ms: i64,
-) -> Result<HashMap<String, usize>> {
-    let Some(last) = subscriptions.last() else {
-        return Ok(HashMap::new());
-    };
-    let padded = subscriptions.len().next_power_of_two();
-    let finished_padded = match finished.len() {
-        0 => 0,
-        n => n.next_power_of_two(),
-    };
-    let except = match finished_padded {
-        0 => String::new(),
-        n => format!("AND id NOT IN ({})", vec!["?"; n].join(", ")),
-    };
-    let sql = format!(
-        "SELECT subscription, count(*) FROM deliveries
-         WHERE subscription IN ({}) AND leased_at IS NOT NULL AND next_attempt_at > ?
-           AND state = 'pending' {except}
-         GROUP BY subscription",
-        vec!["?"; padded].join(", ")
-    );
-    let mut values: Vec<&dyn ToValue> = Vec::with_capacity(padded + 1 + finished_padded);
-    values.extend(subscriptions.iter().map(|name| name as &dyn ToValue));
-    values.resize(padded, last as &dyn ToValue);
-    values.push(&now_ms);
-    if let Some(first) = finished.first() {
-        values.extend(finished.iter().map(|id| id as &dyn ToValue));
-        values.resize(padded + 1 + finished_padded, first as &dyn ToValue);
-    }
-    tx.prepare_cached(&sql)?
-        .query_map(&values[..], |row| Ok((row.get(0)?, row.get(1)?)))?
-        .collect()
-}
-
-/// Attempts of `?1` started after `?2`, leases of `?1` still active at `?3`, and the
-/// first start in the window.
-const RATE_WINDOW: &str = "SELECT
-       (SELECT count(*) FROM attempts WHERE subscription = ?1 AND started_at > ?2),
-       (SELECT count(*) FROM deliveries
-        WHERE subscription = ?1 AND state = 'pending' AND leased_at IS NOT NULL
-          AND next_attempt_at > ?3),
-       (SELECT MIN(started_at) FROM attempts WHERE subscription = ?1 AND started_at > ?2)";
-
-/// Lowers each request's limit (`asked`) and each group's budget to what the whole
-/// cluster leaves, and returns, for the requests it stopped, when to look again.
-pub(super) fn restrict(
-    tx: &Db,
+/// Takes up to `budgets` of the due deliveries of `requests`, in order, within what the
+/// whole cluster leaves them, and leases them until `lease_until_ms`; as the SQLite
+/// claim in `claim.rs`, whose budgets and answers it keeps.
+pub(super) fn claim(
+    db: &Db,
     requests: &[ClaimRequest],
-    asked: &mut [usize],
-    groups: &mut [usize],
-    finishing: &[(&str, i64)],
+    budgets: Budgets<'_>,
     now_ms: i64,
-) -> Result<Vec<(String, Option<i64>)>> {
-    lock_all(tx, requests)?;
-    // Every endpoint's leases at once: one round trip while holding the locks.
-    let mut endpoints: Vec<&str> = requests
+    lease_until_ms: i64,
+) -> Result<ClaimResult> {
+    // Every subscription whose leases count against an endpoint of this claim.
+    let counted: BTreeSet<&str> = requests
         .iter()
         .flat_map(|r| &r.cluster.endpoint_subscriptions)
         .map(String::as_str)
         .collect();
-    endpoints.sort_unstable();
-    endpoints.dedup();
-    let finished: Vec<i64> = finishing
+    let finishing: Vec<i64> = budgets
+        .finishing
         .iter()
-        .filter(|(name, _)| endpoints.binary_search(name).is_ok())
+        .filter(|(name, _)| counted.contains(name))
         .map(|&(_, id)| id)
         .collect();
-    let leases = count_leases(tx, &endpoints, &finished, now_ms)?;
+    let claim = json!({
+        "requests": requests.iter().map(|r| json!({
+            "subscription": r.subscription,
+            "limit": r.limit,
+            "group": r.group,
+            "line": match r.line {
+                Line::Any => "any",
+                Line::Conversation { hold_dead: false } => "continue",
+                Line::Conversation { hold_dead: true } => "hold",
+            },
+            "endpoint_subscriptions": r.cluster.endpoint_subscriptions,
+            "endpoint_cap": r.cluster.endpoint_cap,
+            "rate": r.cluster.rate.map(|(count, per_ms)| json!([count, per_ms])),
+        })).collect::<Vec<_>>(),
+        "locks": lock_keys(requests),
+        "counted": counted,
+        "finishing": finishing,
+        "budgets": budgets.groups,
+        "total": budgets.total,
+        "look_again_ms": LOOK_AGAIN_MS,
+    });
+    let mut claimed: Vec<(usize, i64, Claimed)> = Vec::new();
     let mut short = Vec::new();
-    // Per group: whether its endpoint's leases were taken from its budget.
-    let mut counted = vec![false; groups.len()];
-    for (request, asked) in requests.iter().zip(asked.iter_mut()) {
-        let Some(budget) = groups.get_mut(request.group) else {
-            continue;
+    let mut statement = db.prepare_cached(
+        "SELECT claimed_request, claimed_id, claimed_attempts, claimed_event_id,
+                claimed_body, claimed_due
+         FROM posthorn_claim(?1, ?2, ?3)",
+    )?;
+    statement.for_each(params![claim.to_string(), now_ms, lease_until_ms], |row| {
+        // Requests are numbered from 1, as the function's arrays.
+        let request: usize = row.get(0)?;
+        let Some(subscription) = request
+            .checked_sub(1)
+            .and_then(|index| requests.get(index))
+            .map(|r| r.subscription.clone())
+        else {
+            return Ok(());
         };
-        let limits = &request.cluster;
-        if !counted[request.group] {
-            counted[request.group] = true;
-            let in_flight: usize = limits
-                .endpoint_subscriptions
-                .iter()
-                .filter_map(|name| leases.get(name))
-                .sum();
-            *budget = (*budget).min(limits.endpoint_cap.saturating_sub(in_flight));
+        let due: Option<i64> = row.get(5)?;
+        match row.get::<Option<i64>>(1)? {
+            Some(delivery_id) => claimed.push((
+                request,
+                due.unwrap_or_default(),
+                Claimed {
+                    delivery_id,
+                    subscription,
+                    attempt: row.get::<u32>(2)? + 1,
+                    event_id: row.get(3)?,
+                    body: row.get(4)?,
+                },
+            )),
+            // A request that got less than it asked: when its next delivery is due.
+            None => short.push((subscription, due)),
         }
-        if *budget == 0 {
-            *asked = 0;
-            short.push((request.subscription.clone(), Some(now_ms + LOOK_AGAIN_MS)));
-            continue;
-        }
-        let Some((count, per_ms)) = limits.rate else {
-            continue;
-        };
-        let since = now_ms - per_ms;
-        let (started, leased, first): (usize, usize, Option<i64>) = tx.query_row(
-            RATE_WINDOW,
-            params![request.subscription, since, now_ms],
-            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
-        )?;
-        let allowed = count.saturating_sub(started + leased);
-        if allowed == 0 {
-            *asked = 0;
-            // The window frees a slot when its first attempt leaves it; a lease that
-            // has not become an attempt yet frees none before it does.
-            let next = first.map_or(now_ms + LOOK_AGAIN_MS, |at| at + per_ms + 1);
-            short.push((request.subscription.clone(), Some(next.max(now_ms + 1))));
-            continue;
-        }
-        *asked = (*asked).min(allowed);
-    }
-    Ok(short)
+        Ok(())
+    })?;
+    // Rows of an UPDATE come back in no order: each request's go oldest due first.
+    claimed.sort_by_key(|(request, due, c)| (*request, *due, c.delivery_id));
+    Ok(ClaimResult {
+        claimed: claimed.into_iter().map(|(_, _, c)| c).collect(),
+        short,
+    })
 }
 
-/// Takes the transaction-level advisory locks of every endpoint and rate-limited
-/// subscription in `requests`, waiting for a node that holds one to commit its claim
-/// (a short transaction: outcomes commit before it). They are released at commit or
-/// rollback. Taken in ascending key order, so two claims never wait on each other in a
-/// circle; the writer's `lock_timeout` bounds the wait on a node that stalls holding
-/// one. The server sees only a hash of each name: an endpoint's URL may hold a password.
-fn lock_all(tx: &Db, requests: &[ClaimRequest]) -> Result<()> {
-    let mut keys = std::collections::BTreeSet::new();
+/// The advisory lock keys of every endpoint and rate-limited subscription in
+/// `requests`, ascending. The server sees only a hash of each name: an endpoint's URL
+/// may hold a password.
+fn lock_keys(requests: &[ClaimRequest]) -> BTreeSet<i64> {
+    let mut keys = BTreeSet::new();
     for request in requests {
         keys.insert(lock_key(&format!(
             "posthorn.endpoint:{}",
@@ -159,16 +128,7 @@ fn lock_all(tx: &Db, requests: &[ClaimRequest]) -> Result<()> {
             keys.insert(lock_key(&format!("posthorn.rate:{}", request.subscription)));
         }
     }
-    // One batch of literal keys (numbers: nothing to quote), so it travels with the
-    // claim's BEGIN in one round trip (`Db::hold_batch`).
-    let locks: Vec<String> = keys
-        .iter()
-        .map(|key| format!("SELECT pg_advisory_xact_lock({key})"))
-        .collect();
-    if locks.is_empty() {
-        return Ok(());
-    }
-    tx.execute_batch(&locks.join("; "))
+    keys
 }
 
 fn lock_key(name: &str) -> i64 {
@@ -181,7 +141,8 @@ fn lock_key(name: &str) -> i64 {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::mpsc;
+    use std::str::FromStr as _;
+    use std::sync::{mpsc, Arc, Mutex};
     use std::time::Duration;
 
     use super::*;
@@ -202,6 +163,93 @@ mod tests {
                 endpoint_cap: 10,
                 rate: None,
             },
+        }
+    }
+
+    /// The plans PostgreSQL used for each statement run inside `posthorn_claim`, as
+    /// `auto_explain` reports them to the client.
+    fn claim_plans(
+        db: &Db,
+        request: ClaimRequest,
+        limit: usize,
+        plans: &Mutex<Vec<String>>,
+    ) -> Vec<String> {
+        plans.lock().unwrap().clear();
+        let mut groups = [limit];
+        let budgets = super::super::Budgets {
+            total: limit,
+            groups: &mut groups,
+            finishing: &[],
+        };
+        let tx = db.transaction().unwrap();
+        let result = claim(&tx, &[request], budgets, 60_000, 90_000).unwrap();
+        let ids: Vec<&str> = result.claimed.iter().map(|c| c.event_id.as_str()).collect();
+        assert_eq!(ids, ["e50001", "e50002", "e50003", "e50004"][..limit]);
+        drop(tx);
+        plans.lock().unwrap().clone()
+    }
+
+    #[test]
+    fn a_claim_reads_the_due_index_in_order_though_statistics_saw_no_queue() {
+        let database = fresh_database();
+        let mut client = database.connect();
+        crate::store::schema_pg::migrate(&mut client).unwrap();
+        // A queue that went through 50,000 deliveries, so its due index spans many
+        // pages, and statistics from the quiet moment after: five retries waiting, the
+        // rest delivered. Then a backlog of 20,000 arrives before the server looks again.
+        client
+            .batch_execute(
+                "INSERT INTO events (id, type, conversation_id, received_at, source, body)
+                     SELECT 'e' || n, 'conversation.started', 'c' || n, n, 'test', '{}'
+                     FROM generate_series(1, 70000) n;
+                 INSERT INTO deliveries (event_seq, event_id, subscription, state,
+                                         next_attempt_at, created_at, updated_at,
+                                         conversation_id)
+                     SELECT seq, id, 's', 'pending', seq, seq, seq, conversation_id
+                     FROM events WHERE seq <= 50000;
+                 UPDATE deliveries SET state = 'delivered', next_attempt_at = NULL
+                     WHERE event_seq > 5;
+                 UPDATE deliveries SET next_attempt_at = 1e12 WHERE event_seq <= 5;",
+            )
+            .unwrap();
+        client.batch_execute("VACUUM ANALYZE deliveries").unwrap();
+        client
+            .batch_execute(
+                "INSERT INTO deliveries (event_seq, event_id, subscription, state,
+                                         next_attempt_at, created_at, updated_at,
+                                         conversation_id)
+                     SELECT seq, id, 's', 'pending', seq, seq, seq, conversation_id
+                     FROM events WHERE seq > 50000;",
+            )
+            .unwrap();
+        drop(client);
+        // A connection that hears the plan of every statement the function runs, each
+        // planned once for any parameters, as after its first five runs.
+        let plans = Arc::new(Mutex::new(Vec::new()));
+        let heard = Arc::clone(&plans);
+        let client = postgres::Config::from_str(database.url())
+            .unwrap()
+            .notice_callback(move |notice| heard.lock().unwrap().push(notice.message().to_string()))
+            .connect(postgres::NoTls)
+            .unwrap();
+        let db = Db::postgres(client, database.url());
+        db.execute_batch(
+            "LOAD 'auto_explain';
+             SET auto_explain.log_min_duration = 0;
+             SET auto_explain.log_nested_statements = on;
+             SET auto_explain.log_level = notice;
+             SET plan_cache_mode = force_generic_plan;",
+        )
+        .unwrap();
+        let lines = [Line::Any, Line::Conversation { hold_dead: true }];
+        for (line, limit) in lines.into_iter().zip([4, 3]) {
+            let mut request = request();
+            request.line = line;
+            let plans = claim_plans(&db, request, limit, &plans);
+            let take: Vec<&String> = plans.iter().filter(|p| p.contains("LockRows")).collect();
+            assert_eq!(take.len(), 1, "{plans:#?}");
+            assert!(take[0].contains("using deliveries_due"), "{}", take[0]);
+            assert!(!take[0].contains("Sort"), "{}", take[0]);
         }
     }
 
@@ -226,7 +274,7 @@ mod tests {
             .unwrap();
         let db = Db::postgres(client, database.url());
         let claim = |finishing: &[(&str, i64)]| {
-            let tx = db.transaction_with(super::super::SETTINGS).unwrap();
+            let tx = db.transaction().unwrap();
             let mut groups = [10];
             let budgets = super::super::Budgets {
                 total: 10,
@@ -267,7 +315,7 @@ mod tests {
                      FROM events WHERE id LIKE 't%';",
             )
             .unwrap();
-        let tx = db.transaction_with(super::super::SETTINGS).unwrap();
+        let tx = db.transaction().unwrap();
         let mut groups = [10];
         let budgets = super::super::Budgets {
             total: 10,

@@ -162,7 +162,7 @@ fn refs<'a>(values: &'a [Value<'a>]) -> Vec<&'a (dyn ToSql + Sync)> {
 }
 
 /// `?N` becomes `$N`, and a bare `?` the next number, outside quoted text and comments.
-pub(crate) fn placeholders(sql: &str) -> String {
+pub(super) fn placeholders(sql: &str) -> String {
     let mut out = String::with_capacity(sql.len() + 8);
     let mut chars = sql.chars().peekable();
     let mut next = 1;
