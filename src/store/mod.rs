@@ -19,6 +19,8 @@ mod integrity;
 mod line;
 mod migrate_store;
 pub mod nodes;
+#[cfg(test)]
+mod plans_pg_tests;
 mod prune;
 mod query;
 mod rename;

@@ -232,6 +232,11 @@ fn update_states(
 /// The same as [`update_states`] in one statement per chunk of deliveries (PostgreSQL,
 /// where each statement is a round trip to the server). Each delivery appears once:
 /// one `UPDATE ... FROM` row per delivery is what makes it the same.
+///
+/// The state each row must still have comes with the row (`v.was`), not as a constant:
+/// `d.state = 'pending'` let PostgreSQL, with statistics taken while the queue was empty,
+/// find the rows by reading every pending one through `deliveries_state` (15 to 45 ms a
+/// statement in a backlog) instead of each by its id.
 fn update_states_together(
     tx: &Db,
     records: &[AttemptRecord],
@@ -244,12 +249,12 @@ fn update_states_together(
              SET state = v.state, attempts = v.attempts, next_attempt_at = v.next_attempt_at,
                  leased_at = NULL, last_status = v.status, last_error = v.error,
                  updated_at = ?
-             FROM (VALUES {}) AS v (id, state, attempts, next_attempt_at, status, error)
-             WHERE d.id = v.id AND d.state = 'pending'
+             FROM (VALUES {}) AS v (id, state, attempts, next_attempt_at, status, error, was)
+             WHERE d.id = v.id AND d.state = v.was
              RETURNING d.id",
             vec![
                 "(CAST(? AS BIGINT), CAST(? AS TEXT), CAST(? AS BIGINT), CAST(? AS BIGINT), \
-                  CAST(? AS BIGINT), CAST(? AS TEXT))";
+                  CAST(? AS BIGINT), CAST(? AS TEXT), CAST('pending' AS TEXT))";
                 chunk.len()
             ]
             .join(", ")

@@ -141,8 +141,7 @@ fn lock_key(name: &str) -> i64 {
 
 #[cfg(test)]
 mod tests {
-    use std::str::FromStr as _;
-    use std::sync::{mpsc, Arc, Mutex};
+    use std::sync::mpsc;
     use std::time::Duration;
 
     use super::*;
@@ -163,93 +162,6 @@ mod tests {
                 endpoint_cap: 10,
                 rate: None,
             },
-        }
-    }
-
-    /// The plans PostgreSQL used for each statement run inside `posthorn_claim`, as
-    /// `auto_explain` reports them to the client.
-    fn claim_plans(
-        db: &Db,
-        request: ClaimRequest,
-        limit: usize,
-        plans: &Mutex<Vec<String>>,
-    ) -> Vec<String> {
-        plans.lock().unwrap().clear();
-        let mut groups = [limit];
-        let budgets = super::super::Budgets {
-            total: limit,
-            groups: &mut groups,
-            finishing: &[],
-        };
-        let tx = db.transaction().unwrap();
-        let result = claim(&tx, &[request], budgets, 60_000, 90_000).unwrap();
-        let ids: Vec<&str> = result.claimed.iter().map(|c| c.event_id.as_str()).collect();
-        assert_eq!(ids, ["e50001", "e50002", "e50003", "e50004"][..limit]);
-        drop(tx);
-        plans.lock().unwrap().clone()
-    }
-
-    #[test]
-    fn a_claim_reads_the_due_index_in_order_though_statistics_saw_no_queue() {
-        let database = fresh_database();
-        let mut client = database.connect();
-        crate::store::schema_pg::migrate(&mut client).unwrap();
-        // A queue that went through 50,000 deliveries, so its due index spans many
-        // pages, and statistics from the quiet moment after: five retries waiting, the
-        // rest delivered. Then a backlog of 20,000 arrives before the server looks again.
-        client
-            .batch_execute(
-                "INSERT INTO events (id, type, conversation_id, received_at, source, body)
-                     SELECT 'e' || n, 'conversation.started', 'c' || n, n, 'test', '{}'
-                     FROM generate_series(1, 70000) n;
-                 INSERT INTO deliveries (event_seq, event_id, subscription, state,
-                                         next_attempt_at, created_at, updated_at,
-                                         conversation_id)
-                     SELECT seq, id, 's', 'pending', seq, seq, seq, conversation_id
-                     FROM events WHERE seq <= 50000;
-                 UPDATE deliveries SET state = 'delivered', next_attempt_at = NULL
-                     WHERE event_seq > 5;
-                 UPDATE deliveries SET next_attempt_at = 1e12 WHERE event_seq <= 5;",
-            )
-            .unwrap();
-        client.batch_execute("VACUUM ANALYZE deliveries").unwrap();
-        client
-            .batch_execute(
-                "INSERT INTO deliveries (event_seq, event_id, subscription, state,
-                                         next_attempt_at, created_at, updated_at,
-                                         conversation_id)
-                     SELECT seq, id, 's', 'pending', seq, seq, seq, conversation_id
-                     FROM events WHERE seq > 50000;",
-            )
-            .unwrap();
-        drop(client);
-        // A connection that hears the plan of every statement the function runs, each
-        // planned once for any parameters, as after its first five runs.
-        let plans = Arc::new(Mutex::new(Vec::new()));
-        let heard = Arc::clone(&plans);
-        let client = postgres::Config::from_str(database.url())
-            .unwrap()
-            .notice_callback(move |notice| heard.lock().unwrap().push(notice.message().to_string()))
-            .connect(postgres::NoTls)
-            .unwrap();
-        let db = Db::postgres(client, database.url());
-        db.execute_batch(
-            "LOAD 'auto_explain';
-             SET auto_explain.log_min_duration = 0;
-             SET auto_explain.log_nested_statements = on;
-             SET auto_explain.log_level = notice;
-             SET plan_cache_mode = force_generic_plan;",
-        )
-        .unwrap();
-        let lines = [Line::Any, Line::Conversation { hold_dead: true }];
-        for (line, limit) in lines.into_iter().zip([4, 3]) {
-            let mut request = request();
-            request.line = line;
-            let plans = claim_plans(&db, request, limit, &plans);
-            let take: Vec<&String> = plans.iter().filter(|p| p.contains("LockRows")).collect();
-            assert_eq!(take.len(), 1, "{plans:#?}");
-            assert!(take[0].contains("using deliveries_due"), "{}", take[0]);
-            assert!(!take[0].contains("Sort"), "{}", take[0]);
         }
     }
 
