@@ -16,13 +16,16 @@
 //! the events of every phase are spread over the nodes' spools in blocks of 500.
 //! `BENCH_SETUPS="2,3"` runs only those setups (numbered as printed).
 //!
+//! Every setup's nodes start first and run to the end, idle but for their own rounds.
 //! Per setup: (1) a burst of events to one subscription, events/s from the first write
 //! to the last receipt; (2) the same for fan-out, each event to ten subscriptions,
-//! deliveries/s; (1) and (2) once to warm up, then five times in turn, reporting the
-//! median of each (and the spread, lowest to highest); (3) a steady 200 events/s to one subscription,
-//! write-to-receipt p50 and p99; the store commits per event
-//! (`posthorn_store_commits_total` of every node, over the events of phases 1 and 2);
-//! and the CPU time the whole machine spent per 1,000 deliveries of phases 1 and 2
+//! deliveries/s. Each setup runs (1) and (2) once to warm up; then five counted rounds
+//! take the setups in turn, forwards and backwards, so that a slower spell of a shared
+//! machine falls on every setup alike, not on whichever ran then. Reported: the median
+//! of each (and the spread, lowest to highest); (3) a steady 200 events/s to one
+//! subscription, write-to-receipt p50 and p99; the store commits per event
+//! (`posthorn_store_commits_total` of every node, over the counted rounds); and the CPU
+//! time the whole machine spent per 1,000 deliveries of the counted rounds
 //! (`/proc/stat`), which says what coordinating several nodes costs whatever the
 //! run-to-run noise in the rates. `--quick` runs shorter bursts, once.
 
@@ -122,30 +125,49 @@ fn run() -> anyhow::Result<()> {
         },
     ];
     let chosen = chosen_setups(setups.len())?;
-    let mut results = Vec::new();
+    let load = Load {
+        burst,
+        rounds,
+        steady_secs,
+    };
+    let mut running = Vec::new();
     for (index, setup) in setups.iter().enumerate() {
         if !chosen.contains(&(index + 1)) {
-            results.push(None);
             continue;
         }
-        println!("\n[{}] {}", index + 1, setup.name);
         let store = match setup.postgres {
             true => Some(server.create_database(&format!("bench_{index}"))?),
             false => None,
         };
-        let figures = measure(
+        println!("[{}] {}", index + 1, setup.name);
+        running.push(Running::start(
             &bin,
             dir.path(),
             index,
             setup,
             store.as_deref(),
-            Load {
-                burst,
-                rounds,
-                steady_secs,
-            },
-        )?;
-        results.push(Some(figures));
+        )?);
+    }
+    // A freshly started server and store are slower at first (in one run, 2,431 then
+    // 3,690, 4,909, 5,853 and 6,364 events/s): one round of each kind goes first,
+    // uncounted. Then the counted rounds take the setups in turn, forwards and backwards,
+    // so that a slower spell of a shared machine falls on every setup alike.
+    for setup in &mut running {
+        setup.round(Round::WarmUp, load)?;
+    }
+    for round in 0..rounds {
+        let mut order: Vec<&mut Running> = running.iter_mut().collect();
+        if round % 2 == 1 {
+            order.reverse();
+        }
+        for setup in order {
+            setup.round(Round::Counted(round), load)?;
+        }
+    }
+    let mut results: Vec<Option<Figures>> = (0..setups.len()).map(|_| None).collect();
+    for setup in running {
+        let index = setup.index;
+        results[index] = Some(setup.finish(load)?);
     }
 
     println!("\n| setup | events/s, 1 subscription | deliveries/s, fan-out x{FAN_OUT} | p50 ms | p99 ms | commits/event | CPU ms / 1,000 deliveries |");
@@ -211,95 +233,137 @@ fn chosen_setups(count: usize) -> anyhow::Result<Vec<usize>> {
         .collect()
 }
 
-fn measure(
-    bin: &Path,
-    dir: &Path,
+/// One setup's nodes, running from the first round to the last, and what its rounds
+/// measured so far.
+struct Running {
     index: usize,
-    setup: &Setup,
-    postgres_url: Option<&str>,
-    load: Load,
-) -> anyhow::Result<Figures> {
-    let Load {
-        burst,
-        rounds,
-        steady_secs,
-    } = load;
-    let receiver = Receiver::start()?;
-    let mut nodes = Vec::new();
-    for n in 0..setup.nodes {
-        nodes.push(Node::start(
-            bin,
-            &dir.join(format!("s{index}-n{n}")),
-            postgres_url,
-            &receiver,
-        )?);
-    }
-    let mut figures = Figures::default();
-    // A freshly started server and store are slower at first (in one run, 2,431 then
-    // 3,690, 4,909, 5,853 and 6,364 events/s): one round of each kind goes first,
-    // uncounted.
-    burst_to_one(&mut nodes, &receiver, Round::WarmUp, burst);
-    fan_out(&mut nodes, &receiver, Round::WarmUp, burst / FAN_OUT);
-    let commits_before: u64 = nodes
-        .iter()
-        .map(Node::commits)
-        .sum::<anyhow::Result<u64>>()?;
-    let cpu_before = busy_cpu_ms();
-    let mut events_per_sec = Vec::new();
-    let mut deliveries_per_sec = Vec::new();
-    for round in (0..rounds).map(Round::Counted) {
-        events_per_sec.push(burst_to_one(&mut nodes, &receiver, round, burst));
-        deliveries_per_sec.push(fan_out(&mut nodes, &receiver, round, burst / FAN_OUT));
-    }
-    figures.events_per_sec = median(&events_per_sec);
-    figures.deliveries_per_sec = median(&deliveries_per_sec);
-    println!(
-        "  median of {rounds}: {} events/s to 1 subscription ({}), {} deliveries/s fanned out ({})",
-        shown(figures.events_per_sec),
-        range_of(&events_per_sec),
-        shown(figures.deliveries_per_sec),
-        range_of(&deliveries_per_sec)
-    );
-    let commits_after: u64 = nodes
-        .iter()
-        .map(Node::commits)
-        .sum::<anyhow::Result<u64>>()?;
-    figures.commits_per_event =
-        (commits_after - commits_before) as f64 / (rounds * (burst + burst / FAN_OUT)) as f64;
-    let deliveries = (rounds * 2 * burst) as f64;
-    figures.cpu_ms_per_1k = cpu_before
-        .zip(busy_cpu_ms())
-        .map(|(before, after)| (after - before) as f64 / deliveries * 1_000.0);
+    receiver: Receiver,
+    nodes: Vec<Node>,
+    events_per_sec: Vec<Option<f64>>,
+    deliveries_per_sec: Vec<Option<f64>>,
+    /// Store commits and busy CPU time (ms) over the counted rounds.
+    commits: u64,
+    cpu_ms: Option<u64>,
+}
 
-    // 3. Latency at a steady 200 events/s, spread over the nodes.
-    let rate = 200;
-    let total = rate * steady_secs as usize;
-    let start = Instant::now();
-    for seq in 0..total {
-        let due = start + Duration::from_micros(seq as u64 * 1_000_000 / rate as u64);
-        if let Some(wait) = due.checked_duration_since(Instant::now()) {
-            std::thread::sleep(wait);
+impl Running {
+    fn start(
+        bin: &Path,
+        dir: &Path,
+        index: usize,
+        setup: &Setup,
+        postgres_url: Option<&str>,
+    ) -> anyhow::Result<Running> {
+        let receiver = Receiver::start()?;
+        let mut nodes = Vec::new();
+        for n in 0..setup.nodes {
+            nodes.push(Node::start(
+                bin,
+                &dir.join(format!("s{index}-n{n}")),
+                postgres_url,
+                &receiver,
+            )?);
         }
-        let node = seq % nodes.len();
-        nodes[node].append(&[event_line("steady", seq, "c-one")])?;
+        Ok(Running {
+            index,
+            receiver,
+            nodes,
+            events_per_sec: Vec::new(),
+            deliveries_per_sec: Vec::new(),
+            commits: 0,
+            cpu_ms: Some(0),
+        })
     }
-    receiver.wait_for("steady", total, Duration::from_secs(60))?;
-    let mut latencies = receiver.phase("steady").latencies_us;
-    latencies.sort_unstable();
-    let pick = |q: f64| {
-        let rank = ((q * latencies.len() as f64).ceil() as usize).clamp(1, latencies.len());
-        latencies[rank - 1] as f64 / 1e3
-    };
-    figures.p50_ms = pick(0.50);
-    figures.p99_ms = pick(0.99);
-    println!(
-        "  steady {rate} events/s for {steady_secs} s: p50 {:.2} ms, p99 {:.2} ms; {:.2} commits per event",
-        figures.p50_ms, figures.p99_ms, figures.commits_per_event
-    );
-    for node in nodes {
-        node.stop();
+
+    /// (1) and (2) once each.
+    fn round(&mut self, round: Round, load: Load) -> anyhow::Result<()> {
+        let commits_before = self.commits_so_far()?;
+        let cpu_before = busy_cpu_ms();
+        let label = format!("[{}] {round}", self.index + 1);
+        let events = burst_to_one(&mut self.nodes, &self.receiver, &label, round, load.burst);
+        let deliveries = fan_out(
+            &mut self.nodes,
+            &self.receiver,
+            &label,
+            round,
+            load.burst / FAN_OUT,
+        );
+        if let Round::Counted(_) = round {
+            self.events_per_sec.push(events);
+            self.deliveries_per_sec.push(deliveries);
+            self.commits += self.commits_so_far()? - commits_before;
+            self.cpu_ms = self
+                .cpu_ms
+                .zip(cpu_before.zip(busy_cpu_ms()))
+                .map(|(sum, (before, after))| sum + (after - before));
+        }
+        Ok(())
     }
-    Ok(figures)
+
+    fn commits_so_far(&self) -> anyhow::Result<u64> {
+        self.nodes.iter().map(Node::commits).sum()
+    }
+
+    /// The medians of the counted rounds, then (3), and the nodes stopped.
+    fn finish(self, load: Load) -> anyhow::Result<Figures> {
+        let Load {
+            burst,
+            rounds,
+            steady_secs,
+        } = load;
+        let mut figures = Figures {
+            events_per_sec: median(&self.events_per_sec),
+            deliveries_per_sec: median(&self.deliveries_per_sec),
+            commits_per_event: self.commits as f64 / (rounds * (burst + burst / FAN_OUT)) as f64,
+            cpu_ms_per_1k: self
+                .cpu_ms
+                .map(|ms| ms as f64 / (rounds * 2 * burst) as f64 * 1_000.0),
+            ..Figures::default()
+        };
+        println!(
+            "[{}] median of {rounds}: {} events/s to 1 subscription ({}), {} deliveries/s fanned out ({})",
+            self.index + 1,
+            shown(figures.events_per_sec),
+            range_of(&self.events_per_sec),
+            shown(figures.deliveries_per_sec),
+            range_of(&self.deliveries_per_sec)
+        );
+
+        // 3. Latency at a steady 200 events/s, spread over the nodes.
+        let mut nodes = self.nodes;
+        let rate = 200;
+        let total = rate * steady_secs as usize;
+        let start = Instant::now();
+        for seq in 0..total {
+            let due = start + Duration::from_micros(seq as u64 * 1_000_000 / rate as u64);
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+            let node = seq % nodes.len();
+            nodes[node].append(&[event_line("steady", seq, "c-one")])?;
+        }
+        self.receiver
+            .wait_for("steady", total, Duration::from_secs(60))?;
+        let mut latencies = self.receiver.phase("steady").latencies_us;
+        latencies.sort_unstable();
+        let pick = |q: f64| {
+            let rank = ((q * latencies.len() as f64).ceil() as usize).clamp(1, latencies.len());
+            latencies[rank - 1] as f64 / 1e3
+        };
+        figures.p50_ms = pick(0.50);
+        figures.p99_ms = pick(0.99);
+        println!(
+            "[{}] steady {rate} events/s for {steady_secs} s: p50 {:.2} ms, p99 {:.2} ms; {:.2} commits per event",
+            self.index + 1,
+            figures.p50_ms,
+            figures.p99_ms,
+            figures.commits_per_event
+        );
+        for node in nodes {
+            node.stop();
+        }
+        Ok(figures)
+    }
 }
 
 /// One round of phase 1: a burst of `burst` events to one subscription; events/s
@@ -307,34 +371,41 @@ fn measure(
 fn burst_to_one(
     nodes: &mut [Node],
     receiver: &Receiver,
+    label: &str,
     round: Round,
     burst: usize,
 ) -> Option<f64> {
     let phase = format!("one{}", round.tag());
     let first = Instant::now();
     if let Err(err) = spread(nodes, &phase, "c-one", burst) {
-        println!("  {err:#}");
+        println!("{label}: {err:#}");
         return None;
     }
     let limit = Duration::from_secs(60 + burst as u64 / 200);
     if let Err(err) = receiver.wait_for(&phase, burst, limit) {
-        println!("  {err:#}");
+        println!("{label}: {err:#}");
         return None;
     }
     let last = receiver.phase(&phase).last_at?;
     let rate = burst as f64 / last.duration_since(first).as_secs_f64();
-    println!("  1 subscription, {round}: {burst} events, {rate:.0} events/s");
+    println!("{label}, 1 subscription: {burst} events, {rate:.0} events/s");
     Some(rate)
 }
 
 /// One round of phase 2: `events` events, each to [`FAN_OUT`] subscriptions;
 /// deliveries/s, `None` if they did not all arrive.
-fn fan_out(nodes: &mut [Node], receiver: &Receiver, round: Round, events: usize) -> Option<f64> {
+fn fan_out(
+    nodes: &mut [Node],
+    receiver: &Receiver,
+    label: &str,
+    round: Round,
+    events: usize,
+) -> Option<f64> {
     let phase = format!("fan{}", round.tag());
     let deliveries = events * FAN_OUT;
     let first = Instant::now();
     if let Err(err) = spread(nodes, &phase, "c-fan", events) {
-        println!("  {err:#}");
+        println!("{label}: {err:#}");
         return None;
     }
     let deadline = first + Duration::from_secs(60 + deliveries as u64 / 200);
@@ -342,13 +413,13 @@ fn fan_out(nodes: &mut [Node], receiver: &Receiver, round: Round, events: usize)
         if receiver.phase(&phase).every.len() >= deliveries {
             let rate = deliveries as f64 / first.elapsed().as_secs_f64();
             println!(
-                "  fan-out x{FAN_OUT}, {round}: {deliveries} deliveries, {rate:.0} deliveries/s"
+                "{label}, fan-out x{FAN_OUT}: {deliveries} deliveries, {rate:.0} deliveries/s"
             );
             return Some(rate);
         }
         std::thread::sleep(Duration::from_millis(5));
     }
-    println!("  fan-out x{FAN_OUT}, {round}: timed out");
+    println!("{label}, fan-out x{FAN_OUT}: timed out");
     None
 }
 
