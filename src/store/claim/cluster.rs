@@ -11,9 +11,9 @@
 //! three round trips (a fan-out claim across a dozen), and on a busy machine across the
 //! moments its node waited for a CPU; the other nodes' claims queued behind it. A claim
 //! waits for the locks (taken in ascending order, so never in a circle) at most
-//! `lock_timeout` (2 s): a node that stalls holding one fails the claims of others, not
-//! the others. The commit is not durable: a claim lost in a server crash leaves its
-//! deliveries pending.
+//! `lock_timeout` (2 s); past it the claim fails, and its node logs it and tries again.
+//! The commit is not durable: a claim lost in a server crash leaves its deliveries
+//! pending.
 
 use std::collections::BTreeSet;
 
