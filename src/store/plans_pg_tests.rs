@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::store::db::Db;
 use crate::store::test_pg::{fresh_database, FreshDatabase};
+use crate::store::test_support::claim_request;
 use crate::store::{AttemptRecord, ClaimRequest, ClusterLimits, Line, NextStep};
 
 /// A queue that went through 50,000 deliveries, each leased then delivered, so its due
@@ -72,18 +73,17 @@ fn listening(database: &FreshDatabase) -> (Db, Arc<Mutex<Vec<String>>>) {
     (db, plans)
 }
 
+/// Four deliveries in `line`, under a rate limit that lets them all go: the rate
+/// limit's lease count runs too.
 fn request(line: Line) -> ClaimRequest {
     ClaimRequest {
-        subscription: "s".into(),
         limit: 4,
         line,
-        group: 0,
         cluster: ClusterLimits {
-            endpoint: "http://127.0.0.1:9/hook".into(),
-            endpoint_subscriptions: vec!["s".into()],
-            endpoint_cap: 10,
             rate: Some((1_000, 1_000)),
+            ..claim_request().cluster
         },
+        ..claim_request()
     }
 }
 

@@ -130,18 +130,7 @@ fn a_database_of_every_older_version_is_migrated_and_its_queue_claimed() {
             Some(known()),
             "from version {version}"
         );
-        let request = crate::store::ClaimRequest {
-            subscription: "s".into(),
-            limit: 5,
-            line: crate::store::Line::Any,
-            group: 0,
-            cluster: crate::store::ClusterLimits {
-                endpoint: "http://127.0.0.1:9/hook".into(),
-                endpoint_subscriptions: vec!["s".into()],
-                endpoint_cap: 10,
-                rate: None,
-            },
-        };
+        let request = crate::store::test_support::claim_request();
         let claimed = store.handle().claim(vec![request], 1_000, 31_000).unwrap();
         let bodies: Vec<&str> = claimed.claimed.iter().map(|c| c.body.as_str()).collect();
         assert_eq!(bodies, [r#"{"n":1.10}"#], "from version {version}");

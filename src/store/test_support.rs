@@ -82,3 +82,20 @@ pub fn plan(conn: &Db, sql: &str, values: Vec<crate::store::db::OwnedValue>) -> 
         .unwrap();
     lines.join("; ")
 }
+
+/// A claim of up to 5 due deliveries of subscription `s`, alone on its endpoint (cap 10,
+/// no rate limit), in any order: what the PostgreSQL claim tests start from.
+pub fn claim_request() -> super::ClaimRequest {
+    super::ClaimRequest {
+        subscription: "s".into(),
+        limit: 5,
+        line: super::Line::Any,
+        group: 0,
+        cluster: super::ClusterLimits {
+            endpoint: "http://127.0.0.1:9/hook".into(),
+            endpoint_subscriptions: vec!["s".into()],
+            endpoint_cap: 10,
+            rate: None,
+        },
+    }
+}

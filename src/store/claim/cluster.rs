@@ -146,24 +146,8 @@ mod tests {
 
     use super::*;
     use crate::store::test_pg::fresh_database;
-    use crate::store::{ClusterLimits, Line, Store};
-
-    const ENDPOINT: &str = "http://127.0.0.1:9/hook";
-
-    fn request() -> ClaimRequest {
-        ClaimRequest {
-            subscription: "s".into(),
-            limit: 5,
-            line: Line::Any,
-            group: 0,
-            cluster: ClusterLimits {
-                endpoint: ENDPOINT.into(),
-                endpoint_subscriptions: vec!["s".into()],
-                endpoint_cap: 10,
-                rate: None,
-            },
-        }
-    }
+    use crate::store::test_support::claim_request;
+    use crate::store::Store;
 
     #[test]
     fn attempts_finished_but_not_yet_recorded_hold_no_endpoint_slot() {
@@ -193,7 +177,8 @@ mod tests {
                 groups: &mut groups,
                 finishing,
             };
-            let result = super::super::claim(&tx, &[request()], budgets, 2_000, 32_000).unwrap();
+            let result =
+                super::super::claim(&tx, &[claim_request()], budgets, 2_000, 32_000).unwrap();
             // Rolled back: each claim starts from the same rows.
             drop(tx);
             result
@@ -212,7 +197,7 @@ mod tests {
         assert_eq!(one.claimed.len(), 1);
 
         // Leases of another subscription to the same endpoint take its slots too.
-        let mut shared = request();
+        let mut shared = claim_request();
         shared.cluster.endpoint_subscriptions = vec!["s".into(), "t".into()];
         shared.cluster.endpoint_cap = 12;
         let mut fixtures = database.connect();
@@ -254,7 +239,10 @@ mod tests {
                      SELECT seq, id, 's', 'pending', 1, 1, 1 FROM events;",
             )
             .unwrap();
-        let key = lock_key(&format!("posthorn.endpoint:{ENDPOINT}"));
+        let key = lock_key(&format!(
+            "posthorn.endpoint:{}",
+            claim_request().cluster.endpoint
+        ));
         let leased = |client: &mut postgres::Client| -> i64 {
             client
                 .query_one(
@@ -273,7 +261,7 @@ mod tests {
             .unwrap();
         let err = store
             .handle()
-            .claim(vec![request()], 1_000, 31_000)
+            .claim(vec![claim_request()], 1_000, 31_000)
             .unwrap_err();
         assert!(format!("{err:#}").contains("lock timeout"), "{err:#}");
         assert_eq!(leased(&mut fixtures), 0);
@@ -294,7 +282,7 @@ mod tests {
             take.recv_timeout(Duration::from_secs(10)).unwrap();
             let result = store
                 .handle()
-                .claim(vec![request()], 1_000, 31_000)
+                .claim(vec![claim_request()], 1_000, 31_000)
                 .unwrap();
             assert_eq!(result.claimed.len(), 1);
         });
